@@ -1,0 +1,326 @@
+//! The root file system: ext4 made from the tree with `mke2fs -d`, written straight into the
+//! disk image at the root partition's offset (`-E offset=`), so the tree is read once and the
+//! file system is never copied. Files that assembly adds (fstab, grub.cfg) go in afterwards
+//! with `debugfs -w` on `disk?offset=N`; the tree itself is never modified.
+//!
+//! mke2fs runs with a configuration file of ours (`MKE2FS_CONFIG`), so the host's
+//! /etc/mke2fs.conf cannot change the result, and with an explicit feature list chosen for the
+//! target: GRUB reads the file system before the kernel does, and the target's own e2fsck
+//! checks it at every boot, so a feature either of them does not know makes an unbootable or
+//! unfsckable image.
+
+use crate::host;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+use uuid::Uuid;
+
+/// Which ext4 features the root file system gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureSet {
+    /// Read by e2fsprogs 1.44 and GRUB 2.02 (Ubuntu 18.04) and everything newer: no
+    /// `metadata_csum_seed` (GRUB before 2.12 refuses it) and no `orphan_file` (e2fsck before
+    /// 1.47 refuses it).
+    Compat,
+    /// Compat plus `metadata_csum_seed` and `orphan_file`, for trees whose e2fsprogs (1.47+) and
+    /// GRUB (2.12+) know them.
+    Current,
+}
+
+const COMPAT_FEATURES: &str = "has_journal,ext_attr,resize_inode,dir_index,filetype,extent,64bit,\
+flex_bg,sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum";
+
+impl FeatureSet {
+    pub fn features(self) -> String {
+        match self {
+            FeatureSet::Compat => COMPAT_FEATURES.to_string(),
+            FeatureSet::Current => format!("{COMPAT_FEATURES},metadata_csum_seed,orphan_file"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureSet::Compat => "compat",
+            FeatureSet::Current => "current",
+        }
+    }
+
+    /// The newest set both the tree's e2fsprogs and its GRUB read. Unknown versions (no dpkg
+    /// database) get the compatible set.
+    pub fn for_target(e2fsprogs: Option<&str>, grub: Option<&str>) -> FeatureSet {
+        let at_least = |v: Option<&str>, min: &str| {
+            v.map(|v| {
+                // Drop an epoch ("1:2.12-1") before comparing.
+                let v = v.split_once(':').map_or(v, |(_, rest)| rest);
+                crate::tree::version_cmp(v, min).is_ge()
+            })
+            .unwrap_or(false)
+        };
+        if at_least(e2fsprogs, "1.47") && at_least(grub, "2.12") {
+            FeatureSet::Current
+        } else {
+            FeatureSet::Compat
+        }
+    }
+}
+
+impl std::str::FromStr for FeatureSet {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "compat" => Ok(FeatureSet::Compat),
+            "current" => Ok(FeatureSet::Current),
+            other => bail!("unknown ext4 feature set '{other}' (expected auto, compat or current)"),
+        }
+    }
+}
+
+/// Everything that defines the root file system.
+#[derive(Clone, Debug)]
+pub struct RootFsSpec<'a> {
+    pub tree: &'a Path,
+    pub label: &'a str,
+    pub uuid: Uuid,
+    pub hash_seed: Uuid,
+    pub features: FeatureSet,
+    /// Byte offset of the root partition in the disk image.
+    pub offset: u64,
+    /// Size of the root partition in bytes.
+    pub size: u64,
+    pub source_date_epoch: Option<u64>,
+}
+
+const MKE2FS_CONF: &str = "[defaults]
+\tblocksize = 4096
+\tinode_size = 256
+\tinode_ratio = 16384
+\treserved_ratio = 5.0
+
+[fs_types]
+\text4 = {
+\t}
+\tsmall = {
+\t}
+\tfloppy = {
+\t}
+\tdefault = {
+\t}
+\tbig = {
+\t}
+\thuge = {
+\t}
+";
+
+/// Bytes per inode: the file system gets one inode per this many bytes.
+pub const INODE_RATIO: u64 = 16384;
+
+/// Makes the root file system inside `disk` (which must already have its full length).
+pub fn make_root_fs(disk: &Path, spec: &RootFsSpec, work: &Path) -> Result<()> {
+    let mke2fs = host::require("mke2fs")?;
+    let conf = work.join("mke2fs.conf");
+    std::fs::write(&conf, MKE2FS_CONF).context("writing mke2fs.conf")?;
+    let blocks = spec.size / 4096;
+    let mut cmd = Command::new(mke2fs);
+    cmd.env("MKE2FS_CONFIG", &conf)
+        .env_remove("MKE2FS_SYNC")
+        .args(["-q", "-F", "-t", "ext4", "-b", "4096"])
+        .arg("-O")
+        .arg(format!("none,{}", spec.features.features()))
+        .args(["-L", spec.label])
+        .arg("-U")
+        .arg(spec.uuid.to_string())
+        .arg("-E")
+        .arg(format!(
+            "offset={},hash_seed={},root_owner=0:0",
+            spec.offset, spec.hash_seed
+        ))
+        .arg("-d")
+        .arg(spec.tree)
+        .arg(disk)
+        .arg(blocks.to_string());
+    match spec.source_date_epoch {
+        Some(t) => cmd.env("SOURCE_DATE_EPOCH", t.to_string()),
+        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    host::run(&mut cmd, "mke2fs (making the root file system)").map_err(|e| {
+        let text = e.to_string();
+        if text.contains("Could not allocate") || text.contains("No space left") {
+            anyhow::anyhow!(
+                "the root file system ran out of space while copying the tree: choose a larger --size ({text})"
+            )
+        } else {
+            e
+        }
+    })?;
+    Ok(())
+}
+
+/// A file assembly adds to the root file system.
+#[derive(Clone, Debug)]
+pub struct AddedFile {
+    /// Absolute path in the image.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+fn check_image_path(path: &str) -> Result<()> {
+    if !path.starts_with('/')
+        || path.contains(['\n', ' ', '"'])
+        || path.contains("/../")
+        || path.ends_with('/')
+    {
+        bail!("internal error: bad path {path:?} for the image");
+    }
+    Ok(())
+}
+
+/// Appends debugfs commands that create `path` and any missing parent (0755 root:root).
+fn mkdirs(
+    script: &mut String,
+    made: &mut std::collections::HashSet<String>,
+    tree: &Path,
+    path: &str,
+) {
+    let mut dir = String::new();
+    for part in path.trim_start_matches('/').split('/') {
+        dir.push('/');
+        dir.push_str(part);
+        if !tree.join(dir.trim_start_matches('/')).is_dir() && made.insert(dir.clone()) {
+            script.push_str(&format!(
+                "mkdir {dir}\nsif {dir} mode 040755\nsif {dir} uid 0\nsif {dir} gid 0\n"
+            ));
+        }
+    }
+}
+
+/// Writes `files` and `dirs` into the file system at `offset` in `disk`, creating missing
+/// directories (0755 root:root) and replacing files the tree had. Every file is read back
+/// afterwards, because debugfs reports errors in a script only as text.
+pub fn add_files(
+    disk: &Path,
+    offset: u64,
+    tree: &Path,
+    files: &[AddedFile],
+    dirs: &[&str],
+    work: &Path,
+    epoch: Option<u64>,
+) -> Result<()> {
+    let debugfs = host::require("debugfs")?;
+    let device = format!("{}?offset={offset}", disk.display());
+    let mut script = String::new();
+    let mut made = std::collections::HashSet::new();
+    for d in dirs {
+        check_image_path(d)?;
+        mkdirs(&mut script, &mut made, tree, d);
+    }
+    for (i, f) in files.iter().enumerate() {
+        check_image_path(&f.path)?;
+        if let Some((parent, _)) = f.path.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            mkdirs(&mut script, &mut made, tree, parent);
+        }
+        let rel = f.path.trim_start_matches('/');
+        let existing = tree.join(rel);
+        if existing.symlink_metadata().is_ok() {
+            if existing.is_dir() && !existing.is_symlink() {
+                bail!("cannot add {}: the tree has a directory there", f.path);
+            }
+            script.push_str(&format!("rm {}\n", f.path));
+        }
+        let src = work.join(format!("added-{i}"));
+        std::fs::write(&src, &f.contents).with_context(|| format!("staging {}", f.path))?;
+        script.push_str(&format!(
+            "write {} {}\nsif {p} mode 0{:o}\nsif {p} uid 0\nsif {p} gid 0\n",
+            src.display(),
+            f.path,
+            0o100000 | f.mode,
+            p = f.path
+        ));
+    }
+    let script_path = work.join("debugfs.cmds");
+    std::fs::write(&script_path, &script).context("writing the debugfs script")?;
+    let mut cmd = Command::new(&debugfs);
+    cmd.arg("-w").arg("-f").arg(&script_path).arg(&device);
+    match epoch {
+        Some(t) => cmd.env("SOURCE_DATE_EPOCH", t.to_string()),
+        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    host::run(&mut cmd, "debugfs (adding files to the root file system)")?;
+    for d in dirs {
+        let out = host::run(
+            Command::new(&debugfs)
+                .arg("-R")
+                .arg(format!("stat {d}"))
+                .arg(&device),
+            "debugfs (checking an added directory)",
+        )?;
+        if !String::from_utf8_lossy(&out.stdout).contains("Type: directory") {
+            bail!(
+                "adding directory {d} to the root file system failed: {}",
+                host::last_lines(&out, 2)
+            );
+        }
+    }
+    for f in files {
+        let out = host::run(
+            Command::new(&debugfs)
+                .arg("-R")
+                .arg(format!("cat {}", f.path))
+                .arg(&device),
+            "debugfs (reading back an added file)",
+        )?;
+        if out.stdout != f.contents {
+            bail!(
+                "adding {} to the root file system failed: {}",
+                f.path,
+                host::last_lines(&out, 2)
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_set_follows_the_target() {
+        let table = [
+            (
+                Some("1.44.1-1ubuntu1.4"),
+                Some("2.02-2ubuntu8.26"),
+                FeatureSet::Compat,
+            ),
+            (
+                Some("1.47.0-2+b2"),
+                Some("2.06-13+deb12u2"),
+                FeatureSet::Compat,
+            ),
+            (
+                Some("1.47.0-2.4~exp1ubuntu4"),
+                Some("2.12-1ubuntu7"),
+                FeatureSet::Current,
+            ),
+            (Some("1.47.2-1"), Some("1:2.12-5"), FeatureSet::Current),
+            (None, Some("2.12-1"), FeatureSet::Compat),
+            (None, None, FeatureSet::Compat),
+        ];
+        for (e2fs, grub, want) in table {
+            assert_eq!(
+                FeatureSet::for_target(e2fs, grub),
+                want,
+                "{e2fs:?} {grub:?}"
+            );
+        }
+        assert!(!FeatureSet::Compat.features().contains("metadata_csum_seed"));
+        assert!(!FeatureSet::Compat.features().contains("orphan_file"));
+        assert!(FeatureSet::Current
+            .features()
+            .ends_with("metadata_csum_seed,orphan_file"));
+        assert_eq!(
+            "newest".parse::<FeatureSet>().unwrap_err().to_string(),
+            "unknown ext4 feature set 'newest' (expected auto, compat or current)"
+        );
+    }
+}

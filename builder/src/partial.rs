@@ -1,0 +1,211 @@
+//! Artifacts under construction.
+//!
+//! Every output is written under a hidden temporary name beside its final name and renamed only
+//! when the whole run has succeeded, so an interrupted or failed run leaves no partial artifact
+//! and never replaces a good one. Temporary paths and child processes are kept in a registry so
+//! that Ctrl-C (SIGINT/SIGTERM) can remove the former and stop the latter before exiting.
+
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static TEMP_PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn register_child(pid: u32) {
+    lock(&CHILDREN).push(pid);
+}
+
+pub fn unregister_child(pid: u32) {
+    lock(&CHILDREN).retain(|p| *p != pid);
+}
+
+fn register(path: &Path) {
+    lock(&TEMP_PATHS).push(path.to_path_buf());
+}
+
+fn unregister(path: &Path) {
+    lock(&TEMP_PATHS).retain(|p| p != path);
+}
+
+fn remove_path(path: &Path) {
+    let _ = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+}
+
+/// Removes every registered temporary path and stops registered children. Called on Ctrl-C.
+pub fn abandon_all() {
+    for pid in lock(&CHILDREN).drain(..) {
+        // SAFETY: kill(2) with a pid we spawned; at worst the process is already gone.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    for path in lock(&TEMP_PATHS).drain(..) {
+        remove_path(&path);
+    }
+}
+
+/// Installs the SIGINT/SIGTERM handler: clean up, say so, exit 130.
+pub fn install_interrupt_handler() -> Result<()> {
+    ctrlc::set_handler(|| {
+        abandon_all();
+        eprintln!("error: interrupted; no partial artifact was left behind");
+        std::process::exit(130);
+    })
+    .context("installing the Ctrl-C handler")
+}
+
+/// A file written under a temporary name until [`PartialFile::commit`] renames it.
+#[derive(Debug)]
+pub struct PartialFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl PartialFile {
+    /// Creates `.NAME.partial` beside `dest`.
+    pub fn create(dest: &Path) -> Result<Self> {
+        let name = dest
+            .file_name()
+            .with_context(|| format!("{} has no file name", dest.display()))?;
+        let tmp = dest.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+        register(&tmp);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()));
+        match file {
+            Ok(file) => Ok(PartialFile {
+                tmp,
+                dest: dest.to_path_buf(),
+                file,
+                committed: false,
+            }),
+            Err(e) => {
+                unregister(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn file_mut(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Where the content is now (the temporary name).
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Where the content goes on commit.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes the content to disk and renames it to its final name.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("flushing {}", self.tmp.display()))?;
+        std::fs::rename(&self.tmp, &self.dest).with_context(|| {
+            format!("renaming {} to {}", self.tmp.display(), self.dest.display())
+        })?;
+        unregister(&self.tmp);
+        self.committed = true;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            remove_path(&self.tmp);
+            unregister(&self.tmp);
+        }
+    }
+}
+
+/// A scratch directory, removed when dropped or on Ctrl-C.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    /// Creates a hidden scratch directory inside `parent` (the output directory, so that large
+    /// scratch files live on the file system the user chose for outputs).
+    pub fn create(parent: &Path, name: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{name}.work-"))
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+        let path = dir.keep();
+        register(&path);
+        Ok(WorkDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        remove_path(&self.path);
+        unregister(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_file_appears_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a.raw");
+        let p = PartialFile::create(&dest).unwrap();
+        assert!(p.path().exists());
+        assert!(!dest.exists());
+        p.commit().unwrap();
+        assert!(dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let dropped = PartialFile::create(&dir.path().join("b.raw")).unwrap();
+        let tmp = dropped.path().to_path_buf();
+        drop(dropped);
+        assert!(!tmp.exists());
+        assert!(!dir.path().join("b.raw").exists());
+    }
+
+    #[test]
+    fn abandon_removes_registered_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = WorkDir::create(dir.path(), "x").unwrap();
+        std::fs::write(w.path().join("f"), b"1").unwrap();
+        let p = PartialFile::create(&dir.path().join("c.qcow2")).unwrap();
+        let (wp, pp) = (w.path().to_path_buf(), p.path().to_path_buf());
+        abandon_all();
+        assert!(!wp.exists() && !pp.exists());
+        std::mem::forget(w);
+        std::mem::forget(p);
+    }
+}
