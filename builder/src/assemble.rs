@@ -129,7 +129,7 @@ fn now() -> u64 {
 }
 
 /// fstab for the image: the tree's own entries, except any for / and /boot/efi, which are
-/// replaced by the image's (by UUID).
+/// replaced by the image's (by UUID, with the options Ubuntu's cloud images use for /).
 pub fn fstab(existing: &str, root_uuid: &str, esp_id: Option<&str>, esp_fsck: bool) -> String {
     let mut out = String::new();
     for line in existing.lines() {
@@ -142,7 +142,7 @@ pub fn fstab(existing: &str, root_uuid: &str, esp_id: Option<&str>, esp_fsck: bo
         }
     }
     out.push_str(&format!(
-        "UUID={root_uuid}\t/\text4\tdefaults,discard\t0 1\n"
+        "UUID={root_uuid}\t/\text4\tdiscard,errors=remount-ro\t0 1\n"
     ));
     if let Some(id) = esp_id {
         // nofail: a missing or damaged ESP must not stop a BIOS boot.
@@ -154,8 +154,19 @@ pub fn fstab(existing: &str, root_uuid: &str, esp_id: Option<&str>, esp_fsck: bo
     out
 }
 
-/// Runs the whole assembly.
+/// Runs the whole assembly. On failure nothing is left behind: no artifact, no work
+/// directory, and no output directory if this run created it.
 pub fn assemble(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled> {
+    let created_out = !opts.out.exists();
+    let result = assemble_in(opts, reporter);
+    if result.is_err() && created_out {
+        // remove_dir only removes an empty directory: anything else there stays.
+        let _ = std::fs::remove_dir(&opts.out);
+    }
+    result
+}
+
+fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled> {
     check_name(&opts.name)?;
     if !opts.boot.bios && !opts.boot.uefi {
         bail!("--boot needs at least one of bios, uefi");
@@ -188,12 +199,15 @@ pub fn assemble(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled
         .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
     let work = WorkDir::create(&opts.out, &opts.name)?;
 
-    let unpack = reporter.bytes(
-        "reading the root tree",
-        opts.rootfs.metadata().map(|m| m.len()).unwrap_or(0),
-    );
-    let (tree, _unpacked) = RootTree::open(&opts.rootfs, work.path(), &|n| unpack.set(n))?;
-    unpack.done();
+    let tree = if opts.rootfs.is_file() {
+        let len = opts.rootfs.metadata().map(|m| m.len()).unwrap_or(0);
+        let step = reporter.bytes("unpacking the root tarball", len);
+        let tree = RootTree::open(&opts.rootfs, work.path(), &|n| step.set(n))?;
+        step.done();
+        tree
+    } else {
+        RootTree::open(&opts.rootfs, work.path(), &|_| {})?
+    };
     let facts = TreeFacts::inspect(&tree)?;
     if opts.boot.bios && facts.grub_bios.is_none() {
         bail!("--boot bios needs GRUB's i386-pc modules in the tree (/usr/lib/grub/i386-pc, package grub-pc-bin)");
@@ -475,13 +489,13 @@ mod tests {
         assert_eq!(
             new,
             "# /etc/fstab: static file system information.\n/swap.img none swap sw 0 0\n\
-             UUID=u-1\t/\text4\tdefaults,discard\t0 1\n\
+             UUID=u-1\t/\text4\tdiscard,errors=remount-ro\t0 1\n\
              UUID=ABCD-0001\t/boot/efi\tvfat\tumask=0077,nofail\t0 1\n"
         );
         let debootstrap = "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n";
         assert_eq!(
             fstab(debootstrap, "u", None, false),
-            "UUID=u\t/\text4\tdefaults,discard\t0 1\n"
+            "UUID=u\t/\text4\tdiscard,errors=remount-ro\t0 1\n"
         );
     }
 }

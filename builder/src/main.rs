@@ -56,8 +56,8 @@ struct AssembleArgs {
     seed: Option<String>,
     /// ext4 feature set: auto (from the tree's e2fsprogs and GRUB), compat (readable by
     /// Ubuntu 18.04's e2fsck and GRUB 2.02) or current (adds metadata_csum_seed, orphan_file).
-    #[arg(long, value_name = "SET", default_value = "auto")]
-    ext4_features: String,
+    #[arg(long, value_name = "SET", default_value = "auto", value_parser = parse_ext4_features)]
+    ext4_features: Ext4Choice,
     /// Threads for compression (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -74,6 +74,17 @@ fn parse_formats(text: &str) -> Result<Formats> {
     Format::parse_list(text).map(Formats)
 }
 
+/// `--ext4-features`: `None` for auto.
+#[derive(Clone)]
+struct Ext4Choice(Option<FeatureSet>);
+
+fn parse_ext4_features(text: &str) -> Result<Ext4Choice> {
+    match text {
+        "auto" => Ok(Ext4Choice(None)),
+        other => other.parse().map(|f| Ext4Choice(Some(f))),
+    }
+}
+
 fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if v.is_empty() => Ok(None),
@@ -86,10 +97,6 @@ fn source_date_epoch() -> Result<Option<u64>> {
 }
 
 fn run_assemble(a: AssembleArgs) -> Result<()> {
-    let ext4_features = match a.ext4_features.as_str() {
-        "auto" => None,
-        other => Some(other.parse::<FeatureSet>()?),
-    };
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -103,7 +110,7 @@ fn run_assemble(a: AssembleArgs) -> Result<()> {
         boot: a.boot,
         formats: a.formats.0,
         seed: a.seed,
-        ext4_features,
+        ext4_features: a.ext4_features.0,
         source_date_epoch: source_date_epoch()?,
         threads,
     };

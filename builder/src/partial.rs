@@ -10,27 +10,51 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-static TEMP_PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Temporary paths and child processes to clean up on Ctrl-C.
+#[derive(Default)]
+struct Registry {
+    paths: Mutex<Vec<PathBuf>>,
+    children: Mutex<Vec<u32>>,
+}
+
+static REGISTRY: Registry = Registry {
+    paths: Mutex::new(Vec::new()),
+    children: Mutex::new(Vec::new()),
+};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Registry {
+    /// Stops the children and removes the paths.
+    fn abandon(&self) {
+        for pid in lock(&self.children).drain(..) {
+            // SAFETY: kill(2) with a pid we spawned; at worst the process is already gone.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        for path in lock(&self.paths).drain(..) {
+            remove_path(&path);
+        }
+    }
+}
+
 pub fn register_child(pid: u32) {
-    lock(&CHILDREN).push(pid);
+    lock(&REGISTRY.children).push(pid);
 }
 
 pub fn unregister_child(pid: u32) {
-    lock(&CHILDREN).retain(|p| *p != pid);
+    lock(&REGISTRY.children).retain(|p| *p != pid);
 }
 
 fn register(path: &Path) {
-    lock(&TEMP_PATHS).push(path.to_path_buf());
+    lock(&REGISTRY.paths).push(path.to_path_buf());
 }
 
 fn unregister(path: &Path) {
-    lock(&TEMP_PATHS).retain(|p| p != path);
+    lock(&REGISTRY.paths).retain(|p| p != path);
 }
 
 fn remove_path(path: &Path) {
@@ -41,23 +65,10 @@ fn remove_path(path: &Path) {
     };
 }
 
-/// Removes every registered temporary path and stops registered children. Called on Ctrl-C.
-pub fn abandon_all() {
-    for pid in lock(&CHILDREN).drain(..) {
-        // SAFETY: kill(2) with a pid we spawned; at worst the process is already gone.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-    }
-    for path in lock(&TEMP_PATHS).drain(..) {
-        remove_path(&path);
-    }
-}
-
 /// Installs the SIGINT/SIGTERM handler: clean up, say so, exit 130.
 pub fn install_interrupt_handler() -> Result<()> {
     ctrlc::set_handler(|| {
-        abandon_all();
+        REGISTRY.abandon();
         eprintln!("error: interrupted; no partial artifact was left behind");
         std::process::exit(130);
     })
@@ -197,15 +208,37 @@ mod tests {
     }
 
     #[test]
-    fn abandon_removes_registered_paths() {
+    fn temporaries_are_registered_until_done() {
         let dir = tempfile::tempdir().unwrap();
+        let registered = |p: &Path| lock(&REGISTRY.paths).iter().any(|r| r == p);
         let w = WorkDir::create(dir.path(), "x").unwrap();
-        std::fs::write(w.path().join("f"), b"1").unwrap();
         let p = PartialFile::create(&dir.path().join("c.qcow2")).unwrap();
         let (wp, pp) = (w.path().to_path_buf(), p.path().to_path_buf());
-        abandon_all();
-        assert!(!wp.exists() && !pp.exists());
-        std::mem::forget(w);
-        std::mem::forget(p);
+        assert!(registered(&wp) && registered(&pp));
+        drop(w);
+        p.commit().unwrap();
+        assert!(!registered(&wp) && !registered(&pp));
+    }
+
+    #[test]
+    fn abandon_stops_children_and_removes_paths() {
+        // A registry of its own: the global one belongs to the other tests' children too.
+        let reg = Registry::default();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.partial");
+        std::fs::write(&file, b"1").unwrap();
+        let sub = dir.path().join("work");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("g"), b"2").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        lock(&reg.paths).extend([file.clone(), sub.clone()]);
+        lock(&reg.children).push(child.id());
+        reg.abandon();
+        assert!(!file.exists() && !sub.exists());
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
     }
 }

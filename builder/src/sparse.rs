@@ -31,6 +31,24 @@ pub const ZERO_BLOCK: u64 = 64 << 10;
 ///
 /// Anything of `0..len` not covered is a hole (reads as zeros), including any part beyond the
 /// end of the file. When the filesystem cannot report holes, the result is `[0..len]`.
+/// Opens a raw disk image and returns it with its length, which must not exceed `disk_size`
+/// (a shorter file reads as zeros to the end).
+pub fn open_raw(raw: &std::path::Path, disk_size: u64) -> anyhow::Result<(File, u64)> {
+    use anyhow::Context;
+    let file = File::open(raw).with_context(|| format!("opening raw disk {}", raw.display()))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading the size of {}", raw.display()))?
+        .len();
+    if len > disk_size {
+        anyhow::bail!(
+            "raw disk {} is {len} bytes, more than the disk size {disk_size}",
+            raw.display()
+        );
+    }
+    Ok((file, len))
+}
+
 pub fn data_extents(file: &File, len: u64) -> io::Result<Vec<Range<u64>>> {
     if len == 0 {
         return Ok(Vec::new());

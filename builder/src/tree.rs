@@ -19,16 +19,13 @@ pub struct RootTree {
 
 impl RootTree {
     /// Opens `source`: a directory as it is, a tarball unpacked into `work`.
-    pub fn open(source: &Path, work: &Path, progress: &dyn Fn(u64)) -> Result<(Self, bool)> {
+    pub fn open(source: &Path, work: &Path, progress: &dyn Fn(u64)) -> Result<Self> {
         let meta = std::fs::metadata(source)
             .with_context(|| format!("root tree {} does not exist", source.display()))?;
         if meta.is_dir() {
-            return Ok((
-                RootTree {
-                    path: source.to_path_buf(),
-                },
-                false,
-            ));
+            return Ok(RootTree {
+                path: source.to_path_buf(),
+            });
         }
         if !meta.is_file() {
             bail!(
@@ -40,29 +37,12 @@ impl RootTree {
         std::fs::create_dir(&dest).with_context(|| format!("creating {}", dest.display()))?;
         unpack_tarball(source, &dest, progress)
             .with_context(|| format!("unpacking {}", source.display()))?;
-        Ok((RootTree { path: dest }, true))
+        Ok(RootTree { path: dest })
     }
 
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel.trim_start_matches('/'))
     }
-}
-
-fn open_decompressed(path: &Path) -> Result<Box<dyn Read>> {
-    let mut magic = [0u8; 6];
-    let mut f = File::open(path)?;
-    let n = f.read(&mut magic)?;
-    let f = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let magic = &magic[..n];
-    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
-    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(liblzma::read::XzDecoder::new_multi_decoder(f))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(f)?)
-    } else {
-        Box::new(f)
-    })
 }
 
 /// Counts bytes read through it, for progress.
@@ -81,16 +61,36 @@ impl<R: Read, F: Fn(u64)> Read for Counting<R, F> {
     }
 }
 
+/// The tarball's content, decompressed by its magic bytes; `progress` gets the bytes of the
+/// file read so far (compressed), to measure against its length.
+fn open_decompressed<'a>(path: &Path, progress: &'a dyn Fn(u64)) -> Result<Box<dyn Read + 'a>> {
+    let mut magic = [0u8; 6];
+    let n = File::open(path)?.read(&mut magic)?;
+    let magic = &magic[..n];
+    let f = BufReader::with_capacity(
+        1 << 20,
+        Counting {
+            inner: File::open(path)?,
+            total: 0,
+            report: progress,
+        },
+    );
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(f))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(f)?)
+    } else {
+        Box::new(f)
+    })
+}
+
 fn unpack_tarball(source: &Path, dest: &Path, progress: &dyn Fn(u64)) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("unpacking a root tarball keeps its owners and device nodes, which needs root");
     }
-    let reader = Counting {
-        inner: open_decompressed(source)?,
-        total: 0,
-        report: progress,
-    };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(open_decompressed(source, progress)?);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);

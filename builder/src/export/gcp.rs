@@ -84,17 +84,7 @@ pub fn write_gcp_tarball(
     progress: &dyn Fn(u64),
 ) -> Result<()> {
     ensure!(disk_size > 0, "GCE tarball: the disk size is zero");
-    let file = File::open(raw).with_context(|| format!("opening raw disk {}", raw.display()))?;
-    let file_len = file
-        .metadata()
-        .with_context(|| format!("reading the size of {}", raw.display()))?
-        .len();
-    if file_len > disk_size {
-        bail!(
-            "raw disk {} is {file_len} bytes, more than the disk size {disk_size}",
-            raw.display()
-        );
-    }
+    let (file, file_len) = sparse::open_raw(raw, disk_size)?;
     let real_size = disk_size.div_ceil(GIB) * GIB;
 
     let regions = stored_regions(&file, file_len, real_size)

@@ -105,9 +105,13 @@ impl ExportContext<'_> {
         self.out_dir.join(format.file_name(self.name))
     }
 
+    /// A byte bar for exports that report progress, a spinner for qemu-img's.
     fn progress(&self, format: Format) -> crate::progress::Step {
-        self.reporter
-            .bytes(&format!("exporting {}", format.name()), self.disk_size)
+        let what = format!("exporting {}", format.name());
+        match format {
+            Format::Qcow2 | Format::Vmdk => self.reporter.step(&what),
+            _ => self.reporter.bytes(&what, self.disk_size),
+        }
     }
 }
 

@@ -42,7 +42,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::sparse;
 
@@ -240,17 +240,7 @@ pub fn write_fixed_vhd(
     let timestamp = u32::try_from(timestamp_unix.saturating_sub(VHD_EPOCH_UNIX))
         .with_context(|| format!("VHD timestamp {timestamp_unix} is past 2136"))?;
 
-    let src = File::open(raw).with_context(|| format!("opening raw disk {}", raw.display()))?;
-    let raw_len = src
-        .metadata()
-        .with_context(|| format!("reading the size of {}", raw.display()))?
-        .len();
-    if raw_len > disk_size {
-        bail!(
-            "raw disk {} is {raw_len} bytes, more than the disk size {disk_size}",
-            raw.display()
-        );
-    }
+    let (src, _) = sparse::open_raw(raw, disk_size)?;
 
     sparse::copy_sparse(&src, out, disk_size, progress)
         .with_context(|| format!("copying {} into the VHD", raw.display()))?;
