@@ -40,6 +40,9 @@ fn expect_error(args: &[&str], env: &[(&str, &str)], code: i32, want: &str) {
     assert!(!out.exists(), "{args:?} left {:?}", dir_names(&out));
 }
 
+/// Arguments, environment, expected exit code, expected start of the error line.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str);
+
 #[test]
 fn bad_arguments_and_trees() {
     let dir = scratch("cli-trees");
@@ -53,7 +56,7 @@ fn bad_arguments_and_trees() {
         kernel_only.to_str().unwrap(),
         garbage.to_str().unwrap(),
     );
-    let cases: &[(&[&str], &[(&str, &str)], i32, &str)] = &[
+    let cases: &[Case] = &[
         (&["--rootfs", "/nonexistent/tree"], &[], 1, "error: root tree /nonexistent/tree does not exist"),
         (&["--rootfs", empty], &[], 1, &format!("error: the tree has no kernel: {empty}/boot is missing")),
         (&["--rootfs", kernel_only, "--boot", "bios"], &[], 1,
