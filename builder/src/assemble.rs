@@ -154,6 +154,39 @@ pub fn fstab(existing: &str, root_uuid: &str, esp_id: Option<&str>, esp_fsck: bo
     out
 }
 
+/// Writes the ESP and core.img into the raw image and returns the MBR boot code (when BIOS
+/// boot is wanted).
+#[allow(clippy::too_many_arguments)]
+fn write_boot_pieces(
+    raw: &PartialFile,
+    layout: &DiskLayout,
+    facts: &TreeFacts,
+    opts: &AssembleOptions,
+    root_uuid: uuid::Uuid,
+    esp_id: u32,
+    clock: u64,
+    work: &std::path::Path,
+) -> Result<Option<[u8; 440]>> {
+    let esp_files: Vec<EspFile> = if opts.boot.uefi {
+        grub::efi_files(facts, root_uuid, work)?
+    } else {
+        Vec::new()
+    };
+    let (esp_offset, esp_len) = layout.esp_bytes();
+    esp::write_esp(raw.file(), esp_offset, esp_len, esp_id, clock, &esp_files)?;
+    match (&facts.grub_bios, opts.boot.bios) {
+        (Some(dir), true) => {
+            let (offset, room) = layout.bios_boot_bytes();
+            let b = grub::bios_boot(dir, root_uuid, layout.bios_boot.0, room, work)?;
+            raw.file()
+                .write_all_at(&b.core, offset)
+                .context("writing core.img")?;
+            Ok(Some(b.mbr_code))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs the whole assembly. On failure nothing is left behind: no artifact, no work
 /// directory, and no output directory if this run created it.
 pub fn assemble(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled> {
@@ -252,25 +285,44 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         .set_len(disk_size)
         .context("sizing the raw image")?;
 
+    // The root file system (mke2fs, a child process) and the boot pieces (ESP and GRUB, in
+    // this process) go to different regions of the image: make them at the same time.
     let (root_offset, root_len) = layout.root_bytes();
     let step = reporter.step(&format!(
-        "making the root file system (ext4, {})",
+        "making the root file system (ext4, {}), the ESP and GRUB",
         human(root_len)
     ));
-    ext4::make_root_fs(
-        raw.path(),
-        &RootFsSpec {
-            tree: &tree.path,
-            label: ROOT_LABEL,
-            uuid: root_uuid,
-            hash_seed: ids.uuid("root-fs-hash-seed"),
-            features,
-            offset: root_offset,
-            size: root_len,
-            source_date_epoch: opts.source_date_epoch,
-        },
-        work.path(),
-    )?;
+    let bootcode = std::thread::scope(|s| -> Result<Option<[u8; 440]>> {
+        let boot = s.spawn(|| {
+            write_boot_pieces(
+                &raw,
+                &layout,
+                &facts,
+                opts,
+                root_uuid,
+                esp_id,
+                clock,
+                work.path(),
+            )
+        });
+        let root = ext4::make_root_fs(
+            raw.path(),
+            &RootFsSpec {
+                tree: &tree.path,
+                label: ROOT_LABEL,
+                uuid: root_uuid,
+                hash_seed: ids.uuid("root-fs-hash-seed"),
+                features,
+                offset: root_offset,
+                size: root_len,
+                source_date_epoch: opts.source_date_epoch,
+            },
+            work.path(),
+        );
+        let bootcode = boot.join().expect("boot thread panicked");
+        root?;
+        bootcode
+    })?;
     step.done();
 
     let step = reporter.step("adding fstab and the boot configuration");
@@ -313,27 +365,6 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         work.path(),
         opts.source_date_epoch,
     )?;
-    step.done();
-
-    let step = reporter.step("writing the EFI system partition and GRUB");
-    let esp_files: Vec<EspFile> = if opts.boot.uefi {
-        grub::efi_files(&facts, root_uuid, work.path())?
-    } else {
-        Vec::new()
-    };
-    let (esp_offset, esp_len) = layout.esp_bytes();
-    esp::write_esp(raw.file(), esp_offset, esp_len, esp_id, clock, &esp_files)?;
-    let bootcode = match (&facts.grub_bios, opts.boot.bios) {
-        (Some(dir), true) => {
-            let (offset, room) = layout.bios_boot_bytes();
-            let b = grub::bios_boot(dir, root_uuid, layout.bios_boot.0, room, work.path())?;
-            raw.file()
-                .write_all_at(&b.core, offset)
-                .context("writing core.img")?;
-            Some(b.mbr_code)
-        }
-        _ => None,
-    };
     disk::write_partition_table(raw.file(), &layout, &ids, bootcode)?;
     raw.file().sync_all().context("flushing the raw image")?;
     step.done();
@@ -350,53 +381,42 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         threads: opts.threads.max(1),
         reporter,
     };
-    let mut outputs: Vec<(Format, PartialFile)> = Vec::new();
-    let exported = export::export_all(&ctx, &opts.formats)?;
-    for p in exported {
-        let f = *Format::ALL
-            .iter()
-            .find(|f| {
-                p.dest()
-                    .file_name()
-                    .map(|n| n.to_string_lossy() == f.file_name(&opts.name))
-                    .unwrap_or(false)
-            })
-            .expect("export names come from Format::file_name");
-        outputs.push((f, p));
+    // The raw is hashed while the exports run.
+    let wants_raw = opts.formats.contains(&Format::Raw);
+    let (exported, raw_sha) = std::thread::scope(|s| {
+        let raw_hash = wants_raw.then(|| s.spawn(|| export::sums::sha256_file(raw.path())));
+        let exported = export::export_all(&ctx, &opts.formats);
+        let raw_sha = raw_hash
+            .map(|h| h.join().expect("hash thread panicked"))
+            .transpose();
+        (exported, raw_sha)
+    });
+    let mut outputs = exported?;
+    if let Some(sha256) = raw_sha? {
+        outputs.push(export::Exported {
+            format: Format::Raw,
+            file: raw,
+            sha256,
+        });
     }
-    if opts.formats.contains(&Format::Raw) {
-        outputs.push((Format::Raw, raw));
-    }
-    outputs.sort_by_key(|(f, _)| *f);
-
-    let step = reporter.step("computing SHA256SUMS");
-    let hashes = std::thread::scope(|s| {
-        let jobs: Vec<_> = outputs
-            .iter()
-            .map(|(_, p)| s.spawn(move || export::sums::sha256_file(p.path())))
-            .collect();
-        jobs.into_iter()
-            .map(|j| j.join().expect("hash thread panicked"))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    step.done();
+    outputs.sort_by_key(|e| e.format);
 
     let mut artifacts = Vec::new();
     let mut sums = Vec::new();
-    for ((format, p), sha256) in outputs.into_iter().zip(hashes) {
-        let size = p.file().metadata()?.len();
-        let path = p.commit()?;
+    for e in outputs {
+        let size = e.file.file().metadata()?.len();
+        let path = e.file.commit()?;
         let file_name = path
             .file_name()
             .expect("named")
             .to_string_lossy()
             .to_string();
-        sums.push((file_name, sha256.clone()));
+        sums.push((file_name, e.sha256.clone()));
         artifacts.push(Artifact {
-            format: format.name(),
+            format: e.format.name(),
             path,
             size,
-            sha256,
+            sha256: e.sha256,
         });
     }
     let sums_file = PartialFile::create(&opts.out.join("SHA256SUMS"))?;

@@ -6,6 +6,7 @@
 pub mod compress;
 pub mod gcp;
 pub mod ova;
+pub mod qcow2;
 pub mod qemu_img;
 pub mod sums;
 pub mod vhd;
@@ -109,18 +110,25 @@ impl ExportContext<'_> {
     fn progress(&self, format: Format) -> crate::progress::Step {
         let what = format!("exporting {}", format.name());
         match format {
-            Format::Qcow2 | Format::Vmdk => self.reporter.step(&what),
+            Format::Vmdk => self.reporter.step(&what),
             _ => self.reporter.bytes(&what, self.disk_size),
         }
     }
 }
 
-/// Writes every format in `formats` but raw (which is the input), in parallel, and returns the
-/// uncommitted artifacts.
-pub fn export_all(ctx: &ExportContext, formats: &[Format]) -> Result<Vec<PartialFile>> {
+/// An export, written but not yet renamed into place, with its SHA-256.
+pub struct Exported {
+    pub format: Format,
+    pub file: PartialFile,
+    pub sha256: String,
+}
+
+/// Writes every format in `formats` but raw (which is the input), in parallel, each hashed
+/// by the thread that wrote it while the others still run, and returns them uncommitted.
+pub fn export_all(ctx: &ExportContext, formats: &[Format]) -> Result<Vec<Exported>> {
     let wants = |f| formats.contains(&f);
     let mut done = Vec::new();
-    let vmdk = std::thread::scope(|s| -> Result<Option<PartialFile>> {
+    let vmdk = std::thread::scope(|s| -> Result<Option<Exported>> {
         let mut jobs = Vec::new();
         for f in [
             Format::Qcow2,
@@ -145,27 +153,31 @@ pub fn export_all(ctx: &ExportContext, formats: &[Format]) -> Result<Vec<Partial
         if wants(Format::Ova) {
             let step = ctx.reporter.step("exporting ova");
             let ova = PartialFile::create(&ctx.dest(Format::Ova))?;
-            ova::write_ova(vmdk.path(), ctx, ova.file())
+            ova::write_ova(vmdk.file.path(), &vmdk.sha256, ctx, ova.file())
                 .with_context(|| format!("writing {}", ova.dest().display()))?;
             step.done();
-            done.push(ova);
+            let sha256 = sums::sha256_file(ova.path())?;
+            done.push(Exported {
+                format: Format::Ova,
+                file: ova,
+                sha256,
+            });
         }
         if wants(Format::Vmdk) {
             done.push(vmdk);
         }
     }
+    done.sort_by_key(|e| e.format);
     Ok(done)
 }
 
-fn export_one(ctx: &ExportContext, format: Format) -> Result<PartialFile> {
+fn export_one(ctx: &ExportContext, format: Format) -> Result<Exported> {
     let mut out = PartialFile::create(&ctx.dest(format))?;
     let step = ctx.progress(format);
     let report = |n: u64| step.set(n);
     match format {
-        Format::Qcow2 => qemu_img::convert(ctx.raw, out.path(), qemu_img::Target::Qcow2)?,
-        Format::Vmdk => {
-            qemu_img::convert(ctx.raw, out.path(), qemu_img::Target::StreamOptimizedVmdk)?
-        }
+        Format::Qcow2 => qcow2::write_qcow2(ctx.raw, ctx.disk_size, out.file(), &report)?,
+        Format::Vmdk => qemu_img::stream_optimized_vmdk(ctx.raw, out.path())?,
         Format::Gcp => gcp::write_gcp_tarball(
             ctx.raw,
             ctx.disk_size,
@@ -187,7 +199,12 @@ fn export_one(ctx: &ExportContext, format: Format) -> Result<PartialFile> {
         Format::Raw | Format::Ova => unreachable!("not exported by export_one"),
     }
     step.done();
-    Ok(out)
+    let sha256 = sums::sha256_file(out.path())?;
+    Ok(Exported {
+        format,
+        file: out,
+        sha256,
+    })
 }
 
 #[cfg(test)]

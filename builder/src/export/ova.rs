@@ -138,8 +138,8 @@ fn member_header(path: &str, size: u64, mtime: u64) -> Result<tar::Header> {
     Ok(h)
 }
 
-/// Writes the OVA for the VMDK at `vmdk` into `out`.
-pub fn write_ova(vmdk: &Path, ctx: &ExportContext, out: &File) -> Result<()> {
+/// Writes the OVA for the VMDK at `vmdk` (whose SHA-256 is `vmdk_sha`) into `out`.
+pub fn write_ova(vmdk: &Path, vmdk_sha: &str, ctx: &ExportContext, out: &File) -> Result<()> {
     let disk_name = format!("{}-disk1.vmdk", ctx.name);
     let vmdk_size = vmdk
         .metadata()
@@ -147,7 +147,6 @@ pub fn write_ova(vmdk: &Path, ctx: &ExportContext, out: &File) -> Result<()> {
         .len();
     let ovf = descriptor(ctx.name, &disk_name, vmdk_size, ctx.disk_size, ctx.ovf_os);
     let ovf_name = format!("{}.ovf", ctx.name);
-    let vmdk_sha = super::sums::sha256_file(vmdk)?;
     let mf = format!(
         "SHA256({ovf_name})= {}\nSHA256({disk_name})= {vmdk_sha}\n",
         hex::encode(Sha256::digest(ovf.as_bytes()))

@@ -1,30 +1,27 @@
-//! qcow2 and VMDK through `qemu-img convert`: QEMU's own writer is the reference for both
-//! formats, reads only the raw's data (holes stay holes), and is deterministic for qcow2.
+//! VMDK through `qemu-img convert`: QEMU's writer is the reference for streamOptimized VMDK
+//! (deflate-compressed grains and markers), and reads only the raw's data.
 
 use crate::host;
 use anyhow::Result;
 use std::path::Path;
 use std::process::Command;
 
-#[derive(Clone, Copy, Debug)]
-pub enum Target {
-    /// qcow2, compat 1.1 (QEMU 1.1+; what OpenStack and Proxmox expect).
-    Qcow2,
-    /// VMDK streamOptimized: what VMware, OVA and AWS VM Import take.
-    StreamOptimizedVmdk,
-}
-
-pub fn convert(raw: &Path, out: &Path, target: Target) -> Result<()> {
-    let (fmt, opts) = match target {
-        Target::Qcow2 => ("qcow2", "compat=1.1"),
-        Target::StreamOptimizedVmdk => ("vmdk", "subformat=streamOptimized,adapter_type=lsilogic"),
-    };
+/// Writes the VMDK streamOptimized (what VMware, OVA and AWS VM Import take) of `raw`.
+pub fn stream_optimized_vmdk(raw: &Path, out: &Path) -> Result<()> {
     host::run(
         Command::new(host::require("qemu-img")?)
-            .args(["convert", "-f", "raw", "-O", fmt, "-o", opts])
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vmdk",
+                "-o",
+                "subformat=streamOptimized,adapter_type=lsilogic",
+            ])
             .arg(raw)
             .arg(out),
-        &format!("qemu-img convert to {fmt}"),
+        "qemu-img convert to vmdk",
     )?;
     Ok(())
 }
