@@ -246,7 +246,7 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         bail!("--boot bios needs GRUB's i386-pc modules in the tree (/usr/lib/grub/i386-pc, package grub-pc-bin)");
     }
     if opts.boot.uefi && facts.shim.is_none() && facts.grub_efi.is_none() {
-        bail!("--boot uefi needs shim and signed GRUB (shim-signed, grub-efi-amd64-signed) or GRUB's x86_64-efi modules (grub-efi-amd64-bin) in the tree");
+        bail!("{}", grub::UEFI_NEEDS);
     }
     if opts.boot.uefi && facts.shim.is_none() {
         host::require("grub-mkimage")?;
@@ -374,7 +374,6 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         disk_size,
         name: &opts.name,
         out_dir: &opts.out,
-        work: work.path(),
         mtime: clock,
         vhd_unique_id: *ids.uuid("vhd-unique-id").as_bytes(),
         ovf_os: export::ova::OvfOs::from_os_id(&facts.os_id),

@@ -197,6 +197,9 @@ pub fn patch_bios(boot_img: &[u8], core: &mut [u8], core_sector: u64) -> Result<
     Ok(code)
 }
 
+/// What a tree must hold for `--boot uefi`.
+pub const UEFI_NEEDS: &str = "--boot uefi needs shim and signed GRUB (shim-signed, grub-efi-amd64-signed) or GRUB's x86_64-efi modules (grub-efi-amd64-bin) in the tree";
+
 /// The files the ESP holds for UEFI boot.
 pub fn efi_files(facts: &TreeFacts, root_uuid: Uuid, work: &Path) -> Result<Vec<EspFile>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
@@ -218,9 +221,7 @@ pub fn efi_files(facts: &TreeFacts, root_uuid: Uuid, work: &Path) -> Result<Vec<
         return Ok(files);
     }
     let Some(dir) = &facts.grub_efi else {
-        bail!(
-            "--boot uefi needs shim and signed GRUB (shim-signed, grub-efi-amd64-signed) or GRUB's x86_64-efi modules (grub-efi-amd64-bin) in the tree"
-        );
+        bail!("{UEFI_NEEDS}");
     };
     let image = mkimage("x86_64-efi", dir, root_uuid, EFI_MODULES, work)?;
     Ok(vec![file("EFI/BOOT/BOOTX64.EFI", image)])

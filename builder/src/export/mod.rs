@@ -91,7 +91,6 @@ pub struct ExportContext<'a> {
     /// Base name of the artifacts.
     pub name: &'a str,
     pub out_dir: &'a Path,
-    pub work: &'a Path,
     /// Timestamp written into archives and footers (SOURCE_DATE_EPOCH or now).
     pub mtime: u64,
     pub vhd_unique_id: [u8; 16],
