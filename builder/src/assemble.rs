@@ -6,9 +6,9 @@
 //! write SHA256SUMS. Nothing appears under a final name until every step succeeded.
 
 use crate::disk::{self, DiskLayout};
-use crate::esp::{self, EspFile};
 use crate::export::{self, ExportContext, Format};
 use crate::ext4::{self, AddedFile, FeatureSet, RootFsSpec};
+use crate::fat::{self, FatFile};
 use crate::grub;
 use crate::host;
 use crate::ids::IdSeed;
@@ -167,13 +167,13 @@ fn write_boot_pieces(
     clock: u64,
     work: &std::path::Path,
 ) -> Result<Option<[u8; 440]>> {
-    let esp_files: Vec<EspFile> = if opts.boot.uefi {
+    let esp_files: Vec<FatFile> = if opts.boot.uefi {
         grub::efi_files(facts, root_uuid, work)?
     } else {
         Vec::new()
     };
     let (esp_offset, esp_len) = layout.esp_bytes();
-    esp::write_esp(raw.file(), esp_offset, esp_len, esp_id, clock, &esp_files)?;
+    fat::write_esp(raw.file(), esp_offset, esp_len, esp_id, clock, &esp_files)?;
     match (&facts.grub_bios, opts.boot.bios) {
         (Some(dir), true) => {
             let (offset, room) = layout.bios_boot_bytes();
@@ -327,7 +327,7 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
 
     let step = reporter.step("adding fstab and the boot configuration");
     let existing_fstab = std::fs::read_to_string(tree.join("etc/fstab")).unwrap_or_default();
-    let esp_text = esp::volume_id_text(esp_id);
+    let esp_text = fat::volume_id_text(esp_id);
     let esp_fsck = tree.join("sbin/fsck.vfat").exists() || tree.join("usr/sbin/fsck.vfat").exists();
     let mut added = vec![
         AddedFile {

@@ -21,7 +21,7 @@
 //! as BIOS. (That is what grub-mkstandalone does too, minus the memdisk of every module with
 //! host timestamps, which would make the image bigger and not reproducible.)
 
-use crate::esp::EspFile;
+use crate::fat::FatFile;
 use crate::host;
 use crate::tree::{Kernel, TreeFacts};
 use anyhow::{bail, Context, Result};
@@ -201,9 +201,9 @@ pub fn patch_bios(boot_img: &[u8], core: &mut [u8], core_sector: u64) -> Result<
 pub const UEFI_NEEDS: &str = "--boot uefi needs shim and signed GRUB (shim-signed, grub-efi-amd64-signed) or GRUB's x86_64-efi modules (grub-efi-amd64-bin) in the tree";
 
 /// The files the ESP holds for UEFI boot.
-pub fn efi_files(facts: &TreeFacts, root_uuid: Uuid, work: &Path) -> Result<Vec<EspFile>> {
+pub fn efi_files(facts: &TreeFacts, root_uuid: Uuid, work: &Path) -> Result<Vec<FatFile>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let file = |path: &str, contents: Vec<u8>| EspFile {
+    let file = |path: &str, contents: Vec<u8>| FatFile {
         path: path.to_string(),
         contents,
     };

@@ -5,7 +5,7 @@
 //!
 //! - [`tree`]: the root tree to put on the disk (a directory, or a tarball unpacked for the run),
 //!   and what it holds that assembly needs (kernels, GRUB platforms, shim).
-//! - [`assemble`]: a root tree to a partitioned, bootable raw disk ([`disk`], [`ext4`], [`esp`],
+//! - [`assemble`]: a root tree to a partitioned, bootable raw disk ([`disk`], [`ext4`], [`fat`],
 //!   [`grub`]), then every export requested ([`export`]).
 //!
 //! Cross-cutting: [`ids`] (identifiers derived from a seed, for reproducible images),
@@ -14,14 +14,15 @@
 
 pub mod assemble;
 pub mod disk;
-pub mod esp;
 pub mod export;
 pub mod ext4;
+pub mod fat;
 pub mod grub;
 pub mod host;
 pub mod ids;
 pub mod partial;
 pub mod progress;
+pub mod seed;
 pub mod size;
 pub mod sparse;
 pub mod tree;

@@ -27,6 +27,60 @@ enum Command {
     /// are complete; a failure or Ctrl-C leaves none behind. With SOURCE_DATE_EPOCH set,
     /// two runs on the same tree give bit-identical raw and qcow2 images.
     Assemble(AssembleArgs),
+    /// Make a NoCloud seed: a small vfat volume labelled CIDATA with user-data and meta-data,
+    /// which cloud-init reads when the image boots outside a cloud (attach it as a second
+    /// disk). Without --meta-data, the instance id is derived from the user-data, so new
+    /// user-data counts as a new instance.
+    Seed(SeedArgs),
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// The user-data: #cloud-config YAML, a script (#!...) or MIME multipart.
+    #[arg(long, value_name = "FILE")]
+    user_data: PathBuf,
+    /// The meta-data (YAML with at least `instance-id:`).
+    #[arg(long, value_name = "FILE")]
+    meta_data: Option<PathBuf>,
+    /// A network-config (netplan v2 or ENI) to put beside them.
+    #[arg(long, value_name = "FILE")]
+    network_config: Option<PathBuf>,
+    /// Where to write the seed volume.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+fn read_input(what: &str, path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+fn run_seed(a: SeedArgs) -> Result<()> {
+    let user_data = read_input("user-data", &a.user_data)?;
+    let meta_data = a
+        .meta_data
+        .as_ref()
+        .map(|p| read_input("meta-data", p))
+        .transpose()?;
+    let network = a
+        .network_config
+        .as_ref()
+        .map(|p| read_input("network-config", p))
+        .transpose()?;
+    let names = |p: &PathBuf| p.display().to_string();
+    let meta_name = a.meta_data.as_ref().map(names).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    appliance::seed::write_seed(
+        &a.output,
+        (&names(&a.user_data), &user_data),
+        meta_data.as_deref().map(|m| (meta_name.as_str(), m)),
+        network.as_deref(),
+        source_date_epoch()?.unwrap_or(now),
+    )?;
+    println!("{}", a.output.display());
+    Ok(())
 }
 
 #[derive(Args)]
@@ -141,6 +195,7 @@ fn main() {
     }
     let result = match cli.command {
         Command::Assemble(a) => run_assemble(a),
+        Command::Seed(a) => run_seed(a),
     };
     if let Err(e) = result {
         // One line: the chain of what was being done, outermost first.

@@ -261,3 +261,62 @@ fn tarball_root_keeps_owners_modes_and_devices() {
         "all of /usr/bin"
     );
 }
+
+#[test]
+fn seed_volume_and_its_bad_inputs() {
+    let dir = scratch("seed");
+    let ud = dir.path().join("user-data");
+    std::fs::write(&ud, "#cloud-config\nhostname: seeded\n").unwrap();
+    let out = dir.path().join("seed.img");
+    run_ok(
+        appliance()
+            .arg("seed")
+            .arg("--user-data")
+            .arg(&ud)
+            .arg("-o")
+            .arg(&out),
+    );
+    let blkid = stdout(&run_ok(tool("blkid").arg("-p").arg(&out)));
+    assert!(
+        blkid.contains("LABEL=\"CIDATA\"") && blkid.contains("TYPE=\"vfat\""),
+        "{blkid}"
+    );
+    run_ok(tool("fsck.fat").arg("-n").arg(&out));
+    let back = run_ok(tool("mtype").arg("-i").arg(&out).arg("::/user-data")).stdout;
+    assert_eq!(back, std::fs::read(&ud).unwrap());
+
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "hostname: seeded\n").unwrap();
+    let no_id = dir.path().join("meta-data");
+    std::fs::write(&no_id, "local-hostname: x\n").unwrap();
+    let (ud, plain, no_id) = (
+        ud.to_str().unwrap(),
+        plain.to_str().unwrap(),
+        no_id.to_str().unwrap(),
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (&["--user-data", "/nonexistent/ud"], "error: reading the user-data /nonexistent/ud: No such file or directory"),
+        (&["--user-data", plain], &format!("error: user-data {plain} starts with \"hostname: seeded\", which cloud-init ignores")),
+        (&["--user-data", ud, "--meta-data", no_id], &format!("error: meta-data {no_id} has no instance-id")),
+    ];
+    for (args, want) in cases {
+        let bad = dir.path().join("bad.img");
+        let res = appliance()
+            .arg("seed")
+            .args(*args)
+            .arg("-o")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].starts_with(want), "got {}\nwant {want}", lines[0]);
+        assert!(
+            !bad.exists() && dir_names(dir.path()).iter().all(|n| !n.contains("partial")),
+            "{:?}",
+            dir_names(dir.path())
+        );
+    }
+}

@@ -1,7 +1,7 @@
-//! The EFI system partition: FAT32 labelled `UEFI`, written with the `fatfs` crate straight
-//! into the disk image (the host needs neither a vfat driver nor mtools). Timestamps come from
-//! the build's clock (SOURCE_DATE_EPOCH when set) and the volume id from the image's seed, so
-//! the partition is reproducible.
+//! FAT volumes written with the `fatfs` crate straight into an image file (the host needs
+//! neither a vfat driver nor mtools): the EFI system partition (FAT32, label `UEFI`) and the
+//! NoCloud seed (label `CIDATA`). Timestamps come from the build's clock (SOURCE_DATE_EPOCH
+//! when set) and the volume id from a seed, so the volumes are reproducible.
 
 use anyhow::{Context, Result};
 use fatfs::{Date, DateTime, FatType, FormatVolumeOptions, FsOptions, Time, TimeProvider};
@@ -9,9 +9,10 @@ use fscommon::{BufStream, StreamSlice};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
-/// A file to put on the ESP: path with `/` separators (`EFI/BOOT/BOOTX64.EFI`) and content.
+/// A file to put on a FAT volume: path with `/` separators (`EFI/BOOT/BOOTX64.EFI`) and
+/// content.
 #[derive(Clone, Debug)]
-pub struct EspFile {
+pub struct FatFile {
     pub path: String,
     pub contents: Vec<u8>,
 }
@@ -58,25 +59,51 @@ fn fat_time(unix: u64) -> DateTime {
     }
 }
 
-/// Formats the `len` bytes at `offset` of `disk` as FAT32 and writes `files` into it.
+/// What a FAT volume is: its label (11 bytes, space padded), id and FAT type (`None`: the one
+/// that suits its size).
+#[derive(Clone, Copy, Debug)]
+pub struct FatSpec {
+    pub label: [u8; 11],
+    pub volume_id: u32,
+    pub fat_type: Option<FatType>,
+}
+
+/// Formats the `len` bytes at `offset` of `disk` as FAT32 labelled `UEFI` and writes `files`.
 pub fn write_esp(
     disk: &File,
     offset: u64,
     len: u64,
     volume_id: u32,
     unix_time: u64,
-    files: &[EspFile],
+    files: &[FatFile],
 ) -> Result<()> {
-    let slice = StreamSlice::new(disk, offset, offset + len).context("opening the ESP region")?;
+    let spec = FatSpec {
+        label: *b"UEFI       ",
+        volume_id,
+        fat_type: Some(FatType::Fat32),
+    };
+    write_volume(disk, offset, len, spec, unix_time, files).context("writing the ESP")
+}
+
+/// Formats the `len` bytes at `offset` of `disk` as FAT and writes `files` into it.
+pub fn write_volume(
+    disk: &File,
+    offset: u64,
+    len: u64,
+    spec: FatSpec,
+    unix_time: u64,
+    files: &[FatFile],
+) -> Result<()> {
+    let slice =
+        StreamSlice::new(disk, offset, offset + len).context("opening the volume's region")?;
     let mut stream = BufStream::new(slice);
-    fatfs::format_volume(
-        &mut stream,
-        FormatVolumeOptions::new()
-            .fat_type(FatType::Fat32)
-            .volume_id(volume_id)
-            .volume_label(*b"UEFI       "),
-    )
-    .context("formatting the ESP as FAT32")?;
+    let mut format = FormatVolumeOptions::new()
+        .volume_id(spec.volume_id)
+        .volume_label(spec.label);
+    if let Some(t) = spec.fat_type {
+        format = format.fat_type(t);
+    }
+    fatfs::format_volume(&mut stream, format).context("formatting as FAT")?;
     // fatfs wants a 'static time provider; one small leak per image is fine.
     let clock: &'static FixedTime = Box::leak(Box::new(FixedTime(fat_time(unix_time))));
     let fs = fatfs::FileSystem::new(
@@ -85,7 +112,7 @@ pub fn write_esp(
             .time_provider(clock)
             .update_accessed_date(false),
     )
-    .context("opening the new ESP")?;
+    .context("opening the new FAT volume")?;
     for f in files {
         let root = fs.root_dir();
         let (dirs, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
@@ -93,19 +120,21 @@ pub fn write_esp(
         for part in dirs.split('/').filter(|p| !p.is_empty()) {
             dir = dir
                 .create_dir(part)
-                .with_context(|| format!("creating ESP directory {part} for {}", f.path))?;
+                .with_context(|| format!("creating directory {part} for {}", f.path))?;
         }
         let mut file = dir
             .create_file(name)
-            .with_context(|| format!("creating {} on the ESP", f.path))?;
+            .with_context(|| format!("creating {}", f.path))?;
         file.truncate().context("truncating")?;
         file.write_all(&f.contents)
-            .with_context(|| format!("writing {} to the ESP (is the ESP too small?)", f.path))?;
+            .with_context(|| format!("writing {} (is the volume too small?)", f.path))?;
         file.flush()?;
     }
-    fs.unmount().context("closing the ESP")?;
-    stream.flush().context("flushing the ESP")?;
-    repair_dot_entries(&mut stream).context("repairing the ESP's directory entries")?;
+    fs.unmount().context("closing the FAT volume")?;
+    stream.flush().context("flushing the FAT volume")?;
+    if spec.fat_type == Some(FatType::Fat32) {
+        repair_dot_entries(&mut stream).context("repairing the directory entries")?;
+    }
     Ok(())
 }
 
@@ -230,7 +259,7 @@ mod tests {
             .unwrap();
         let len = 106u64 << 20;
         f.set_len(len + (1 << 20)).unwrap();
-        let file = |path: &str, n: usize| EspFile {
+        let file = |path: &str, n: usize| FatFile {
             path: path.into(),
             contents: vec![7u8; n],
         };
