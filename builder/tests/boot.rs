@@ -1,5 +1,5 @@
-//! Boot tests: the assembled qcow2 of the Debian 12 test tree boots under QEMU with SeaBIOS and
-//! with OVMF (Secure Boot enforcing, Microsoft keys enrolled: shim, signed GRUB and the signed
+//! Boot tests: the assembled qcow2 of the Debian 12 test tree boots under QEMU with SeaBIOS (with
+//! a NoCloud seed from `appliance seed`, whose host name cloud-init must apply) and with OVMF (Secure Boot enforcing, Microsoft keys enrolled: shim, signed GRUB and the signed
 //! kernel must all verify), and reaches userspace. Userspace is proven by a line that a
 //! systemd unit of the test tree writes to the serial port, naming the root device and how
 //! the firmware booted.
@@ -159,7 +159,7 @@ fn image() -> &'static PathBuf {
         .1
 }
 
-fn boot_to_userspace(uefi: bool) -> String {
+fn boot_to_userspace(uefi: bool, seed: Option<&Path>) -> String {
     let image = image();
     let accel = accel();
     let dir = scratch(if uefi { "boot-uefi" } else { "boot-bios" });
@@ -189,6 +189,12 @@ fn boot_to_userspace(uefi: bool) -> String {
         "file={},if=virtio,format=qcow2,snapshot=on",
         image.display()
     ));
+    if let Some(seed) = seed {
+        cmd.arg("-drive").arg(format!(
+            "file={},if=virtio,format=raw,readonly=on",
+            seed.display()
+        ));
+    }
     let started = Instant::now();
     let mut vm = Vm(cmd.spawn().expect("starting qemu-system-x86_64"));
     let limit = Duration::from_secs(if accel == "kvm" { 120 } else { 420 });
@@ -218,17 +224,34 @@ fn boot_to_userspace(uefi: bool) -> String {
 
 #[test]
 #[ignore = "needs APPLIANCE_TEST_TREE and QEMU; run by scripts/test"]
-fn boots_with_seabios() {
-    let line = boot_to_userspace(false);
+fn boots_with_seabios_and_cloud_init_reads_the_seed() {
+    // A seed made by `appliance seed`: cloud-init (NoCloud) in the guest finds it by its
+    // CIDATA label and applies the host name from the user-data.
+    let dir = scratch("seed-boot");
+    let ud = dir.path().join("user-data");
+    std::fs::write(&ud, "#cloud-config\nhostname: seeded-by-appliance\n").unwrap();
+    let seed = dir.path().join("seed.img");
+    run_ok(
+        appliance()
+            .arg("seed")
+            .arg("--user-data")
+            .arg(&ud)
+            .arg("-o")
+            .arg(&seed),
+    );
+    let line = boot_to_userspace(false, Some(&seed));
     assert!(line.contains("root=/dev/vda1 fstype=ext4 efi=no"), "{line}");
+    assert!(line.ends_with(" hostname=seeded-by-appliance"), "{line}");
 }
 
 #[test]
 #[ignore = "needs APPLIANCE_TEST_TREE and QEMU; run by scripts/test"]
 fn boots_with_ovmf_secure_boot() {
-    let line = boot_to_userspace(true);
+    let line = boot_to_userspace(true, None);
     assert!(
         line.contains("root=/dev/vda1 fstype=ext4 efi=yes secureboot=1"),
         "{line}"
     );
+    // No seed: the tree's own host name.
+    assert!(line.ends_with(" hostname=debian12-test"), "{line}");
 }
