@@ -255,3 +255,78 @@ fn boots_with_ovmf_secure_boot() {
     // No seed: the tree's own host name.
     assert!(line.ends_with(" hostname=debian12-test"), "{line}");
 }
+
+/// A tree without shim: a kernel, its initramfs and GRUB's x86_64-efi modules (from the host,
+/// as a tree would have them from grub-efi-amd64-bin). Assembly must build GRUB's EFI image
+/// itself, and that image must find grub.cfg by UUID and start the kernel.
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE and QEMU; run by scripts/test"]
+fn unsigned_grub_efi_image_starts_the_kernel() {
+    let tree = test_tree();
+    let dir = scratch("no-shim");
+    let small = dir.path().join("tree");
+    std::fs::create_dir_all(small.join("boot")).unwrap();
+    std::fs::create_dir_all(small.join("usr/lib/grub")).unwrap();
+    for entry in std::fs::read_dir(tree.join("boot")).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("vmlinuz-") || name.starts_with("initrd.img-") {
+            std::fs::copy(&p, small.join("boot").join(&name)).unwrap();
+        }
+    }
+    run_ok(
+        tool("cp")
+            .arg("-a")
+            .arg("/usr/lib/grub/x86_64-efi")
+            .arg(small.join("usr/lib/grub/")),
+    );
+    let out = dir.path().join("out");
+    run_ok(
+        appliance()
+            .args([
+                "assemble",
+                "--name",
+                "noshim",
+                "--boot",
+                "uefi",
+                "--formats",
+                "qcow2",
+                "--rootfs",
+            ])
+            .arg(&small)
+            .arg("--out")
+            .arg(&out),
+    );
+    let serial = dir.path().join("serial.log");
+    let vars = dir.path().join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+    let mut cmd = qemu(accel(), &serial);
+    cmd.args([
+        "-drive",
+        "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+    ])
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=1,file={}",
+        vars.display()
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "file={},if=virtio,format=qcow2,snapshot=on",
+        out.join("noshim.qcow2").display()
+    ));
+    let mut vm = Vm(cmd.spawn().expect("starting qemu-system-x86_64"));
+    // The kernel's first line on ttyS0 means GRUB read grub.cfg from the root and booted it
+    // with the image's command line.
+    let line = wait_for(
+        &mut vm,
+        &serial,
+        "Kernel command line:",
+        Duration::from_secs(300),
+    )
+    .unwrap_or_else(|| panic!("the kernel never started; serial:\n{}", tail(&serial, 30)));
+    assert!(
+        line.contains("root=UUID=") && line.contains("console=ttyS0"),
+        "{line}"
+    );
+}
