@@ -22,6 +22,7 @@ pub mod host;
 pub mod ids;
 pub mod partial;
 pub mod progress;
+pub mod qemu;
 pub mod seed;
 pub mod size;
 pub mod sparse;

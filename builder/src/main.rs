@@ -32,6 +32,127 @@ enum Command {
     /// disk). Without --meta-data, the instance id is derived from the user-data, so new
     /// user-data counts as a new instance.
     Seed(SeedArgs),
+    /// Boot an image under QEMU: the serial console on this terminal (or in a file), TCP ports
+    /// forwarded on 127.0.0.1, user-data through a NoCloud seed. The image is booted as a
+    /// snapshot unless --persist: what the guest writes is discarded and the artifact (and its
+    /// SHA256SUMS) stays as built. KVM is used only where it is proven to boot the image's
+    /// kernel; otherwise TCG (slower, always works).
+    Boot(BootArgs),
+}
+
+#[derive(Args)]
+struct BootArgs {
+    /// The image: .qcow2, .raw, .img, .vmdk or .vhd.
+    image: PathBuf,
+    /// A NoCloud seed volume (from `appliance seed`) to attach.
+    #[arg(long, value_name = "FILE", conflicts_with = "user_data")]
+    seed: Option<PathBuf>,
+    /// User-data to hand to cloud-init (a seed is made for it).
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Boot with UEFI (OVMF) instead of BIOS (SeaBIOS).
+    #[arg(long)]
+    uefi: bool,
+    /// UEFI with Secure Boot enforcing and Microsoft's keys enrolled.
+    #[arg(long)]
+    secure_boot: bool,
+    /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (TCP); repeatable.
+    #[arg(long, value_name = "HOSTPORT:GUESTPORT")]
+    forward: Vec<appliance::qemu::Forward>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// Write the serial console to FILE instead of this terminal.
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+    /// Wait for a line containing TEXT on the serial console, print it and stop the VM
+    /// (exit 0); fail if it does not come within --timeout.
+    #[arg(long, value_name = "TEXT")]
+    expect: Option<String>,
+    /// Seconds to wait for --expect.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Keep what the guest writes in the image.
+    #[arg(long)]
+    persist: bool,
+    /// Accelerator: auto (KVM where proven to work), kvm or tcg.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    accel: String,
+}
+
+fn run_boot(a: BootArgs) -> Result<()> {
+    use appliance::qemu::{self, Accel, Firmware, Serial, Vm, VmSpec};
+    let work = appliance::partial::WorkDir::create(&std::env::temp_dir(), "appliance-boot")?;
+    let seed = match (&a.seed, &a.user_data) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(ud)) => {
+            let data = read_input("user-data", ud)?;
+            let path = work.path().join("seed.img");
+            appliance::seed::write_seed(&path, (&ud.display().to_string(), &data), None, None, 0)?;
+            Some(path)
+        }
+        (None, None) => None,
+    };
+    let serial = match (&a.serial_log, &a.expect) {
+        (Some(p), _) => Serial::File(p.clone()),
+        (None, Some(_)) => Serial::File(work.path().join("serial.log")),
+        (None, None) => Serial::Terminal,
+    };
+    let spec = VmSpec {
+        image: a.image.clone(),
+        firmware: if a.uefi || a.secure_boot {
+            Firmware::Uefi {
+                secure_boot: a.secure_boot,
+            }
+        } else {
+            Firmware::Bios
+        },
+        memory_mib: a.memory,
+        cpus: a.cpus,
+        seed,
+        forwards: a.forward.clone(),
+        snapshot: !a.persist,
+        serial: serial.clone(),
+    };
+    // Check the command line before spending time on the probe.
+    spec.command(Accel::Tcg, work.path())?;
+    let accel = match a.accel.as_str() {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        _ => qemu::choose_accel(&spec, work.path())?,
+    };
+    eprintln!(
+        "booting {} with {} ({:?})",
+        a.image.display(),
+        accel.name(),
+        spec.firmware
+    );
+    let mut vm = Vm::start(spec.command(accel, work.path())?)?;
+    match (&a.expect, &serial) {
+        (Some(text), Serial::File(log)) => {
+            match vm.wait_for(log, text, std::time::Duration::from_secs(a.timeout)) {
+                Some(line) => {
+                    println!("{line}");
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "no line with {text:?} on the serial console within {}s; it ended with: {}",
+                    a.timeout,
+                    qemu::tail(log, 3).replace('\n', " / ")
+                ),
+            }
+        }
+        _ => {
+            let status = vm.wait()?;
+            if !status.success() {
+                anyhow::bail!("QEMU exited with {status}");
+            }
+            Ok(())
+        }
+    }
 }
 
 #[derive(Args)]
@@ -196,6 +317,7 @@ fn main() {
     let result = match cli.command {
         Command::Assemble(a) => run_assemble(a),
         Command::Seed(a) => run_seed(a),
+        Command::Boot(a) => run_boot(a),
     };
     if let Err(e) = result {
         // One line: the chain of what was being done, outermost first.

@@ -1,137 +1,23 @@
-//! Boot tests: the assembled qcow2 of the Debian 12 test tree boots under QEMU with SeaBIOS (with
-//! a NoCloud seed from `appliance seed`, whose host name cloud-init must apply) and with OVMF (Secure Boot enforcing, Microsoft keys enrolled: shim, signed GRUB and the signed
-//! kernel must all verify), and reaches userspace. Userspace is proven by a line that a
-//! systemd unit of the test tree writes to the serial port, naming the root device and how
-//! the firmware booted.
+//! Boot tests, under QEMU with TCG unless KVM is proven to work (see `appliance::qemu`):
+//! - `appliance boot` with SeaBIOS and `--user-data`: the image reaches userspace and cloud-init
+//!   applies the host name from the seed made for it;
+//! - OVMF with Secure Boot enforcing (Microsoft keys enrolled): shim, signed GRUB and the
+//!   signed kernel must all verify;
+//! - a tree without shim: GRUB's EFI image from grub-mkimage starts the kernel.
 //!
-//! /dev/kvm on the machines this runs on is PVM-based and hangs stock kernels, so the harness
-//! uses TCG unless a probe proves KVM boots the tree's own kernel (APPLIANCE_QEMU_ACCEL=kvm|tcg
-//! overrides the probe).
+//! Userspace is proven by a line a systemd unit of the test tree writes to the serial port,
+//! naming the root device, how the firmware booted and the host name.
 
 mod common;
 
+use appliance::qemu::{self, Firmware, Serial, Vm, VmSpec};
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MARKER: &str = "APPLIANCE-TEST-USERSPACE";
-
-/// Kills QEMU when the test ends, however it ends.
-struct Vm(Child);
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn qemu(accel: &str, serial: &Path) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args([
-        "-accel",
-        accel,
-        "-m",
-        "1024",
-        "-smp",
-        "1",
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-    ])
-    .args(["-monitor", "none", "-display", "none"])
-    .arg("-serial")
-    .arg(format!("file:{}", serial.display()))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    c
-}
-
-/// Waits until `needle` appears in the serial log, or the VM exits, or time runs out.
-fn wait_for(vm: &mut Vm, serial: &Path, needle: &str, limit: Duration) -> Option<String> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        let text = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return Some(line.to_string());
-        }
-        if let Ok(Some(_)) = vm.0.try_wait() {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    None
-}
-
-fn tail(serial: &Path, n: usize) -> String {
-    let text = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// TCG unless KVM demonstrably runs the test tree's kernel to its initramfs.
-fn accel() -> &'static str {
-    static ACCEL: OnceLock<&'static str> = OnceLock::new();
-    ACCEL.get_or_init(|| {
-        if let Ok(forced) = std::env::var("APPLIANCE_QEMU_ACCEL") {
-            return if forced == "kvm" { "kvm" } else { "tcg" };
-        }
-        if std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_err()
-        {
-            eprintln!("boot tests: no usable /dev/kvm, using TCG");
-            return "tcg";
-        }
-        let tree = test_tree();
-        let dir = scratch("kvm-probe");
-        let serial = dir.path().join("serial.log");
-        let kernel = std::fs::read_dir(tree.join("boot"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("vmlinuz-")
-            })
-            .expect("the test tree has a kernel");
-        let child = qemu("kvm", &serial)
-            .arg("-kernel")
-            .arg(&kernel)
-            .args(["-append", "console=ttyS0 panic=-1"])
-            .spawn()
-            .expect("starting qemu-system-x86_64 (scripts/setup installs qemu-system-x86)");
-        let mut vm = Vm(child);
-        // Under working KVM the kernel gets there in a second or two; PVM hangs before any output.
-        let ok = wait_for(&mut vm, &serial, "Run /init", Duration::from_secs(20))
-            .or_else(|| {
-                wait_for(
-                    &mut vm,
-                    &serial,
-                    "VFS: Unable to mount root",
-                    Duration::from_secs(1),
-                )
-            })
-            .is_some();
-        eprintln!(
-            "boot tests: KVM probe {}, using {}",
-            if ok { "passed" } else { "failed" },
-            if ok { "KVM" } else { "TCG" }
-        );
-        if ok {
-            "kvm"
-        } else {
-            "tcg"
-        }
-    })
-}
+const LIMIT: Duration = Duration::from_secs(420);
 
 /// The qcow2 of the test tree, assembled once for this file's tests.
 fn image() -> &'static PathBuf {
@@ -159,95 +45,78 @@ fn image() -> &'static PathBuf {
         .1
 }
 
-fn boot_to_userspace(uefi: bool, seed: Option<&Path>) -> String {
-    let image = image();
-    let accel = accel();
-    let dir = scratch(if uefi { "boot-uefi" } else { "boot-bios" });
+/// Boots `image` with the library (as `appliance boot` does) and returns the line with
+/// `needle` from the serial console.
+fn boot_and_read(image: &Path, firmware: Firmware, needle: &str) -> String {
+    let dir = scratch("vm");
     let serial = dir.path().join("serial.log");
-    let mut cmd = qemu(accel, &serial);
-    if uefi {
-        let vars = dir.path().join("OVMF_VARS.fd");
-        std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", &vars)
-            .expect("OVMF from the ovmf package");
-        cmd.args([
-            "-machine",
-            "q35,smm=on",
-            "-global",
-            "driver=cfi.pflash01,property=secure,value=on",
-        ])
-        .args([
-            "-drive",
-            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
-        ])
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ));
-    }
-    cmd.arg("-drive").arg(format!(
-        "file={},if=virtio,format=qcow2,snapshot=on",
-        image.display()
-    ));
-    if let Some(seed) = seed {
-        cmd.arg("-drive").arg(format!(
-            "file={},if=virtio,format=raw,readonly=on",
-            seed.display()
-        ));
-    }
-    let started = Instant::now();
-    let mut vm = Vm(cmd.spawn().expect("starting qemu-system-x86_64"));
-    let limit = Duration::from_secs(if accel == "kvm" { 120 } else { 420 });
-    match wait_for(&mut vm, &serial, MARKER, limit) {
-        Some(line) => {
-            eprintln!(
-                "{} boot reached userspace in {:.1}s ({accel}): {line}",
-                if uefi { "UEFI" } else { "BIOS" },
-                started.elapsed().as_secs_f64()
-            );
-            line
-        }
-        None => {
-            let _ = vm.0.kill();
-            let mut err = String::new();
-            if let Some(mut e) = vm.0.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!(
-                "no {MARKER} on the serial console within {limit:?} ({accel}); qemu said: {err}\nlast serial lines:\n{}",
-                tail(&serial, 40)
-            )
-        }
-    }
+    let spec = VmSpec {
+        image: image.to_path_buf(),
+        firmware,
+        memory_mib: 1024,
+        cpus: 1,
+        seed: None,
+        forwards: Vec::new(),
+        snapshot: true,
+        serial: Serial::File(serial.clone()),
+    };
+    let accel = qemu::choose_accel(&spec, dir.path()).unwrap();
+    let mut vm = Vm::start(spec.command(accel, dir.path()).unwrap()).unwrap();
+    vm.wait_for(&serial, needle, LIMIT).unwrap_or_else(|| {
+        panic!(
+            "no {needle} on the serial console within {LIMIT:?} ({}); last lines:\n{}",
+            accel.name(),
+            qemu::tail(&serial, 40)
+        )
+    })
 }
 
 #[test]
 #[ignore = "needs APPLIANCE_TEST_TREE and QEMU; run by scripts/test"]
-fn boots_with_seabios_and_cloud_init_reads_the_seed() {
-    // A seed made by `appliance seed`: cloud-init (NoCloud) in the guest finds it by its
-    // CIDATA label and applies the host name from the user-data.
+fn appliance_boot_with_seabios_and_cloud_init_reads_the_user_data() {
     let dir = scratch("seed-boot");
     let ud = dir.path().join("user-data");
     std::fs::write(&ud, "#cloud-config\nhostname: seeded-by-appliance\n").unwrap();
-    let seed = dir.path().join("seed.img");
-    run_ok(
+    let log = dir.path().join("serial.log");
+    let out = run_ok(
         appliance()
-            .arg("seed")
+            .arg("boot")
+            .arg(image())
             .arg("--user-data")
             .arg(&ud)
-            .arg("-o")
-            .arg(&seed),
+            .args([
+                "--memory",
+                "1024",
+                "--cpus",
+                "1",
+                "--timeout",
+                "420",
+                "--expect",
+                MARKER,
+            ])
+            .arg("--serial-log")
+            .arg(&log),
     );
-    let line = boot_to_userspace(false, Some(&seed));
+    let line = stdout(&out);
+    let line = line.trim_end();
+    assert!(line.starts_with(MARKER), "{line}");
     assert!(line.contains("root=/dev/vda1 fstype=ext4 efi=no"), "{line}");
     assert!(line.ends_with(" hostname=seeded-by-appliance"), "{line}");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("Linux version"),
+        "the log has the whole console"
+    );
+    // The image was booted as a snapshot: the artifact is unchanged.
+    let check = run_ok(tool("qemu-img").args(["check", "-f", "qcow2"]).arg(image()));
+    assert!(stdout(&check).contains("No errors were found"));
 }
 
 #[test]
 #[ignore = "needs APPLIANCE_TEST_TREE and QEMU; run by scripts/test"]
 fn boots_with_ovmf_secure_boot() {
-    let line = boot_to_userspace(true, None);
+    let line = boot_and_read(image(), Firmware::Uefi { secure_boot: true }, MARKER);
     assert!(
         line.contains("root=/dev/vda1 fstype=ext4 efi=yes secureboot=1"),
         "{line}"
@@ -297,36 +166,40 @@ fn unsigned_grub_efi_image_starts_the_kernel() {
             .arg("--out")
             .arg(&out),
     );
-    let serial = dir.path().join("serial.log");
-    let vars = dir.path().join("OVMF_VARS.fd");
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
-    let mut cmd = qemu(accel(), &serial);
-    cmd.args([
-        "-drive",
-        "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-    ])
-    .arg("-drive")
-    .arg(format!(
-        "if=pflash,format=raw,unit=1,file={}",
-        vars.display()
-    ))
-    .arg("-drive")
-    .arg(format!(
-        "file={},if=virtio,format=qcow2,snapshot=on",
-        out.join("noshim.qcow2").display()
-    ));
-    let mut vm = Vm(cmd.spawn().expect("starting qemu-system-x86_64"));
-    // The kernel's first line on ttyS0 means GRUB read grub.cfg from the root and booted it
-    // with the image's command line.
-    let line = wait_for(
-        &mut vm,
-        &serial,
+    // The kernel's command line on ttyS0 means GRUB read grub.cfg from the root and booted it.
+    let line = boot_and_read(
+        &out.join("noshim.qcow2"),
+        Firmware::Uefi { secure_boot: false },
         "Kernel command line:",
-        Duration::from_secs(300),
-    )
-    .unwrap_or_else(|| panic!("the kernel never started; serial:\n{}", tail(&serial, 30)));
+    );
     assert!(
         line.contains("root=UUID=") && line.contains("console=ttyS0"),
         "{line}"
     );
+}
+
+#[test]
+fn boot_refuses_bad_input() {
+    let dir = scratch("boot-bad");
+    let img = dir.path().join("disk.iso");
+    std::fs::write(&img, b"x").unwrap();
+    let cases: &[(&[&str], i32, String)] = &[
+        (&["/nonexistent/disk.qcow2"], 1, "error: image /nonexistent/disk.qcow2 does not exist".into()),
+        (&[img.to_str().unwrap()], 1, format!("error: {} is not an image QEMU boots here (.qcow2, .raw, .img, .vmdk or .vhd)", img.display())),
+        (&["x.qcow2", "--forward", "22"], 2, "error: invalid value '22' for '--forward <HOSTPORT:GUESTPORT>': '22' is not HOSTPORT:GUESTPORT".into()),
+        (&["x.qcow2", "--seed", "s.img", "--user-data", "u"], 2, "error: the argument '--seed <FILE>' cannot be used with '--user-data <FILE>'".into()),
+        (&["x.qcow2", "--accel", "hvf"], 2, "error: invalid value 'hvf' for '--accel <ACCEL>'".into()),
+    ];
+    for (args, code, want) in cases {
+        let res = appliance().arg("boot").args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(*code), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].starts_with(want.as_str()),
+            "got {}\nwant {want}",
+            lines[0]
+        );
+    }
 }
