@@ -29,10 +29,9 @@ use std::path::Path;
 use std::process::Command;
 use uuid::Uuid;
 
-/// Modules built into the BIOS core.img: enough to find and read the root file system and run
-/// grub.cfg; normal.mod loads anything else from /boot/grub/i386-pc when present.
-pub const BIOS_MODULES: &[&str] = &[
-    "biosdisk",
+/// Modules both GRUB images carry: enough to find and read the root file system and run
+/// grub.cfg; normal.mod loads anything else from /boot/grub/<platform> when present.
+const COMMON_MODULES: &[&str] = &[
     "part_gpt",
     "ext2",
     "search",
@@ -46,22 +45,16 @@ pub const BIOS_MODULES: &[&str] = &[
     "test",
 ];
 
-/// Modules built into the unsigned EFI image.
-pub const EFI_MODULES: &[&str] = &[
-    "part_gpt",
-    "fat",
-    "ext2",
-    "search",
-    "search_fs_uuid",
-    "normal",
-    "linux",
-    "serial",
-    "terminal",
-    "configfile",
-    "echo",
-    "test",
-    "efi_gop",
-];
+/// Modules built into the BIOS core.img: the common ones and the BIOS disk driver.
+pub fn bios_modules() -> Vec<&'static str> {
+    [&["biosdisk"][..], COMMON_MODULES].concat()
+}
+
+/// Modules built into the unsigned EFI image: the common ones, FAT (the ESP) and the EFI
+/// console.
+pub fn efi_modules() -> Vec<&'static str> {
+    [COMMON_MODULES, &["fat", "efi_gop"][..]].concat()
+}
 
 /// Offsets in boot.img and core.img (see the module docs).
 const MBR_KERNEL_SECTOR: usize = 0x5C;
@@ -163,7 +156,7 @@ pub fn bios_boot(
 ) -> Result<BiosBoot> {
     let boot_img = std::fs::read(modules_dir.join("boot.img"))
         .with_context(|| format!("reading {}/boot.img", modules_dir.display()))?;
-    let mut core = mkimage("i386-pc", modules_dir, root_uuid, BIOS_MODULES, work)?;
+    let mut core = mkimage("i386-pc", modules_dir, root_uuid, &bios_modules(), work)?;
     if core.len() as u64 > room {
         bail!(
             "GRUB's core.img ({} bytes) does not fit in the BIOS boot partition ({room} bytes)",
@@ -223,7 +216,7 @@ pub fn efi_files(facts: &TreeFacts, root_uuid: Uuid, work: &Path) -> Result<Vec<
     let Some(dir) = &facts.grub_efi else {
         bail!("{UEFI_NEEDS}");
     };
-    let image = mkimage("x86_64-efi", dir, root_uuid, EFI_MODULES, work)?;
+    let image = mkimage("x86_64-efi", dir, root_uuid, &efi_modules(), work)?;
     Ok(vec![file("EFI/BOOT/BOOTX64.EFI", image)])
 }
 

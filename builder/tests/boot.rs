@@ -191,15 +191,6 @@ fn boot_refuses_bad_input() {
         (&["x.qcow2", "--accel", "hvf"], 2, "error: invalid value 'hvf' for '--accel <ACCEL>'".into()),
     ];
     for (args, code, want) in cases {
-        let res = appliance().arg("boot").args(*args).output().unwrap();
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert_eq!(res.status.code(), Some(*code), "{args:?}: {err}");
-        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(lines.len(), 1, "{err}");
-        assert!(
-            lines[0].starts_with(want.as_str()),
-            "got {}\nwant {want}",
-            lines[0]
-        );
+        assert_one_error(appliance().arg("boot").args(*args), *code, want);
     }
 }

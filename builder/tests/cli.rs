@@ -27,16 +27,7 @@ fn expect_error(args: &[&str], env: &[(&str, &str)], code: i32, want: &str) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let res = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert_eq!(res.status.code(), Some(code), "{args:?}: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
-    assert!(
-        errors[0].starts_with(want),
-        "{args:?}:\n got: {}\nwant: {want}",
-        errors[0]
-    );
+    assert_one_error(&mut cmd, code, want);
     assert!(!out.exists(), "{args:?} left {:?}", dir_names(&out));
 }
 
@@ -301,18 +292,11 @@ fn seed_volume_and_its_bad_inputs() {
     ];
     for (args, want) in cases {
         let bad = dir.path().join("bad.img");
-        let res = appliance()
-            .arg("seed")
-            .args(*args)
-            .arg("-o")
-            .arg(&bad)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert_eq!(res.status.code(), Some(1), "{args:?}: {err}");
-        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(lines.len(), 1, "{err}");
-        assert!(lines[0].starts_with(want), "got {}\nwant {want}", lines[0]);
+        assert_one_error(
+            appliance().arg("seed").args(*args).arg("-o").arg(&bad),
+            1,
+            want,
+        );
         assert!(
             !bad.exists() && dir_names(dir.path()).iter().all(|n| !n.contains("partial")),
             "{:?}",

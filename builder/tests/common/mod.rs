@@ -84,3 +84,20 @@ pub fn partition_offset(disk: &Path, n: u32) -> u64 {
         .unwrap()
         * 512
 }
+
+/// Runs `cmd` and checks that it fails with exit code `code` and exactly one `error:` line,
+/// which starts with `want` (the one clear line every bad input must get).
+pub fn assert_one_error(cmd: &mut Command, code: i32, want: &str) {
+    let res = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(code), "{cmd:?}: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{cmd:?}: {stderr}");
+    assert!(
+        errors[0].starts_with(want),
+        "{cmd:?}:\n got: {}\nwant: {want}",
+        errors[0]
+    );
+}
