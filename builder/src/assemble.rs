@@ -376,6 +376,7 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         out_dir: &opts.out,
         mtime: clock,
         vhd_unique_id: *ids.uuid("vhd-unique-id").as_bytes(),
+        vmdk_cid: ids.u32("vmdk-cid"),
         ovf_os: export::ova::OvfOs::from_os_id(&facts.os_id),
         threads: opts.threads.max(1),
         reporter,

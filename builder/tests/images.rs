@@ -411,6 +411,11 @@ fn vmdk_is_stream_optimized_and_matches_raw() {
         "streamOptimized"
     );
     qemu_img_compare("vmdk", &v);
+    // Its descriptor names the artifact itself, not the temporary file it was written as.
+    let bytes = std::fs::read(&v).unwrap();
+    let text = String::from_utf8_lossy(&bytes[..64 << 10]);
+    assert!(text.contains(" SPARSE \"t.vmdk\"\n"), "{text}");
+    assert!(!text.contains("partial"));
 }
 
 #[test]
@@ -421,7 +426,7 @@ fn ova_members_in_order_with_valid_manifest() {
     let listing = stdout(&run_ok(tool("tar").arg("-tf").arg(&ova)));
     assert_eq!(
         listing.lines().collect::<Vec<_>>(),
-        ["t.ovf", "t.mf", "t-disk1.vmdk"]
+        ["t.ovf", "t.mf", "t.vmdk"]
     );
     let x = b.out.parent().unwrap().join("ova-x");
     std::fs::create_dir_all(&x).unwrap();
@@ -458,12 +463,16 @@ fn ova_members_in_order_with_valid_manifest() {
             ])
             .arg(x.join("t.ovf")),
     );
-    let vmdk_len = std::fs::metadata(x.join("t-disk1.vmdk")).unwrap().len();
+    let vmdk_len = std::fs::metadata(x.join("t.vmdk")).unwrap().len();
     assert!(ovf.contains(&format!(
-        "ovf:href=\"t-disk1.vmdk\" ovf:id=\"file1\" ovf:size=\"{vmdk_len}\""
+        "ovf:href=\"t.vmdk\" ovf:id=\"file1\" ovf:size=\"{vmdk_len}\""
     )));
     assert!(ovf.contains(&format!("ovf:capacity=\"{}\"", disk_size())));
-    qemu_img_compare("vmdk", &x.join("t-disk1.vmdk"));
+    qemu_img_compare("vmdk", &x.join("t.vmdk"));
+    assert!(
+        std::fs::read(x.join("t.vmdk")).unwrap() == std::fs::read(b.path("t.vmdk")).unwrap(),
+        "the OVA carries the VMDK as is"
+    );
 }
 
 #[test]

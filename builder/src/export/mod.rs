@@ -10,6 +10,7 @@ pub mod qcow2;
 pub mod qemu_img;
 pub mod sums;
 pub mod vhd;
+pub mod vmdk;
 
 use crate::partial::PartialFile;
 use crate::progress::Reporter;
@@ -94,6 +95,8 @@ pub struct ExportContext<'a> {
     /// Timestamp written into archives and footers (SOURCE_DATE_EPOCH or now).
     pub mtime: u64,
     pub vhd_unique_id: [u8; 16],
+    /// The VMDK's content id.
+    pub vmdk_cid: u32,
     /// CIM operating system id for the OVF descriptor.
     pub ovf_os: ova::OvfOs,
     pub threads: usize,
@@ -176,7 +179,10 @@ fn export_one(ctx: &ExportContext, format: Format) -> Result<Exported> {
     let report = |n: u64| step.set(n);
     match format {
         Format::Qcow2 => qcow2::write_qcow2(ctx.raw, ctx.disk_size, out.file(), &report)?,
-        Format::Vmdk => qemu_img::stream_optimized_vmdk(ctx.raw, out.path())?,
+        Format::Vmdk => {
+            qemu_img::stream_optimized_vmdk(ctx.raw, out.path())?;
+            vmdk::set_descriptor(out.path(), &Format::Vmdk.file_name(ctx.name), ctx.vmdk_cid)?;
+        }
         Format::Gcp => gcp::write_gcp_tarball(
             ctx.raw,
             ctx.disk_size,

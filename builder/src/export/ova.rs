@@ -140,7 +140,8 @@ fn member_header(path: &str, size: u64, mtime: u64) -> Result<tar::Header> {
 
 /// Writes the OVA for the VMDK at `vmdk` (whose SHA-256 is `vmdk_sha`) into `out`.
 pub fn write_ova(vmdk: &Path, vmdk_sha: &str, ctx: &ExportContext, out: &File) -> Result<()> {
-    let disk_name = format!("{}-disk1.vmdk", ctx.name);
+    // The VMDK's descriptor names itself NAME.vmdk (see vmdk.rs): the member keeps that name.
+    let disk_name = super::Format::Vmdk.file_name(ctx.name);
     let vmdk_size = vmdk
         .metadata()
         .with_context(|| format!("reading {}", vmdk.display()))?
