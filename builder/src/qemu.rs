@@ -282,6 +282,7 @@ pub fn choose_accel(spec: &VmSpec, work: &Path) -> Result<Accel> {
             Accel::Tcg
         });
     }
+    eprintln!("checking whether KVM boots this image's kernel (once per host, up to 25 s)");
     let serial = work.join("kvm-probe.log");
     // Without Secure Boot: its SMM emulation is a separate question from whether KVM runs
     // kernels, and the verdict is cached for every kind of boot.
