@@ -18,8 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Turn a root tree into a bootable disk image (GPT, ext4 root, GRUB for BIOS and UEFI)
-    /// and export it to every requested format, with SHA256SUMS.
+    /// Turn a root tree into a bootable disk image and export it to the requested formats.
+    ///
+    /// GPT, ext4 root, GRUB for BIOS and UEFI; every format with SHA256SUMS beside it.
     ///
     /// The disk is laid out like Ubuntu's cloud images: partition 14 BIOS boot (4 MiB),
     /// 15 EFI system (FAT32 "UEFI", 106 MiB), 1 root (ext4 "cloudimg-rootfs", the rest).
@@ -27,13 +28,16 @@ enum Command {
     /// are complete; a failure or Ctrl-C leaves none behind. With SOURCE_DATE_EPOCH set,
     /// two runs on the same tree give bit-identical raw and qcow2 images.
     Assemble(AssembleArgs),
-    /// Make a NoCloud seed: a small vfat volume labelled CIDATA with user-data and meta-data,
-    /// which cloud-init reads when the image boots outside a cloud (attach it as a second
-    /// disk). Without --meta-data, the instance id is derived from the user-data, so new
+    /// Make a NoCloud seed volume that hands user-data to cloud-init outside a cloud.
+    ///
+    /// A small vfat volume labelled CIDATA with user-data and meta-data, which cloud-init
+    /// reads when the image boots outside a cloud (attach it as a second disk). Without --meta-data, the instance id is derived from the user-data, so new
     /// user-data counts as a new instance.
     Seed(SeedArgs),
-    /// Boot an image under QEMU: the serial console on this terminal (or in a file), TCP ports
-    /// forwarded on 127.0.0.1, user-data through a NoCloud seed. The image is booted as a
+    /// Boot an image under QEMU (serial console here, ports on 127.0.0.1, user-data by seed).
+    ///
+    /// The serial console is on this terminal (Ctrl-A X quits) or in a file, TCP ports are
+    /// forwarded on 127.0.0.1 only, and user-data goes in through a NoCloud seed. The image is booted as a
     /// snapshot unless --persist: what the guest writes is discarded and the artifact (and its
     /// SHA256SUMS) stays as built. KVM is used only where it is proven to boot the image's
     /// kernel; otherwise TCG (slower, always works).
