@@ -81,21 +81,7 @@ mod tests {
     use std::process::Command;
 
     fn convert(raw: &Path, out: &Path) {
-        let ok = Command::new("qemu-img")
-            .args([
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vmdk",
-                "-o",
-                "subformat=streamOptimized",
-            ])
-            .arg(raw)
-            .arg(out)
-            .status()
-            .expect("qemu-img (qemu-utils)");
-        assert!(ok.success());
+        super::super::qemu_img::stream_optimized_vmdk(raw, out).expect("qemu-img (qemu-utils)");
     }
 
     #[test]
