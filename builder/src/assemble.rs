@@ -121,7 +121,8 @@ pub fn default_disk_size(usage: TreeUsage) -> u64 {
     round_up(min + (min / 4).max(256 * MIB), GIB)
 }
 
-fn now() -> u64 {
+/// Seconds since the Unix epoch, for timestamps when SOURCE_DATE_EPOCH is not set.
+pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

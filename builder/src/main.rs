@@ -193,16 +193,12 @@ fn run_seed(a: SeedArgs) -> Result<()> {
         .transpose()?;
     let names = |p: &PathBuf| p.display().to_string();
     let meta_name = a.meta_data.as_ref().map(names).unwrap_or_default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     appliance::seed::write_seed(
         &a.output,
         (&names(&a.user_data), &user_data),
         meta_data.as_deref().map(|m| (meta_name.as_str(), m)),
         network.as_deref(),
-        source_date_epoch()?.unwrap_or(now),
+        source_date_epoch()?.unwrap_or_else(assemble::now),
     )?;
     println!("{}", a.output.display());
     Ok(())

@@ -90,7 +90,7 @@ pub fn data_extents(file: &File, len: u64) -> io::Result<Vec<Range<u64>>> {
 }
 
 /// Appends `r` to a sorted list, merging it with the last range if they touch.
-fn push_merged(list: &mut Vec<Range<u64>>, r: Range<u64>) {
+pub fn push_merged(list: &mut Vec<Range<u64>>, r: Range<u64>) {
     if let Some(last) = list.last_mut() {
         if r.start <= last.end {
             last.end = last.end.max(r.end);

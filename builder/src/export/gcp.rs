@@ -51,7 +51,7 @@ use anyhow::{bail, ensure, Context, Result};
 use flate2::{Compress, Compression, FlushCompress, Status};
 use tar::{EntryType, GnuExtSparseHeader, Header};
 
-use crate::sparse::{self, is_zero, read_full_at, ZERO_BLOCK};
+use crate::sparse::{self, is_zero, push_merged, read_full_at, ZERO_BLOCK};
 
 const GIB: u64 = 1 << 30;
 const BLOCK: u64 = 512;
@@ -156,14 +156,6 @@ fn stored_regions(file: &File, file_len: u64, real_size: u64) -> Result<Vec<Rang
         }
     }
     Ok(regions)
-}
-
-/// Appends `r` to sorted `list`, merging it into the last range when they touch or overlap.
-fn push_merged(list: &mut Vec<Range<u64>>, r: Range<u64>) {
-    match list.last_mut() {
-        Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-        _ => list.push(r),
-    }
 }
 
 /// The header block of `disk.raw` and its sparse extension blocks.
