@@ -18,6 +18,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build the images a profile describes: base, overlays, provisioning, scrub, disk, exports.
+    ///
+    /// PROFILE is a file (profiles/debian12-test.toml) or a name in ./profiles. The provisioned
+    /// tree is cached (in $APPLIANCE_CACHE, default /var/cache/appliance) under a key of the
+    /// base, the overlays' content and the variables, so a rebuild that changes only the disk
+    /// size, the formats or a late file (such as the firstboot binary) skips debootstrap and
+    /// apt. Each step's output goes to OUT/logs/; a failing step shows its last lines and its
+    /// log. Outputs appear only when complete: NAME.<format>, SHA256SUMS, NAME.manifest
+    /// (packages and versions) and NAME.build.json (inputs, hashes, tool versions, timings).
+    Build(BuildArgs),
+    /// Show everything a build would do, without doing any of it.
+    ///
+    /// Every resolved input (base URL or suite and mirror, checksums and how they are
+    /// verified), every overlay with its content hash, the variables, each step in order
+    /// (marked when the cache will skip it) and every output file.
+    Plan(PlanArgs),
+    /// List the profiles in a directory (default ./profiles) with their descriptions.
+    Profiles(ProfilesArgs),
     /// Turn a root tree into a bootable disk image and export it to the requested formats.
     ///
     /// GPT, ext4 root, GRUB for BIOS and UEFI; every format with SHA256SUMS beside it.
@@ -42,6 +60,111 @@ enum Command {
     /// SHA256SUMS) stays as built. KVM is used only where it is proven to boot the image's
     /// kernel; otherwise TCG (slower, always works).
     Boot(BootArgs),
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// The profile: a .toml file, or a name in ./profiles.
+    profile: String,
+    /// Set a variable the profile or an overlay declares (NAME=VALUE); repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::profile::parse_var)]
+    vars: Vec<(String, String)>,
+    /// Directory for the outputs and logs. Default: build/<profile name>.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Use only cached downloads and bases; fail naming the first input that is missing.
+    #[arg(long)]
+    offline: bool,
+    /// Rebuild the debootstrap base and the provisioned tree even when cached (and re-cache).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// Threads for compression (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print what was made as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ProfilesArgs {
+    /// Where to look.
+    #[arg(long, value_name = "DIR", default_value = "profiles")]
+    dir: PathBuf,
+}
+
+fn load_profile(
+    a: &ProfileArgs,
+    threads: Option<usize>,
+) -> Result<(appliance::profile::Profile, appliance::build::BuildOptions)> {
+    let path = appliance::profile::locate(&a.profile);
+    let profile = appliance::profile::Profile::load(&path, &a.vars)?;
+    let opts = appliance::build::BuildOptions {
+        out: a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("build").join(&profile.file.name)),
+        offline: a.offline,
+        no_cache: a.no_cache,
+        cache: appliance::base::Cache::from_env(),
+        threads: threads.unwrap_or_else(default_threads),
+        source_date_epoch: source_date_epoch()?,
+    };
+    Ok((profile, opts))
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn run_build(a: BuildArgs) -> Result<()> {
+    let (profile, opts) = load_profile(&a.profile, a.threads)?;
+    let built = appliance::build::build(&profile, &opts, &Reporter::new())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&built)?);
+    } else {
+        for art in &built.assembled.artifacts {
+            println!("{}", art.path.display());
+        }
+        println!("{}", built.manifest.display());
+        println!("{}", built.build_info.display());
+    }
+    Ok(())
+}
+
+fn run_plan(a: PlanArgs) -> Result<()> {
+    let (profile, opts) = load_profile(&a.profile, None)?;
+    let (plan, _) = appliance::build::make_plan(&profile, &opts, false)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{plan}");
+    }
+    Ok(())
+}
+
+fn run_profiles(a: ProfilesArgs) -> Result<()> {
+    for (path, name, description) in appliance::profile::list(&a.dir)? {
+        println!("{name:<20} {description}  ({})", path.display());
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -272,11 +395,7 @@ fn source_date_epoch() -> Result<Option<u64>> {
 }
 
 fn run_assemble(a: AssembleArgs) -> Result<()> {
-    let threads = a.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = a.threads.unwrap_or_else(default_threads);
     let opts = AssembleOptions {
         rootfs: a.rootfs,
         out: a.out,
@@ -315,6 +434,9 @@ fn main() {
         std::process::exit(1);
     }
     let result = match cli.command {
+        Command::Build(a) => run_build(a),
+        Command::Plan(a) => run_plan(a),
+        Command::Profiles(a) => run_profiles(a),
         Command::Assemble(a) => run_assemble(a),
         Command::Seed(a) => run_seed(a),
         Command::Boot(a) => run_boot(a),

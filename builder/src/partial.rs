@@ -14,7 +14,8 @@ use std::sync::Mutex;
 #[derive(Default)]
 struct Registry {
     paths: Mutex<Vec<PathBuf>>,
-    children: Mutex<Vec<u32>>,
+    /// Process ids; negative for a whole process group.
+    children: Mutex<Vec<i32>>,
 }
 
 static REGISTRY: Registry = Registry {
@@ -30,9 +31,9 @@ impl Registry {
     /// Stops the children and removes the paths.
     fn abandon(&self) {
         for pid in lock(&self.children).drain(..) {
-            // SAFETY: kill(2) with a pid we spawned; at worst the process is already gone.
+            // SAFETY: kill(2) with a pid (or group) we spawned; at worst it is already gone.
             unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                libc::kill(pid, libc::SIGTERM);
             }
         }
         for path in lock(&self.paths).drain(..) {
@@ -42,11 +43,20 @@ impl Registry {
 }
 
 pub fn register_child(pid: u32) {
-    lock(&REGISTRY.children).push(pid);
+    lock(&REGISTRY.children).push(pid as i32);
 }
 
 pub fn unregister_child(pid: u32) {
-    lock(&REGISTRY.children).retain(|p| *p != pid);
+    lock(&REGISTRY.children).retain(|p| *p != pid as i32);
+}
+
+/// Registers a process group (a child that leads its own group, as provisioning steps do).
+pub fn register_group(pgid: u32) {
+    lock(&REGISTRY.children).push(-(pgid as i32));
+}
+
+pub fn unregister_group(pgid: u32) {
+    lock(&REGISTRY.children).retain(|p| *p != -(pgid as i32));
 }
 
 fn register(path: &Path) {
@@ -58,11 +68,64 @@ fn unregister(path: &Path) {
 }
 
 fn remove_path(path: &Path) {
-    let _ = if path.is_dir() {
-        std::fs::remove_dir_all(path)
+    if path.is_dir() {
+        // Never descend into a mounted file system (a host /dev bound into a tree would lose
+        // its device nodes): detach whatever is mounted below first, and keep the directory if
+        // anything stays mounted.
+        if unmount_below(path) {
+            let _ = std::fs::remove_dir_all(path);
+        }
     } else {
-        std::fs::remove_file(path)
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Mount points at or below `dir` in this process's mount namespace, deepest first.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
     };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|m| m.starts_with(&dir))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mount_path(field: &str) -> PathBuf {
+    let mut out = Vec::new();
+    let b = field.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let n = u8::from_str_radix(&field[i + 1..i + 4], 8).unwrap_or(b'?');
+            out.push(n);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Detaches every mount below `dir`; true when none is left.
+fn unmount_below(dir: &Path) -> bool {
+    for m in mounts_below(dir) {
+        if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2 with a valid C string.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+    mounts_below(dir).is_empty()
 }
 
 /// Installs the SIGINT/SIGTERM handler: clean up, say so, exit 130.
@@ -221,6 +284,13 @@ mod tests {
     }
 
     #[test]
+    fn mount_paths_unescape() {
+        assert_eq!(unescape_mount_path("/a\\040b/c"), PathBuf::from("/a b/c"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+        assert!(mounts_below(Path::new("/proc")).contains(&PathBuf::from("/proc")));
+    }
+
+    #[test]
     fn abandon_stops_children_and_removes_paths() {
         // A registry of its own: the global one belongs to the other tests' children too.
         let reg = Registry::default();
@@ -235,7 +305,7 @@ mod tests {
             .spawn()
             .unwrap();
         lock(&reg.paths).extend([file.clone(), sub.clone()]);
-        lock(&reg.children).push(child.id());
+        lock(&reg.children).push(child.id() as i32);
         reg.abandon();
         assert!(!file.exists() && !sub.exists());
         use std::os::unix::process::ExitStatusExt;

@@ -247,16 +247,10 @@ fn os_release_value(text: &str, key: &str) -> Option<String> {
 
 /// The installed version of `package` in a dpkg status file.
 pub fn dpkg_version(status: &str, package: &str) -> Option<String> {
-    status.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-        };
-        (field("Package:")? == package && field("Status:")?.ends_with(" installed"))
-            .then(|| field("Version:"))
-            .flatten()
-    })
+    crate::manifest::parse_status(status)
+        .into_iter()
+        .find(|p| p.name == package && p.installed)
+        .map(|p| p.version)
 }
 
 /// Compares Debian-style version strings well enough to pick the newest kernel and to compare

@@ -1,0 +1,627 @@
+//! `appliance build` and `appliance plan`: a profile to images.
+//!
+//! Stages: base → overlays (files) → provision (chroot) → modes/owners → [cache] → scrub →
+//! late files → audit → assemble/export → manifest and build info.
+//!
+//! The provisioned tree is cached as a directory under `stages/<key>`, where the key hashes the
+//! base's identity, every overlay's content (overlay.toml without late files, files/,
+//! provision.sh) and the variables. A build whose key is cached copies that tree and goes
+//! straight to scrub: changing only the disk size, the formats or a late file (the firstboot
+//! binary) never re-runs debootstrap or apt. [`plan`] describes every step without running
+//! any, from the same [`Plan`] the build follows.
+
+use crate::assemble::{self, AssembleOptions, Assembled};
+use crate::base::{self, BaseId, Cache, MaterializeOptions};
+use crate::overlay::{self, LateSource};
+use crate::partial::{PartialFile, WorkDir};
+use crate::profile::{Base, Profile};
+use crate::progress::Reporter;
+use crate::provision::{self, Chroot};
+use crate::scrub;
+use crate::size::human;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bumped when what the provisioning stage does changes, so old cached trees are not reused.
+const STAGE_FORMAT: &str = "appliance-provisioned-tree-v1";
+
+pub struct BuildOptions {
+    pub out: PathBuf,
+    pub offline: bool,
+    /// Ignore cached debootstrap bases and provisioned trees (they are rewritten).
+    pub no_cache: bool,
+    pub cache: Cache,
+    pub threads: usize,
+    pub source_date_epoch: Option<u64>,
+}
+
+/// Everything a build will do, resolved from the profile.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub profile: String,
+    pub profile_file: PathBuf,
+    pub profile_sha256: String,
+    pub base: BaseDescription,
+    pub overlays: Vec<OverlayDescription>,
+    pub variables: crate::overlay::Variables,
+    /// `None` while a tarball's hash is still to be read from its SHA256SUMS.
+    pub stage_key: Option<String>,
+    pub stage_cached: bool,
+    pub steps: Vec<String>,
+    pub outputs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BaseDescription {
+    pub kind: &'static str,
+    pub source: String,
+    pub sha256: Option<String>,
+    pub verified_by: String,
+    pub cached: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OverlayDescription {
+    pub name: String,
+    pub sha256: String,
+    pub files: usize,
+    pub templates: usize,
+    pub provision: bool,
+    pub depends: Vec<String>,
+    pub secrets: Vec<String>,
+    pub late: Vec<String>,
+}
+
+fn stage_key(id: &BaseId, profile: &Profile) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(STAGE_FORMAT);
+    h.update([0]);
+    h.update(&id.sha256);
+    for o in &profile.overlays {
+        h.update(format!("\0overlay\0{}\0{}", o.name, o.content_hash()?));
+    }
+    h.update(serde_json::to_vec(&profile.variables)?);
+    Ok(hex::encode(h.finalize()))
+}
+
+fn stage_dir(cache: &Cache, key: &str) -> PathBuf {
+    cache.stages().join(&key[..32])
+}
+
+fn stage_done(cache: &Cache, key: &str) -> PathBuf {
+    stage_dir(cache, key).with_extension("complete")
+}
+
+/// Resolves everything a build of `profile` would do. Fetches nothing (`fetch = false`) for
+/// `plan`; the build passes `fetch = true` to learn a signed tarball's hash.
+pub fn make_plan(
+    profile: &Profile,
+    opts: &BuildOptions,
+    fetch: bool,
+) -> Result<(Plan, Option<BaseId>)> {
+    let id = base::identify(&profile.base, &opts.cache, opts.offline, fetch)?;
+    let key = id.as_ref().map(|id| stage_key(id, profile)).transpose()?;
+    let stage_cached = !opts.no_cache
+        && key
+            .as_ref()
+            .is_some_and(|k| stage_done(&opts.cache, k).exists());
+
+    let base = match &profile.base {
+        Base::Tarball {
+            url,
+            sha256,
+            signed_sums,
+        } => BaseDescription {
+            kind: "tarball",
+            source: url.clone(),
+            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            verified_by: match (sha256, signed_sums) {
+                (Some(_), _) => "the SHA-256 pinned in the profile".into(),
+                (None, Some(s)) => format!(
+                    "{} signed ({}), checked with gpgv against {}",
+                    s.url,
+                    s.signature,
+                    s.keyring.display()
+                ),
+                (None, None) => String::new(),
+            },
+            cached: id
+                .as_ref()
+                .is_some_and(|i| opts.cache.downloads().cached(&i.sha256).is_some()),
+        },
+        Base::Debootstrap {
+            suite,
+            mirror,
+            keyring,
+            variant,
+            components,
+            include,
+        } => BaseDescription {
+            kind: "debootstrap",
+            source: format!(
+                "{suite} from {mirror} (variant {variant}{}; include {})",
+                if components.is_empty() {
+                    String::new()
+                } else {
+                    format!(", components {}", components.join(","))
+                },
+                include.join(",")
+            ),
+            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            verified_by: format!(
+                "the Release signature, checked against {}",
+                keyring.display()
+            ),
+            cached: id.as_ref().is_some_and(|i| {
+                opts.cache
+                    .bases()
+                    .join(format!("debootstrap-{suite}-{}.complete", &i.sha256[..16]))
+                    .exists()
+            }),
+        },
+        Base::Local { path } => BaseDescription {
+            kind: "local",
+            source: path.display().to_string(),
+            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            verified_by: "nothing (a local input)".into(),
+            cached: true,
+        },
+    };
+
+    let mut overlays = Vec::new();
+    for o in &profile.overlays {
+        let files_dir = o.dir.join("files");
+        let (mut files, mut templates) = (0, 0);
+        if files_dir.exists() {
+            for e in walkdir::WalkDir::new(&files_dir).min_depth(1) {
+                let e = e?;
+                if !e.file_type().is_dir() {
+                    files += 1;
+                    if e.file_name().to_string_lossy().ends_with(".hbs") {
+                        templates += 1;
+                    }
+                }
+            }
+        }
+        overlays.push(OverlayDescription {
+            name: o.name.clone(),
+            sha256: o.content_hash()?,
+            files,
+            templates,
+            provision: o.provision_script().is_some(),
+            depends: o.spec.depends.clone(),
+            secrets: o.spec.secrets.clone(),
+            late: o.spec.late.keys().cloned().collect(),
+        });
+    }
+
+    let mut steps = Vec::new();
+    let cached_note = if stage_cached {
+        " [cached: skipped]"
+    } else {
+        ""
+    };
+    steps.push(format!(
+        "base: {} {}{}",
+        base.kind,
+        base.source,
+        if stage_cached {
+            " [cached: skipped]"
+        } else if base.cached {
+            " [cached]"
+        } else {
+            ""
+        }
+    ));
+    for o in &overlays {
+        steps.push(format!(
+            "overlay {}: copy {} file(s) from files/ ({} template(s) rendered){cached_note}",
+            o.name, o.files, o.templates
+        ));
+    }
+    for o in overlays.iter().filter(|o| o.provision) {
+        steps.push(format!(
+            "provision: overlay {}: provision.sh in a chroot{cached_note}",
+            o.name
+        ));
+    }
+    steps.push(format!("modes and owners from overlay.toml{cached_note}"));
+    steps.push(format!(
+        "cache the provisioned tree as {}{}",
+        key.as_deref()
+            .map(|k| &k[..16])
+            .unwrap_or("(key known once the base's hash is)"),
+        if stage_cached { " [cached]" } else { "" }
+    ));
+    let secrets: usize = overlays.iter().map(|o| o.secrets.len()).sum();
+    steps.push(format!("scrub: machine-id, SSH host keys, cloud-init state and logs, apt lists, histories, /tmp, logs; {secrets} declared secret(s)"));
+    for o in &overlays {
+        for l in &o.late {
+            steps.push(format!("late file {l} (overlay {})", o.name));
+        }
+    }
+    steps.push("audit: fail if anything scrub removes, or a declared secret, is present".into());
+    steps.push(format!(
+        "assemble: GPT disk {}, boot {}, ext4 features {}",
+        profile
+            .disk_size
+            .map(human)
+            .unwrap_or_else(|| "sized from the tree".into()),
+        [("bios", profile.boot.bios), ("uefi", profile.boot.uefi)]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join("+"),
+        profile
+            .ext4_features
+            .map(|f| f.name())
+            .unwrap_or("auto (from the tree's e2fsprogs and GRUB)")
+    ));
+    for f in &profile.formats {
+        steps.push(format!("export {}", f.name()));
+    }
+    steps.push("write SHA256SUMS, the package manifest and the build info".into());
+
+    let name = &profile.image_name;
+    let mut outputs: Vec<PathBuf> = profile
+        .formats
+        .iter()
+        .map(|f| opts.out.join(f.file_name(name)))
+        .collect();
+    outputs.push(opts.out.join("SHA256SUMS"));
+    outputs.push(opts.out.join(format!("{name}.manifest")));
+    outputs.push(opts.out.join(format!("{name}.build.json")));
+
+    Ok((
+        Plan {
+            profile: profile.file.name.clone(),
+            profile_file: profile.path.clone(),
+            profile_sha256: profile.sha256.clone(),
+            base,
+            overlays,
+            variables: profile.variables.clone(),
+            stage_key: key,
+            stage_cached,
+            steps,
+            outputs,
+        },
+        id,
+    ))
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        writeln!(
+            f,
+            "profile {} ({}, sha256 {})",
+            self.profile,
+            self.profile_file.display(),
+            &self.profile_sha256[..16]
+        )?;
+        writeln!(f, "base: {} {}", self.base.kind, self.base.source)?;
+        writeln!(
+            f,
+            "  sha256 {}; verified by {}",
+            self.base
+                .sha256
+                .as_deref()
+                .unwrap_or("(read from SHA256SUMS at build time)"),
+            self.base.verified_by
+        )?;
+        writeln!(f, "overlays:")?;
+        for o in &self.overlays {
+            writeln!(
+                f,
+                "  {:<16} sha256 {}  {} file(s), {} template(s){}{}",
+                o.name,
+                &o.sha256[..16],
+                o.files,
+                o.templates,
+                if o.provision { ", provision.sh" } else { "" },
+                if o.depends.is_empty() {
+                    String::new()
+                } else {
+                    format!(", after {}", o.depends.join(","))
+                }
+            )?;
+        }
+        writeln!(f, "variables:")?;
+        for (k, v) in &self.variables {
+            writeln!(f, "  {k} = {v}")?;
+        }
+        writeln!(f, "steps:")?;
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "  {:>2}. {s}", i + 1)?;
+        }
+        writeln!(f, "outputs:")?;
+        for o in &self.outputs {
+            writeln!(f, "  {}", o.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// The build's own log (`logs/build.log`): each line also goes to stderr.
+struct BuildLog {
+    file: std::fs::File,
+    started: Instant,
+}
+
+impl BuildLog {
+    fn note(&mut self, msg: &str) {
+        let line = format!("[{:>6.1}s] {msg}", self.started.elapsed().as_secs_f64());
+        eprintln!("{line}");
+        let _ = writeln!(self.file, "{line}");
+    }
+}
+
+/// What a build made, for people and for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Built {
+    pub assembled: Assembled,
+    pub manifest: PathBuf,
+    pub build_info: PathBuf,
+    pub logs: PathBuf,
+    pub stage_cached: bool,
+}
+
+#[derive(Serialize)]
+struct BuildInfo<'a> {
+    profile: &'a str,
+    profile_file: &'a Path,
+    profile_sha256: &'a str,
+    base: &'a BaseDescription,
+    overlays: &'a [OverlayDescription],
+    variables: &'a crate::overlay::Variables,
+    stage_key: &'a str,
+    stage_cached: bool,
+    late_files: Vec<serde_json::Value>,
+    source_date_epoch: Option<u64>,
+    tools: serde_json::Value,
+    seconds: serde_json::Value,
+    image: &'a Assembled,
+}
+
+fn tool_version(cmd: &str, arg: &str) -> Option<String> {
+    let out = std::process::Command::new(cmd).arg(arg).output().ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+}
+
+fn dpkg_version_of(pkg: &str) -> Option<String> {
+    let out = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", pkg])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Runs a whole build.
+pub fn build(profile: &Profile, opts: &BuildOptions, reporter: &Reporter) -> Result<Built> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
+    let logs = opts.out.join("logs");
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).with_context(|| format!("clearing {}", logs.display()))?;
+    }
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut log = BuildLog {
+        file: std::fs::File::create(logs.join("build.log"))?,
+        started,
+    };
+    log.note(&format!(
+        "building profile {} ({})",
+        profile.file.name,
+        profile.path.display()
+    ));
+    let mut seconds = serde_json::Map::new();
+    let mut timed = |name: &str, since: Instant| {
+        seconds.insert(
+            name.into(),
+            serde_json::json!((since.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+        );
+    };
+
+    let (plan, id) = make_plan(profile, opts, true)?;
+    let id = id.expect("identify with fetch = true names the base");
+    let key = plan.stage_key.clone().expect("known once the base is");
+    let late: Vec<LateSource> = profile
+        .overlays
+        .iter()
+        .map(|o| o.late_sources(&profile.variables))
+        .collect::<Result<Vec<_>>>()?
+        .concat();
+
+    let work = WorkDir::create(&opts.out, &profile.image_name)?;
+    let tree = work.path().join("tree");
+    let stage = stage_dir(&opts.cache, &key);
+    let t = Instant::now();
+    if plan.stage_cached {
+        log.note(&format!(
+            "provisioned tree {} is cached: skipping base, overlays and provisioning",
+            &key[..16]
+        ));
+        let step = reporter.step("copying the cached provisioned tree");
+        base::copy_tree(&stage, &tree)?;
+        step.done();
+        timed("copy_cached_tree", t);
+    } else {
+        log.note(&format!("base: {} {}", id.kind, id.source));
+        base::materialize(
+            &profile.base,
+            &id,
+            &tree,
+            &opts.cache,
+            &MaterializeOptions {
+                offline: opts.offline,
+                refresh: opts.no_cache,
+                log: &logs.join("01-base.log"),
+            },
+            reporter,
+        )?;
+        timed("base", t);
+        let t = Instant::now();
+        for o in &profile.overlays {
+            let n = o.copy_files(&tree, &profile.variables)?;
+            log.note(&format!("overlay {}: {n} file(s) copied", o.name));
+        }
+        let chroot = Chroot::prepare(&tree)?;
+        for (i, o) in profile.overlays.iter().enumerate() {
+            let Some(script) = o.provision_script() else {
+                continue;
+            };
+            let log_path = logs.join(format!("{:02}-provision-{}.log", i + 2, o.name));
+            log.note(&format!(
+                "provision: overlay {} (log {})",
+                o.name,
+                log_path.display()
+            ));
+            let step = reporter.step(&format!("provisioning overlay {}", o.name));
+            let mut env = provision::base_env();
+            env.push(("APPLIANCE_PROFILE".into(), profile.file.name.clone()));
+            env.push(("APPLIANCE_OVERLAY".into(), o.name.clone()));
+            for (k, v) in &profile.variables {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                env.push((format!("APPLIANCE_VAR_{}", k.to_ascii_uppercase()), v));
+            }
+            provision::run_script(&tree, &o.name, &script, env, &log_path)?;
+            step.done();
+        }
+        chroot.restore()?;
+        for o in &profile.overlays {
+            o.apply_attrs(&tree)?;
+        }
+        timed("overlays_and_provision", t);
+        let t = Instant::now();
+        save_stage(&tree, &opts.cache, &key, reporter)?;
+        log.note(&format!("provisioned tree cached as {}", &key[..16]));
+        timed("cache_store", t);
+    }
+
+    let t = Instant::now();
+    let secrets: Vec<String> = profile
+        .overlays
+        .iter()
+        .flat_map(|o| o.spec.secrets.clone())
+        .collect();
+    let n = scrub::scrub(&tree, &secrets)?;
+    log.note(&format!("scrub: {n} path(s) removed or emptied"));
+    overlay::install_late(&tree, &late)?;
+    for l in &late {
+        log.note(&format!("late file {} from {}", l.dest, l.source.display()));
+    }
+    let findings = scrub::audit(&tree, &secrets)?;
+    scrub::require_clean(&findings)?;
+    log.note("audit: passed (nothing that must not ship is in the tree)");
+    let manifest = crate::manifest::for_tree(&tree)?;
+    timed("scrub_and_audit", t);
+
+    let t = Instant::now();
+    let assembled = assemble::assemble(
+        &AssembleOptions {
+            rootfs: tree.clone(),
+            out: opts.out.clone(),
+            name: profile.image_name.clone(),
+            size: profile.disk_size,
+            boot: profile.boot,
+            formats: profile.formats.clone(),
+            seed: None,
+            ext4_features: profile.ext4_features,
+            source_date_epoch: opts.source_date_epoch,
+            threads: opts.threads,
+        },
+        reporter,
+    )?;
+    timed("assemble_and_export", t);
+    drop(work);
+
+    let name = &profile.image_name;
+    let manifest_path = opts.out.join(format!("{name}.manifest"));
+    let mut m = PartialFile::create(&manifest_path)?;
+    m.file_mut().write_all(manifest.as_bytes())?;
+    m.commit()?;
+    timed("total", started);
+    let info = BuildInfo {
+        profile: &plan.profile,
+        profile_file: &plan.profile_file,
+        profile_sha256: &plan.profile_sha256,
+        base: &plan.base,
+        overlays: &plan.overlays,
+        variables: &plan.variables,
+        stage_key: &key,
+        stage_cached: plan.stage_cached,
+        late_files: late
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "path": l.dest,
+                    "source": l.source,
+                    "sha256": crate::download::sha256_file(&l.source).ok(),
+                })
+            })
+            .collect(),
+        source_date_epoch: opts.source_date_epoch,
+        tools: serde_json::json!({
+            "appliance": env!("CARGO_PKG_VERSION"),
+            "mke2fs": tool_version("mke2fs", "-V"),
+            "qemu-img": tool_version("qemu-img", "--version"),
+            "grub-mkimage": tool_version("grub-mkimage", "--version"),
+            "debootstrap": dpkg_version_of("debootstrap"),
+            "gpgv": tool_version("gpgv", "--version"),
+        }),
+        seconds: serde_json::Value::Object(seconds),
+        image: &assembled,
+    };
+    let info_path = opts.out.join(format!("{name}.build.json"));
+    let mut f = PartialFile::create(&info_path)?;
+    serde_json::to_writer_pretty(f.file_mut(), &info)?;
+    f.file_mut().write_all(b"\n")?;
+    f.commit()?;
+    log.note(&format!(
+        "done: {} in {:.1}s",
+        opts.out.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Built {
+        assembled,
+        manifest: manifest_path,
+        build_info: info_path,
+        logs,
+        stage_cached: plan.stage_cached,
+    })
+}
+
+/// Copies the provisioned tree into the cache under its key (atomically: a temporary
+/// directory renamed into place, then the `.complete` marker).
+fn save_stage(tree: &Path, cache: &Cache, key: &str, reporter: &Reporter) -> Result<()> {
+    let dir = stage_dir(cache, key);
+    let done = stage_done(cache, key);
+    std::fs::create_dir_all(cache.stages())
+        .with_context(|| format!("creating {}", cache.stages().display()))?;
+    let step = reporter.step("caching the provisioned tree");
+    let tmp = WorkDir::create(&cache.stages(), "stage")?;
+    base::copy_tree(tree, &tmp.path().join("tree"))?;
+    let _ = std::fs::remove_file(&done);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    std::fs::rename(tmp.path().join("tree"), &dir)
+        .with_context(|| format!("moving the tree to {}", dir.display()))?;
+    std::fs::write(&done, format!("{key}\n"))?;
+    step.done();
+    Ok(())
+}

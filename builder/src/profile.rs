@@ -1,0 +1,633 @@
+//! Profiles: what to build, as data (`profiles/*.toml`).
+//!
+//! A profile names a base, an ordered list of overlays, variables, the disk and the outputs.
+//! Loading checks everything that can be checked without doing the work: unknown keys, missing
+//! overlays and keyrings, overlay dependencies, variable names, and every template rendered
+//! once against the variables, so a typo fails in a second instead of after debootstrap.
+//! Every error is one line naming the profile file and the key.
+
+use crate::assemble::{check_name, BootModes};
+use crate::export::Format;
+use crate::ext4::FeatureSet;
+use crate::overlay::{Overlay, Variables};
+use crate::size::parse_size;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The profile file as written.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub base: BaseSpec,
+    #[serde(default)]
+    pub overlays: Vec<String>,
+    /// Where overlays live, relative to the profile file. Default: `../overlays`.
+    #[serde(default)]
+    pub overlays_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub disk: DiskSpec,
+    #[serde(default)]
+    pub output: OutputSpec,
+}
+
+/// Where the root tree comes from.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BaseSpec {
+    /// A root tarball downloaded from `url`, checked against `sha256` or against a SHA256SUMS
+    /// file whose detached signature `keyring` verifies.
+    Tarball {
+        url: String,
+        #[serde(default)]
+        sha256: Option<String>,
+        #[serde(default)]
+        sha256sums: Option<String>,
+        #[serde(default)]
+        signature: Option<String>,
+        #[serde(default)]
+        keyring: Option<PathBuf>,
+    },
+    /// `debootstrap` from a mirror, checked with the keyring.
+    Debootstrap {
+        suite: String,
+        mirror: String,
+        keyring: PathBuf,
+        #[serde(default = "default_variant")]
+        variant: String,
+        #[serde(default)]
+        components: Vec<String>,
+        #[serde(default)]
+        include: Vec<String>,
+    },
+    /// A local directory or tarball, relative to the profile file.
+    Local { path: PathBuf },
+}
+
+fn default_variant() -> String {
+    "minbase".into()
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// e.g. "4GiB"; default: sized from the tree.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// "bios", "uefi"; default both.
+    #[serde(default)]
+    pub boot: Option<Vec<String>>,
+    /// "auto", "compat" or "current".
+    #[serde(default)]
+    pub ext4_features: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Default: ["qcow2"].
+    #[serde(default)]
+    pub formats: Option<Vec<String>>,
+    /// Base name of the artifacts; default: the profile's name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A loaded, checked profile with its overlays and final variables.
+#[derive(Debug)]
+pub struct Profile {
+    pub path: PathBuf,
+    pub file: ProfileFile,
+    /// SHA-256 of the profile file's bytes.
+    pub sha256: String,
+    pub base: Base,
+    pub overlays: Vec<Overlay>,
+    pub variables: Variables,
+    pub disk_size: Option<u64>,
+    pub boot: BootModes,
+    pub ext4_features: Option<FeatureSet>,
+    pub formats: Vec<Format>,
+    pub image_name: String,
+}
+
+/// The base with paths resolved against the profile's directory.
+#[derive(Clone, Debug)]
+pub enum Base {
+    Tarball {
+        url: String,
+        sha256: Option<String>,
+        signed_sums: Option<SignedSums>,
+    },
+    Debootstrap {
+        suite: String,
+        mirror: String,
+        keyring: PathBuf,
+        variant: String,
+        components: Vec<String>,
+        include: Vec<String>,
+    },
+    Local {
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct SignedSums {
+    pub url: String,
+    pub signature: String,
+    pub keyring: PathBuf,
+}
+
+/// A `--var name=value` from the command line.
+pub fn parse_var(text: &str) -> Result<(String, String)> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--var '{text}' is not NAME=VALUE"))?;
+    check_variable_name(k).map_err(|e| anyhow!("--var '{text}': {e}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn check_variable_name(name: &str) -> Result<()> {
+    let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        bail!("variable name '{name}' must be lowercase letters, digits and '_', starting with a letter");
+    }
+    Ok(())
+}
+
+/// A scalar TOML value as the string templates and provision scripts see.
+pub fn scalar(value: &toml::Value) -> Option<serde_json::Value> {
+    match value {
+        toml::Value::String(s) => Some(serde_json::Value::String(s.clone())),
+        toml::Value::Integer(i) => Some(serde_json::Value::from(*i)),
+        toml::Value::Boolean(b) => Some(serde_json::Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+/// Finds a profile given as a path, or as a name in `./profiles`.
+pub fn locate(arg: &str) -> PathBuf {
+    let p = PathBuf::from(arg);
+    if p.exists() || arg.contains('/') || arg.ends_with(".toml") {
+        return p;
+    }
+    PathBuf::from("profiles").join(format!("{arg}.toml"))
+}
+
+/// Parses TOML into `T`, turning the parser's multi-line report into one line that names the
+/// file, the line and the dotted key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let key = e.span().and_then(|s| dotted_key(text, s.start));
+        let msg = e
+            .message()
+            .trim()
+            .replace("field", "key")
+            .replace('\n', " ");
+        match (line, key) {
+            (Some(l), Some(k)) => anyhow!("{}, line {l}: {k}: {msg}", path.display()),
+            (Some(l), None) => anyhow!("{}, line {l}: {msg}", path.display()),
+            _ => anyhow!("{}: {msg}", path.display()),
+        }
+    })
+}
+
+/// The dotted key at byte `at`: the `[table]` header above it plus the key on its line.
+fn dotted_key(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && !l.starts_with("[["))
+            .then(|| l.trim_matches(['[', ']']).trim().to_string())
+    });
+    if line.starts_with('[') {
+        return Some(line.trim_matches(['[', ']']).trim().to_string());
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() {
+        return table;
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+impl Profile {
+    /// Loads and checks a profile; `vars` are `--var` overrides.
+    pub fn load(path: &Path, vars: &[(String, String)]) -> Result<Profile> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading profile {}", path.display()))?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| anyhow!("profile {}: not UTF-8 text", path.display()))?;
+        let file: ProfileFile = parse_toml(path, &text).map_err(|e| anyhow!("profile {e}"))?;
+        let at = |key: &str, e: anyhow::Error| anyhow!("profile {}: {key}: {e:#}", path.display());
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+        check_name(&file.name)
+            .map_err(|e| at("name", anyhow!("{}", e.to_string().replace("--name ", ""))))?;
+        let base = resolve_base(&file.base, &dir).map_err(|e| {
+            let msg = format!("{e:#}");
+            match msg.split_once(": ") {
+                Some((key, rest)) if key.starts_with("base.") => {
+                    anyhow!("profile {}: {key}: {rest}", path.display())
+                }
+                _ => at("base", e),
+            }
+        })?;
+
+        let overlays_dir = dir.join(
+            file.overlays_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("../overlays")),
+        );
+        let mut overlays: Vec<Overlay> = Vec::new();
+        for name in &file.overlays {
+            if overlays.iter().any(|o| &o.name == name) {
+                return Err(at("overlays", anyhow!("overlay '{name}' is listed twice")));
+            }
+            let overlay = Overlay::load(&overlays_dir, name).map_err(|e| at("overlays", e))?;
+            for dep in &overlay.spec.depends {
+                if !overlays.iter().any(|o| &o.name == dep) {
+                    return Err(at(
+                        "overlays",
+                        anyhow!(
+                            "overlay '{name}' depends on '{dep}', which is not listed before it"
+                        ),
+                    ));
+                }
+            }
+            overlays.push(overlay);
+        }
+
+        // Variables: overlay defaults, then the profile's, then --var.
+        let mut variables = Variables::new();
+        for o in &overlays {
+            for (k, v) in &o.spec.variables {
+                variables.insert(k.clone(), scalar(v).expect("checked by Overlay::load"));
+            }
+        }
+        for (k, v) in &file.variables {
+            check_variable_name(k).map_err(|e| at(&format!("variables.{k}"), e))?;
+            let v = scalar(v).ok_or_else(|| {
+                at(
+                    &format!("variables.{k}"),
+                    anyhow!("must be a string, an integer or a boolean"),
+                )
+            })?;
+            variables.insert(k.clone(), v);
+        }
+        for (k, v) in vars {
+            if !variables.contains_key(k) {
+                bail!(
+                    "--var {k}: no such variable in profile {} or its overlays (known: {})",
+                    path.display(),
+                    variables.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            variables.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        for o in &overlays {
+            o.check_templates(&variables)?;
+            o.late_sources(&variables)?;
+        }
+
+        let disk_size = file
+            .disk
+            .size
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| at("disk.size", e))?;
+        let boot = match &file.disk.boot {
+            Some(list) if list.is_empty() => {
+                return Err(at("disk.boot", anyhow!("must name bios, uefi or both")))
+            }
+            Some(list) => BootModes::parse(&list.join(",")).map_err(|e| at("disk.boot", e))?,
+            None => BootModes {
+                bios: true,
+                uefi: true,
+            },
+        };
+        let ext4_features = match file.disk.ext4_features.as_deref() {
+            None | Some("auto") => None,
+            Some(other) => Some(
+                other
+                    .parse::<FeatureSet>()
+                    .map_err(|e| at("disk.ext4_features", e))?,
+            ),
+        };
+        let formats = match &file.output.formats {
+            Some(list) => {
+                Format::parse_list(&list.join(",")).map_err(|e| at("output.formats", e))?
+            }
+            None => vec![Format::Qcow2],
+        };
+        let image_name = file
+            .output
+            .name
+            .clone()
+            .unwrap_or_else(|| file.name.clone());
+        check_name(&image_name).map_err(|e| {
+            at(
+                "output.name",
+                anyhow!("{}", e.to_string().replace("--name ", "")),
+            )
+        })?;
+
+        use sha2::Digest;
+        Ok(Profile {
+            path: path.to_path_buf(),
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            file,
+            base,
+            overlays,
+            variables,
+            disk_size,
+            boot,
+            ext4_features,
+            formats,
+            image_name,
+        })
+    }
+}
+
+fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
+    let keyring_file = |key: &str, p: &Path| -> Result<PathBuf> {
+        let p = dir.join(p);
+        if !p.is_file() {
+            bail!("base.{key}: keyring {} does not exist", p.display());
+        }
+        Ok(p)
+    };
+    let check_url = |key: &str, url: &str| -> Result<()> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("base.{key}: '{url}' is not an http:// or https:// URL");
+        }
+        Ok(())
+    };
+    Ok(match spec {
+        BaseSpec::Tarball {
+            url,
+            sha256,
+            sha256sums,
+            signature,
+            keyring,
+        } => {
+            check_url("url", url)?;
+            if let Some(h) = sha256 {
+                if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                    bail!("base.sha256: '{h}' is not a SHA-256 in hex");
+                }
+            }
+            let signed_sums = match (sha256sums, signature, keyring) {
+                (None, None, None) => None,
+                (Some(sums), Some(sig), Some(kr)) => {
+                    check_url("sha256sums", sums)?;
+                    check_url("signature", sig)?;
+                    Some(SignedSums {
+                        url: sums.clone(),
+                        signature: sig.clone(),
+                        keyring: keyring_file("keyring", kr)?,
+                    })
+                }
+                (None, _, _) => bail!("base.sha256sums: missing (signature and keyring are given)"),
+                (Some(_), None, _) => {
+                    bail!("base.signature: missing (a SHA256SUMS must be signed)")
+                }
+                (Some(_), Some(_), None) => {
+                    bail!("base.keyring: missing (the signature must be checked against it)")
+                }
+            };
+            if sha256.is_none() && signed_sums.is_none() {
+                bail!("base.sha256: missing (give sha256, or sha256sums + signature + keyring)");
+            }
+            Base::Tarball {
+                url: url.clone(),
+                sha256: sha256.as_ref().map(|h| h.to_ascii_lowercase()),
+                signed_sums,
+            }
+        }
+        BaseSpec::Debootstrap {
+            suite,
+            mirror,
+            keyring,
+            variant,
+            components,
+            include,
+        } => {
+            check_url("mirror", mirror)?;
+            if suite.is_empty()
+                || !suite
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!("base.suite: '{suite}' is not a suite name");
+            }
+            if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
+                bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
+            }
+            for p in include.iter().chain(components) {
+                if p.is_empty() || p.contains([',', ' ']) {
+                    bail!("base.include: '{p}' is not a package name");
+                }
+            }
+            Base::Debootstrap {
+                suite: suite.clone(),
+                mirror: mirror.trim_end_matches('/').to_string(),
+                keyring: keyring_file("keyring", keyring)?,
+                variant: variant.clone(),
+                components: components.clone(),
+                include: include.clone(),
+            }
+        }
+        BaseSpec::Local { path } => {
+            let p = dir.join(path);
+            if !p.exists() {
+                bail!("base.path: {} does not exist", p.display());
+            }
+            Base::Local { path: p }
+        }
+    })
+}
+
+/// The profiles in a directory: (file, name, description), sorted by name. A profile that
+/// does not parse is listed with its error as the description.
+pub fn list(dir: &Path) -> Result<Vec<(PathBuf, String, String)>> {
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("listing profiles in {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            match parse_toml::<ProfileFile>(&path, &text) {
+                Ok(f) => out.push((path, f.name, f.description)),
+                Err(e) => out.push((path.clone(), "?".into(), format!("invalid: {e}"))),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    const GOOD: &str = r#"
+name = "demo"
+description = "a demo"
+overlays = ["a", "b"]
+
+[base]
+kind = "local"
+path = "tree"
+
+[variables]
+port = 3000
+
+[disk]
+size = "2GiB"
+boot = ["bios"]
+
+[output]
+formats = ["qcow2", "raw"]
+"#;
+
+    fn fixture() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("profiles/tree")).unwrap();
+        write(
+            d.path(),
+            "overlays/a/overlay.toml",
+            "[variables]\nport = 80\ngreeting = \"hi\"\n",
+        );
+        write(
+            d.path(),
+            "overlays/a/files/etc/motd.hbs",
+            "{{greeting}} on {{port}}\n",
+        );
+        write(d.path(), "overlays/b/overlay.toml", "depends = [\"a\"]\n");
+        d
+    }
+
+    fn load_with(d: &Path, text: &str, vars: &[(String, String)]) -> Result<Profile> {
+        let p = d.join("profiles/p.toml");
+        std::fs::write(&p, text).unwrap();
+        Profile::load(&p, vars)
+    }
+
+    fn err(d: &Path, text: &str) -> String {
+        let e = load_with(d, text, &[]).unwrap_err();
+        format!("{e:#}").replace(&d.display().to_string(), "D")
+    }
+
+    #[test]
+    fn good_profile_and_variable_precedence() {
+        let d = fixture();
+        let p = load_with(d.path(), GOOD, &[("greeting".into(), "hello".into())]).unwrap();
+        assert_eq!(p.overlays.len(), 2);
+        assert_eq!(p.variables["port"], serde_json::json!(3000));
+        assert_eq!(p.variables["greeting"], serde_json::json!("hello"));
+        assert_eq!(p.disk_size, Some(2 << 30));
+        assert!(p.boot.bios && !p.boot.uefi);
+        assert_eq!(p.formats, vec![Format::Raw, Format::Qcow2]);
+        assert_eq!(p.image_name, "demo");
+    }
+
+    #[test]
+    fn bad_profiles_name_file_and_key() {
+        let d = fixture();
+        let cases: &[(&str, &str, &str)] = &[
+            ("name = \"demo\"\n", "name = \"demo\"\nsize = 3\n", "profile D/profiles/p.toml, line 3: size: unknown key `size`, expected one of"),
+            ("[disk]\n", "[disk]\nsise = \"2G\"\n", "profile D/profiles/p.toml, line 14: disk.sise: unknown key `sise`, expected one of `size`, `boot`, `ext4_features`"),
+            ("overlays = [\"a\", \"b\"]", "overlays = [\"a\", \"nope\"]", "profile D/profiles/p.toml: overlays: no overlay 'nope' (no directory D/profiles/../overlays/nope)"),
+            ("overlays = [\"a\", \"b\"]", "overlays = [\"b\", \"a\"]", "profile D/profiles/p.toml: overlays: overlay 'b' depends on 'a', which is not listed before it"),
+            ("path = \"tree\"", "path = \"gone\"", "profile D/profiles/p.toml: base.path: D/profiles/gone does not exist"),
+            ("kind = \"local\"", "kind = \"floppy\"", "profile D/profiles/p.toml, line 7: base.kind: unknown variant `floppy`, expected one of `tarball`, `debootstrap`, `local`"),
+            ("size = \"2GiB\"", "size = \"2 apples\"", "profile D/profiles/p.toml: disk.size: "),
+            ("boot = [\"bios\"]", "boot = [\"floppy\"]", "profile D/profiles/p.toml: disk.boot: unknown boot mode 'floppy'"),
+            ("formats = [\"qcow2\", \"raw\"]", "formats = [\"qcow3\"]", "profile D/profiles/p.toml: output.formats: "),
+            ("name = \"demo\"", "name = \"../demo\"", "profile D/profiles/p.toml: name: '../demo' is not a valid image name"),
+            ("port = 3000", "port = [1]", "profile D/profiles/p.toml: variables.port: must be a string, an integer or a boolean"),
+            ("port = 3000", "Port = 1", "profile D/profiles/p.toml: variables.Port: variable name 'Port' must be lowercase"),
+            ("name = \"demo\"\n", "", "profile D/profiles/p.toml, line 1: missing key `name`"),
+        ];
+        let mut wrong = Vec::new();
+        for (from, to, want) in cases {
+            assert!(GOOD.contains(from), "{from}");
+            let got = err(d.path(), &GOOD.replacen(from, to, 1));
+            if !got.starts_with(want) || got.contains('\n') {
+                wrong.push(format!("\n got: {got}\nwant: {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.concat());
+    }
+
+    #[test]
+    fn tarball_bases_must_be_pinned_or_signed() {
+        let d = fixture();
+        let tarball = |extra: &str| {
+            GOOD.replace(
+                "kind = \"local\"\npath = \"tree\"",
+                &format!("kind = \"tarball\"\nurl = \"https://example.invalid/r.tar.xz\"\n{extra}"),
+            )
+        };
+        assert!(err(d.path(), &tarball(""))
+            .ends_with("base.sha256: missing (give sha256, or sha256sums + signature + keyring)"));
+        assert!(
+            err(d.path(), &tarball("sha256sums = \"https://e.invalid/S\""))
+                .ends_with("base.signature: missing (a SHA256SUMS must be signed)")
+        );
+        assert!(err(d.path(), &tarball("sha256sums = \"https://e.invalid/S\"\nsignature = \"https://e.invalid/S.gpg\"\nkeyring = \"kr.gpg\"")).ends_with("base.keyring: keyring D/profiles/kr.gpg does not exist"));
+        assert!(err(d.path(), &tarball("sha256 = \"xyz\""))
+            .ends_with("base.sha256: 'xyz' is not a SHA-256 in hex"));
+        write(d.path(), "profiles/kr.gpg", "k");
+        let ok = tarball("sha256sums = \"https://e.invalid/S\"\nsignature = \"https://e.invalid/S.gpg\"\nkeyring = \"kr.gpg\"");
+        assert!(load_with(d.path(), &ok, &[]).is_ok());
+    }
+
+    #[test]
+    fn unknown_command_line_variables_are_refused() {
+        let d = fixture();
+        let e = load_with(d.path(), GOOD, &[("gretting".into(), "x".into())]).unwrap_err();
+        assert!(format!("{e:#}").starts_with("--var gretting: no such variable in profile"));
+        assert!(parse_var("a=b=c").unwrap() == ("a".into(), "b=c".into()));
+        assert!(parse_var("nonsense").is_err());
+    }
+
+    #[test]
+    fn dotted_keys() {
+        let t = "a = 1\n[disk]\nsize = 2\n[output]\n";
+        assert_eq!(dotted_key(t, 0).as_deref(), Some("a"));
+        assert_eq!(
+            dotted_key(t, t.find("size").unwrap()).as_deref(),
+            Some("disk.size")
+        );
+        assert_eq!(
+            dotted_key(t, t.find("[output]").unwrap()).as_deref(),
+            Some("output")
+        );
+    }
+}
