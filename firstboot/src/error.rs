@@ -1,0 +1,173 @@
+//! The one error type of reading and checking the configuration. Each value is one line that
+//! names where the problem is (a file, a MIME part or a key path such as
+//! `appliance.certificate.cert`) and what is wrong; every problem found is reported, not just
+//! the first. Text that came from the user is quoted with escapes, so a message never spans
+//! lines, and secrets (password, private key, MongoDB credentials) are never quoted.
+
+use std::fmt;
+
+use crate::cert::CertError;
+use crate::mongo_url::MongoUrlError;
+use crate::names::{DnsNameError, EmailError};
+use crate::root_url::RootUrlError;
+
+/// Where a setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The `appliance:` mapping of the user-data's cloud-config.
+    UserData,
+    /// A top-level cloud-config key (`fqdn`, `hostname`).
+    CloudConfig,
+    /// /etc/appliance/config.yaml, where the keys are at the top level.
+    ConfigFile,
+}
+
+/// A key path as the user wrote it: `appliance.admin.email`, `fqdn`,
+/// `config.yaml:certificate.key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyPath {
+    pub origin: Origin,
+    pub keys: Vec<String>,
+}
+
+impl KeyPath {
+    pub fn new(origin: Origin, key: &str) -> KeyPath {
+        KeyPath {
+            origin,
+            keys: vec![key.to_owned()],
+        }
+    }
+
+    /// The root of a source: `appliance` or `config.yaml`.
+    pub fn root(origin: Origin) -> KeyPath {
+        KeyPath {
+            origin,
+            keys: Vec::new(),
+        }
+    }
+
+    pub fn child(&self, key: &str) -> KeyPath {
+        let mut keys = self.keys.clone();
+        keys.push(key.to_owned());
+        KeyPath {
+            origin: self.origin,
+            keys,
+        }
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| k.escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(".");
+        match (self.origin, keys.is_empty()) {
+            (Origin::UserData, true) => f.write_str("appliance"),
+            (Origin::UserData, false) => write!(f, "appliance.{keys}"),
+            (Origin::CloudConfig, _) => f.write_str(&keys),
+            (Origin::ConfigFile, true) => f.write_str("config.yaml"),
+            (Origin::ConfigFile, false) => write!(f, "config.yaml:{keys}"),
+        }
+    }
+}
+
+/// One problem with the configuration, as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    // Reading. `input` is `user-data`, `user-data part N` or `config.yaml`.
+    #[error("{file}: {error}")]
+    Io { file: String, error: String },
+    #[error("{input}: larger than {limit} bytes{}", if *.decompressed { " once decompressed" } else { "" })]
+    TooLarge {
+        input: String,
+        limit: usize,
+        decompressed: bool,
+    },
+    #[error("{input}: not valid gzip: {error}")]
+    Gzip { input: String, error: String },
+    #[error("user-data: not valid MIME: {0}")]
+    Mime(String),
+    #[error("{input}: not UTF-8 text")]
+    NotUtf8 { input: String },
+    #[error("{input}: YAML: {error}")]
+    Yaml { input: String, error: String },
+    #[error("{input}: the document is {found}, not a mapping of keys")]
+    NotMapping { input: String, found: &'static str },
+    #[error("instance id: {0}")]
+    InstanceId(String),
+
+    // Checking.
+    #[error("{path}: unknown key (known: {known})")]
+    UnknownKey { path: KeyPath, known: &'static str },
+    #[error("{path}: must be {expected}, not {found}{}", if matches!(*.found, "a number" | "a boolean") { " (quote it)" } else { "" })]
+    WrongType {
+        path: KeyPath,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("{path}: is empty")]
+    Empty { path: KeyPath },
+    #[error("{path}: missing{hint}")]
+    Missing { path: KeyPath, hint: &'static str },
+    #[error("{path}: holds a control character{}", if *.pem { " other than a line break" } else { " or line break" })]
+    ControlCharacter { path: KeyPath, pem: bool },
+    #[error("{path}: {value:?} is not a valid DNS name: {error}")]
+    DnsName {
+        path: KeyPath,
+        value: String,
+        error: DnsNameError,
+    },
+    #[error("{path}: {error}")]
+    RootUrl { path: KeyPath, error: RootUrlError },
+    #[error("{path}: {value:?} is not a valid e-mail address: {error}")]
+    Email {
+        path: KeyPath,
+        value: String,
+        error: EmailError,
+    },
+    #[error("{path}: {error}")]
+    MongoUrl { path: KeyPath, error: MongoUrlError },
+    #[error("{path}: {error}")]
+    Certificate { path: KeyPath, error: CertError },
+    #[error("{path}: give either cert and key, or letsencrypt, not both")]
+    CertificateModes { path: KeyPath },
+    #[error("{path}: must be at least {min} characters long")]
+    PasswordTooShort { path: KeyPath, min: usize },
+    #[error("{path}: may hold only letters, digits, '.', '_' and '-'")]
+    Username { path: KeyPath },
+}
+
+/// A user-supplied string for a message: quoted by `{:?}` where it is used, cut to a length
+/// that keeps the line readable.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths() {
+        let p = KeyPath::root(Origin::UserData)
+            .child("certificate")
+            .child("cert");
+        assert_eq!(p.to_string(), "appliance.certificate.cert");
+        assert_eq!(KeyPath::root(Origin::ConfigFile).to_string(), "config.yaml");
+        let p = KeyPath::new(Origin::ConfigFile, "admin").child("email");
+        assert_eq!(p.to_string(), "config.yaml:admin.email");
+        assert_eq!(
+            KeyPath::new(Origin::CloudConfig, "fqdn").to_string(),
+            "fqdn"
+        );
+        let p = KeyPath::new(Origin::UserData, "a\nb");
+        assert_eq!(p.to_string(), "appliance.a\\nb");
+    }
+}

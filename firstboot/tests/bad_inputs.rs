@@ -1,0 +1,604 @@
+//! Bad user-data, each with the exact lines `check` must print (without the `error: ` prefix).
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use rcgen::ExtendedKeyUsagePurpose;
+
+const KNOWN: &str = "(known: dns_name, root_url, certificate, admin, mongo_url)";
+
+/// `appliance:` with a good DNS name and `rest`.
+fn named(rest: &str) -> Vec<u8> {
+    appliance(&format!("  dns_name: meet.example.com\n{rest}")).into_bytes()
+}
+
+fn dns(value: &str) -> Vec<u8> {
+    appliance(&format!("  dns_name: {value}\n")).into_bytes()
+}
+
+fn root_url(value: &str) -> Vec<u8> {
+    named(&format!("  root_url: {value}\n"))
+}
+
+fn admin(value: &str) -> Vec<u8> {
+    named(&format!("  admin: {value}\n"))
+}
+
+fn mongo(value: &str) -> Vec<u8> {
+    named(&format!("  mongo_url: {value}\n"))
+}
+
+fn billion_laughs() -> Vec<u8> {
+    let mut doc =
+        String::from("#cloud-config\nlol0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        doc.push_str(&format!("lol{i}: &a{i} [{refs}]\n"));
+    }
+    doc.push_str("appliance: {dns_name: meet.example.com}\n");
+    doc.into_bytes()
+}
+
+fn deep_nesting() -> Vec<u8> {
+    let mut doc = String::from("#cloud-config\nappliance:\n  dns_name: meet.example.com\n");
+    for i in 0..40 {
+        doc.push_str(&format!("{}k:\n", " ".repeat(i)));
+    }
+    doc.into_bytes()
+}
+
+#[test]
+fn every_bad_input_gets_its_exact_lines() {
+    let ca = Ca::new("Test CA");
+    let good = ca.leaf(&["meet.example.com"]);
+    let other = ca.leaf(&["meet.example.com"]);
+    let chain = format!("{}{}", good.pem, ca.pem);
+    let expired = ca.leaf_with(
+        &["meet.example.com"],
+        LeafOptions {
+            validity: Some(((2020, 1, 1), (2025, 6, 30))),
+            ..Default::default()
+        },
+    );
+    let future = ca.leaf_with(
+        &["meet.example.com"],
+        LeafOptions {
+            validity: Some(((2031, 2, 3), (2040, 1, 1))),
+            ..Default::default()
+        },
+    );
+    let client_only = ca.leaf_with(
+        &["meet.example.com"],
+        LeafOptions {
+            eku: Some(ExtendedKeyUsagePurpose::ClientAuth),
+            ..Default::default()
+        },
+    );
+    let wildcard = ca.leaf(&["*.example.com"]);
+    let no_san = ca.leaf(&[]);
+    let impostor = Ca::new("Test CA");
+    let big = format!("#cloud-config\n# {}\n", "x".repeat(1 << 20)).into_bytes();
+    let bomb = gzip(format!("#cloud-config\n# {}\n", "x".repeat(2 << 20)).as_bytes());
+    let encrypted =
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+
+    let dnsname_unknown = format!("appliance.dnsname: unknown key {KNOWN}");
+    let colour_unknown = format!("appliance.colour: unknown key {KNOWN}");
+
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        // Reading.
+        (
+            "no appliance and no fqdn",
+            b"#cloud-config\npackages: [nginx]\n".to_vec(),
+            vec!["appliance.dns_name: missing, and there is no cloud-config fqdn or hostname to use instead"],
+        ),
+        (
+            "a shell script only",
+            b"#!/bin/sh\necho hello\n".to_vec(),
+            vec!["appliance.dns_name: missing: the user-data holds no #cloud-config"],
+        ),
+        (
+            "YAML syntax",
+            b"#cloud-config\nappliance: [\n".to_vec(),
+            vec!["user-data: YAML: unclosed bracket '[' at line 2, column 12"],
+        ),
+        (
+            "duplicate key",
+            b"#cloud-config\nappliance:\n  dns_name: a.example.com\n  dns_name: b.example.com\n".to_vec(),
+            vec!["user-data: YAML: duplicate mapping key `dns_name` is not allowed here at line 4, column 3"],
+        ),
+        (
+            "document is a list",
+            b"#cloud-config\n- a\n- b\n".to_vec(),
+            vec!["user-data: the document is a list, not a mapping of keys"],
+        ),
+        (
+            "appliance is a string",
+            b"#cloud-config\nappliance: meet.example.com\n".to_vec(),
+            vec!["appliance: must be a mapping, not a string"],
+        ),
+        (
+            "appliance is empty",
+            b"#cloud-config\nappliance:\n".to_vec(),
+            vec!["appliance: is empty"],
+        ),
+        (
+            "not UTF-8",
+            b"#cloud-config\nappliance:\n  dns_name: \xff\n".to_vec(),
+            vec!["user-data: not UTF-8 text"],
+        ),
+        (
+            "larger than 1 MiB",
+            big,
+            vec!["user-data: larger than 1048576 bytes"],
+        ),
+        (
+            "gzip bomb",
+            bomb,
+            vec!["user-data: larger than 1048576 bytes once decompressed"],
+        ),
+        (
+            "broken gzip",
+            b"\x1f\x8b\x08\x00garbage".to_vec(),
+            vec!["user-data: not valid gzip: incomplete deflate stream"],
+        ),
+        (
+            "billion laughs",
+            billion_laughs(),
+            vec!["user-data: YAML: YAML document too large or too complex: limits breached: RecordedAnchorEvents { recorded_anchor_events: 10001 } at line 2, column 55 (defined at line 5, column 11) (used at line 6, column 12)"],
+        ),
+        (
+            "nesting too deep",
+            deep_nesting(),
+            vec!["user-data: YAML: YAML document too large or too complex: limits breached: Depth { depth: 33 } at line 36, column 33"],
+        ),
+        (
+            "flow nesting too deep",
+            format!("#cloud-config\nappliance: {}{}\n", "[".repeat(40), "]".repeat(40)).into_bytes(),
+            vec!["user-data: YAML: recursion limit exceeded at line 2, column 44"],
+        ),
+        (
+            "MIME parts decompress to more than 1 MiB together",
+            mime(&[
+                Part("application/gzip", "base64", &gzip(format!("#cloud-config\n# {}\n", "x".repeat(600_000)).as_bytes())),
+                Part("application/gzip", "base64", &gzip(format!("#cloud-config\n# {}\n", "x".repeat(600_000)).as_bytes())),
+            ]),
+            vec!["user-data: larger than 1048576 bytes once decompressed"],
+        ),
+        (
+            "MIME gzip part broken",
+            mime(&[Part("application/x-gzip", "base64", b"\x1f\x8b\x08\x00junk")]),
+            vec!["user-data part 1: not valid gzip: unexpected end of file"],
+        ),
+        (
+            "MIME part with bad YAML",
+            mime(&[
+                Part("text/cloud-config", "7bit", b"#cloud-config\nappliance: {dns_name: meet.example.com}"),
+                Part("text/cloud-config", "7bit", b"#cloud-config\nappliance: {dns_name: x"),
+            ]),
+            vec!["user-data part 2: YAML: unclosed bracket '{' at line 2, column 12"],
+        ),
+        (
+            "MIME: the later part's bad DNS name wins",
+            mime(&[
+                Part("text/cloud-config", "7bit", b"#cloud-config\nappliance: {dns_name: meet.example.com}"),
+                Part("text/cloud-config", "base64", b"#cloud-config\nappliance: {dns_name: meet..example.com}"),
+            ]),
+            vec![r#"appliance.dns_name: "meet..example.com" is not a valid DNS name: it has an empty label (two dots in a row, or a leading dot)"#],
+        ),
+        // Keys.
+        (
+            "unknown key, so dns_name is missing",
+            appliance("  dnsname: meet.example.com\n").into_bytes(),
+            vec![
+                &dnsname_unknown,
+                "appliance.dns_name: missing, and there is no cloud-config fqdn or hostname to use instead",
+            ],
+        ),
+        // DNS name.
+        (
+            "DNS name is a number",
+            dns("12"),
+            vec!["appliance.dns_name: must be a string, not a number (quote it)"],
+        ),
+        ("DNS name is an empty string", dns("\"\""), vec!["appliance.dns_name: is empty"]),
+        ("DNS name has no value", dns(""), vec!["appliance.dns_name: is empty"]),
+        (
+            "DNS name is a list",
+            dns("[meet.example.com]"),
+            vec!["appliance.dns_name: must be a string, not a list"],
+        ),
+        (
+            "DNS name with two trailing dots",
+            dns("meet.example.com.."),
+            vec![r#"appliance.dns_name: "meet.example.com.." is not a valid DNS name: it has an empty label (two dots in a row, or a leading dot)"#],
+        ),
+        (
+            "DNS name of one label",
+            dns("meet"),
+            vec![r#"appliance.dns_name: "meet" is not a valid DNS name: it is a single label: give a fully qualified name such as meet.example.com"#],
+        ),
+        (
+            "DNS name with an underscore",
+            dns("meet_1.example.com"),
+            vec![r#"appliance.dns_name: "meet_1.example.com" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"#],
+        ),
+        (
+            "DNS label ending in a hyphen",
+            dns("meet-.example.com"),
+            vec![r#"appliance.dns_name: "meet-.example.com" is not a valid DNS name: label "meet-" starts or ends with a hyphen"#],
+        ),
+        (
+            "DNS label of 64 characters",
+            dns(&format!("{}.example.com", "a".repeat(64))),
+            vec![r#"appliance.dns_name: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com" is not a valid DNS name: label "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" is longer than 63 characters"#],
+        ),
+        (
+            "DNS name of 255 characters",
+            dns(&format!("{}.com", vec!["a".repeat(62); 4].join("."))),
+            vec![r#"appliance.dns_name: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaa..." is not a valid DNS name: it is longer than 253 characters"#],
+        ),
+        (
+            "DNS name is an IP address",
+            dns("10.1.2.3"),
+            vec![r#"appliance.dns_name: "10.1.2.3" is not a valid DNS name: its last label is all digits: give a host name, not an IP address"#],
+        ),
+        (
+            "DNS name not in ASCII",
+            dns("bücher.example"),
+            vec![r#"appliance.dns_name: "bücher.example" is not a valid DNS name: it is not ASCII (write an internationalised name in its xn-- form)"#],
+        ),
+        (
+            "DNS name with a tab",
+            dns("\"meet.example.com\\t\""),
+            vec!["appliance.dns_name: holds a control character or line break"],
+        ),
+        (
+            "fqdn standing in is bad",
+            b"#cloud-config\nfqdn: meet_1.example.com\n".to_vec(),
+            vec![r#"fqdn: "meet_1.example.com" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"#],
+        ),
+        (
+            "hostname standing in is one label",
+            b"#cloud-config\nhostname: meet\n".to_vec(),
+            vec![r#"hostname: "meet" is not a valid DNS name: it is a single label: give a fully qualified name such as meet.example.com"#],
+        ),
+        // ROOT_URL.
+        (
+            "root_url over ftp",
+            root_url("ftp://chat.example.com/"),
+            vec!["appliance.root_url: must start with https:// or http://"],
+        ),
+        (
+            "root_url with a user",
+            root_url("https://admin@chat.example.com/"),
+            vec!["appliance.root_url: must not hold a user name or password"],
+        ),
+        (
+            "root_url with a query",
+            root_url("https://chat.example.com/?x=1"),
+            vec!["appliance.root_url: must not have a query ('?...')"],
+        ),
+        (
+            "root_url with a fragment",
+            root_url("\"https://chat.example.com/#top\""),
+            vec!["appliance.root_url: must not have a fragment ('#...')"],
+        ),
+        (
+            "root_url on an IP address",
+            root_url("https://192.0.2.1:3000/"),
+            vec!["appliance.root_url: its host must be a DNS name, not an IP address (nginx picks the site by name)"],
+        ),
+        (
+            "root_url on port 0",
+            root_url("https://chat.example.com:0/"),
+            vec!["appliance.root_url: port 0 is not a port"],
+        ),
+        (
+            "root_url on port 70000",
+            root_url("https://chat.example.com:70000/"),
+            vec!["appliance.root_url: is not a URL: invalid port number"],
+        ),
+        (
+            "root_url path with a semicolon",
+            root_url("https://chat.example.com/a;b"),
+            vec!["appliance.root_url: its path may hold only letters, digits and '/', '.', '_', '~', '-', not ';'"],
+        ),
+        (
+            "root_url host with an underscore",
+            root_url("https://chat_1.example.com/"),
+            vec![r#"appliance.root_url: its host "chat_1.example.com" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"#],
+        ),
+        (
+            "root_url on SSH's port",
+            root_url("https://chat.example.com:22/"),
+            vec!["appliance.root_url: port 22 is taken: SSH listens there"],
+        ),
+        (
+            "root_url https on port 80",
+            root_url("https://chat.example.com:80/"),
+            vec!["appliance.root_url: port 80 is taken: it serves plain HTTP (redirects and ACME)"],
+        ),
+        (
+            "root_url is Jitsi's",
+            root_url("https://meet.example.com/chat"),
+            vec!["appliance.root_url: https://meet.example.com/ is where Jitsi Meet is served: give Rocket.Chat another host name or port"],
+        ),
+        // Certificate.
+        (
+            "cert and letsencrypt",
+            named("  certificate:\n    cert: x\n    key: y\n    letsencrypt: {email: ops@example.com}\n"),
+            vec!["appliance.certificate: give either cert and key, or letsencrypt, not both"],
+        ),
+        (
+            "cert without key",
+            named(&format!("  certificate:\n    cert: {}", block(&chain, 6))),
+            vec!["appliance.certificate.key: missing (cert needs its private key)"],
+        ),
+        (
+            "unknown key under certificate",
+            named("  certificate:\n    chain: x\n"),
+            vec!["appliance.certificate.chain: unknown key (known: cert, key, letsencrypt)"],
+        ),
+        (
+            "letsencrypt without email",
+            named("  certificate:\n    letsencrypt: {}\n"),
+            vec!["appliance.certificate.letsencrypt.email: missing (Let's Encrypt needs an account e-mail address)"],
+        ),
+        (
+            "letsencrypt email without @",
+            named("  certificate:\n    letsencrypt: {email: ops.example.com}\n"),
+            vec![r#"appliance.certificate.letsencrypt.email: "ops.example.com" is not a valid e-mail address: it has no '@'"#],
+        ),
+        (
+            "letsencrypt email on a single label",
+            named("  certificate:\n    letsencrypt: {email: ops@localhost, staging: true}\n"),
+            vec![
+                "appliance.certificate.letsencrypt.staging: unknown key (known: email)",
+                r#"appliance.certificate.letsencrypt.email: "ops@localhost" is not a valid e-mail address: its domain: it is a single label: give a fully qualified name such as meet.example.com"#,
+            ],
+        ),
+        (
+            "cert is not PEM",
+            with_cert("", "hello", &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: holds no PEM CERTIFICATE block"],
+        ),
+        (
+            "cert holds the key",
+            with_cert("", &format!("{}{}", good.pem, good.key_pem), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: holds a private key: it belongs under certificate.key"],
+        ),
+        (
+            "key is a certificate",
+            with_cert("", &good.pem, &good.pem).into_bytes(),
+            vec!["appliance.certificate.key: holds a CERTIFICATE block, not a private key"],
+        ),
+        (
+            "key is encrypted",
+            with_cert("", &good.pem, encrypted).into_bytes(),
+            vec!["appliance.certificate.key: is encrypted: give the key without a pass phrase (nginx starts unattended)"],
+        ),
+        (
+            "key and cert together in key",
+            with_cert("", &good.pem, &format!("{}{}", good.key_pem, good.pem)).into_bytes(),
+            vec!["appliance.certificate.key: holds more than one PEM block: give the leaf's private key alone"],
+        ),
+        (
+            "cert with a NUL",
+            named(&format!(
+                "  certificate:\n    cert: {}\n    key: {}",
+                serde_json::to_string(&good.pem.replacen('\n', "\n\u{0}", 1)).unwrap(),
+                block(&good.key_pem, 6)
+            )),
+            vec!["appliance.certificate.cert: holds a control character other than a line break"],
+        ),
+        (
+            "wrong key",
+            with_cert("", &chain, &other.key_pem).into_bytes(),
+            vec!["appliance.certificate.key: does not match the leaf certificate's public key"],
+        ),
+        (
+            "expired leaf",
+            with_cert("", &format!("{}{}", expired.pem, ca.pem), &expired.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: certificate 1 (CN=leaf) expired on 2025-06-30 00:00 UTC"],
+        ),
+        (
+            "leaf not yet valid",
+            with_cert("", &format!("{}{}", future.pem, ca.pem), &future.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: certificate 1 (CN=leaf) is not valid before 2031-02-03 00:00 UTC"],
+        ),
+        (
+            "SAN does not cover the DNS name",
+            appliance(&format!(
+                "  dns_name: jitsi.example.com\n  certificate:\n    cert: {}    key: {}",
+                block(&chain, 6),
+                block(&good.key_pem, 6)
+            ))
+            .into_bytes(),
+            vec!["appliance.certificate.cert: the leaf certificate does not cover jitsi.example.com (it names meet.example.com)"],
+        ),
+        (
+            "SAN does not cover ROOT_URL's host",
+            with_cert("  root_url: https://chat.example.com/\n", &chain, &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: the leaf certificate does not cover chat.example.com (it names meet.example.com)"],
+        ),
+        (
+            "wildcard covers one label only",
+            appliance(&format!(
+                "  dns_name: meet.eu.example.com\n  certificate:\n    cert: {}    key: {}",
+                block(&wildcard.pem, 6),
+                block(&wildcard.key_pem, 6)
+            ))
+            .into_bytes(),
+            vec!["appliance.certificate.cert: the leaf certificate does not cover meet.eu.example.com (it names *.example.com)"],
+        ),
+        (
+            "leaf without subjectAltName",
+            with_cert("", &no_san.pem, &no_san.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: the leaf certificate has no subjectAltName DNS names (browsers ignore the common name)"],
+        ),
+        (
+            "chain in the wrong order",
+            with_cert("", &format!("{}{}", ca.pem, good.pem), &good.key_pem).into_bytes(),
+            vec![
+                "appliance.certificate.cert: certificate 2 (CN=leaf) did not issue certificate 1 (issued by CN=Test CA): give the chain leaf first, each certificate followed by its issuer",
+                "appliance.certificate.cert: the leaf certificate has no subjectAltName DNS names (browsers ignore the common name)",
+                "appliance.certificate.key: does not match the leaf certificate's public key",
+            ],
+        ),
+        (
+            "issuer of the same name but another key",
+            with_cert("", &format!("{}{}", good.pem, impostor.pem), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: certificate 1's signature does not verify with the key of certificate 2"],
+        ),
+        (
+            "leaf for TLS clients only",
+            with_cert("", &client_only.pem, &client_only.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: the leaf certificate's extended key usage does not allow TLS servers"],
+        ),
+        // Admin.
+        (
+            "admin without email",
+            admin("{username: admin, password: correct-horse-battery}"),
+            vec!["appliance.admin.email: missing (admin needs username, password and email, or none of them)"],
+        ),
+        (
+            "admin password too short",
+            admin("{username: admin, password: hunter2, email: ops@example.com}"),
+            vec!["appliance.admin.password: must be at least 12 characters long"],
+        ),
+        (
+            "admin password is a number",
+            admin("{username: admin, password: 123456789012345, email: ops@example.com}"),
+            vec!["appliance.admin.password: must be a string, not a number (quote it)"],
+        ),
+        (
+            "admin password with a newline",
+            admin("{username: admin, password: \"correct-horse\\nbattery\", email: ops@example.com}"),
+            vec!["appliance.admin.password: holds a control character or line break"],
+        ),
+        (
+            "admin username with a space",
+            admin("{username: \"the admin\", password: correct-horse-battery, email: ops@example.com}"),
+            vec!["appliance.admin.username: may hold only letters, digits, '.', '_' and '-'"],
+        ),
+        (
+            "admin email bad",
+            admin("{username: admin, password: correct-horse-battery, email: \"ops@@example.com\"}"),
+            vec![r#"appliance.admin.email: "ops@@example.com" is not a valid e-mail address: its local part holds '@'"#],
+        ),
+        (
+            "admin with an unknown key",
+            admin("{username: admin, passwd: correct-horse-battery, email: ops@example.com}"),
+            vec![
+                "appliance.admin.passwd: unknown key (known: username, password, email)",
+                "appliance.admin.password: missing (admin needs username, password and email, or none of them)",
+            ],
+        ),
+        (
+            "admin is a list",
+            admin("[admin]"),
+            vec!["appliance.admin: must be a mapping, not a list"],
+        ),
+        // MongoDB.
+        (
+            "mongo_url of another scheme",
+            mongo("postgres://db/rocketchat"),
+            vec!["appliance.mongo_url: must start with mongodb:// or mongodb+srv://"],
+        ),
+        (
+            "mongo_url without database",
+            mongo("mongodb://a,b,c/?replicaSet=rs0"),
+            vec!["appliance.mongo_url: names no database: write mongodb://HOSTS/DATABASE"],
+        ),
+        (
+            "mongo_url with a bad port",
+            mongo("mongodb://a:27017,b:0/rocketchat"),
+            vec![r#"appliance.mongo_url: host "b:0" has a bad port (1 to 65535)"#],
+        ),
+        (
+            "mongo_url srv with a port",
+            mongo("mongodb+srv://db.example.com:27017/rocketchat"),
+            vec!["appliance.mongo_url: mongodb+srv:// takes exactly one host name and no port"],
+        ),
+        (
+            "mongo_url with an unescaped @ in the password",
+            mongo("mongodb://rc:p@ss@db/rocketchat"),
+            vec!["appliance.mongo_url: its user part holds an unescaped '@', ':', '/', '?', '#', '[' or ']', or a bad '%' escape"],
+        ),
+        // Several at once, in key order.
+        (
+            "three bad keys",
+            named("  root_url: https://chat.example.com:22/\n  admin: {username: admin}\n  mongo_url: mongodb://db\n  colour: blue\n"),
+            vec![
+                &colour_unknown,
+                "appliance.root_url: port 22 is taken: SSH listens there",
+                "appliance.admin.password: missing (admin needs username, password and email, or none of them)",
+                "appliance.admin.email: missing (admin needs username, password and email, or none of them)",
+                "appliance.mongo_url: names no database: write mongodb://HOSTS/DATABASE",
+            ],
+        ),
+    ];
+
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for (name, user_data, expected) in &cases {
+        let started = Instant::now();
+        let got = match check(user_data, None) {
+            Ok(config) => vec![format!("(valid: {config:?})")],
+            Err(errors) => errors,
+        };
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        if got != *expected {
+            failures.push(format!(
+                "{name}:\n  expected {expected:#?}\n  got      {got:#?}"
+            ));
+        }
+        for line in &got {
+            assert!(
+                !line.contains('\n'),
+                "{name}: a message spans lines: {line:?}"
+            );
+            assert!(!line.contains("PRIVATE KEY"), "{name}: {line}");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn config_file_problems_name_config_yaml() {
+    let user_data = b"#cloud-config\nfqdn: meet.example.com\n";
+    let file = b"dns_name: meet.example.com\nroot_url: https://chat.example.com:22/\ncolor: blue\nadmin: {username: admin}\n";
+    let errors = check(user_data, Some(file)).unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            format!("config.yaml:color: unknown key {KNOWN}"),
+            "config.yaml:root_url: port 22 is taken: SSH listens there".to_owned(),
+            "config.yaml:admin.password: missing (admin needs username, password and email, or none of them)".to_owned(),
+            "config.yaml:admin.email: missing (admin needs username, password and email, or none of them)".to_owned(),
+        ]
+    );
+    let errors = check(user_data, Some(b"dns_name: [x\n")).unwrap_err();
+    assert_eq!(
+        errors,
+        ["config.yaml: YAML: unclosed bracket '[' at line 1, column 11"]
+    );
+    let errors = check(user_data, Some(b"- a\n")).unwrap_err();
+    assert_eq!(
+        errors,
+        ["config.yaml: the document is a list, not a mapping of keys"]
+    );
+}

@@ -1,0 +1,135 @@
+//! `appliance-firstboot check` as users run it: exit codes and one line per problem.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_appliance-firstboot"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn check_file(dir: &Path, name: &str, contents: &[u8]) -> Output {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    run(&["check", "--user-data", path.to_str().unwrap()])
+}
+
+#[test]
+fn valid_user_data_exits_0_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    let leaf = ca.leaf(&["meet.example.com"]);
+    let user_data = with_cert(
+        "  admin: {username: admin, password: correct-horse-battery, email: ops@example.com}\n",
+        &format!("{}{}", leaf.pem, ca.pem),
+        &leaf.key_pem,
+    );
+    let mixed = mime(&[
+        Part("text/cloud-config", "base64", user_data.as_bytes()),
+        Part("text/x-shellscript", "7bit", b"#!/bin/sh\ntrue\n"),
+    ]);
+    let out = check_file(dir.path(), "user-data", &gzip(&mixed));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(
+        text(&out.stdout),
+        "dns_name:    meet.example.com\n\
+         root_url:    https://meet.example.com:3000/\n\
+         certificate: provided, 2 certificate(s), leaf valid until 2040-01-01 00:00 UTC, names meet.example.com\n\
+         admin:       admin <ops@example.com>\n\
+         mongo_url:   local replica set\n\
+         not read:    text/x-shellscript (not cloud-config)\n"
+    );
+    assert!(!text(&out.stdout).contains("correct-horse"));
+}
+
+#[test]
+fn each_problem_on_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    let leaf = ca.leaf(&["meet.example.com"]);
+    let other = ca.leaf(&["meet.example.com"]);
+    let user_data = with_cert(
+        "  root_url: https://chat.example.com:22/\n  admin: {username: admin}\n",
+        &leaf.pem,
+        &other.key_pem,
+    );
+    let out = check_file(dir.path(), "user-data", user_data.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "error: appliance.root_url: port 22 is taken: SSH listens there\n\
+         error: appliance.certificate.key: does not match the leaf certificate's public key\n\
+         error: appliance.admin.password: missing (admin needs username, password and email, or none of them)\n\
+         error: appliance.admin.email: missing (admin needs username, password and email, or none of them)\n"
+    );
+    assert!(!text(&out.stderr).contains("PRIVATE KEY"));
+}
+
+#[test]
+fn config_yaml_is_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "dns_name: meet.example.com\nmongo_url: mongodb://db\n",
+    )
+    .unwrap();
+    let user_data = dir.path().join("user-data");
+    std::fs::write(&user_data, "#cloud-config\npackages: [htop]\n").unwrap();
+    let args = |c: &Path| {
+        run(&[
+            "check",
+            "--user-data",
+            user_data.to_str().unwrap(),
+            "--config",
+            c.to_str().unwrap(),
+        ])
+    };
+    let out = args(&config);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: config.yaml:mongo_url: names no database: write mongodb://HOSTS/DATABASE\n"
+    );
+    std::fs::write(&config, "dns_name: meet.example.com\n").unwrap();
+    let out = args(&config);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("dns_name:    meet.example.com\n"));
+}
+
+#[test]
+fn unreadable_file_is_one_line() {
+    let out = run(&["check", "--user-data", "/nonexistent/user-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: /nonexistent/user-data: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn other_commands_are_not_there_yet() {
+    for command in ["apply", "reconfigure", "status"] {
+        let out = run(&[command]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert_eq!(
+            text(&out.stderr),
+            format!("error: appliance-firstboot {command}: not implemented yet\n")
+        );
+    }
+    // Command-line syntax errors exit 2, as clap has it.
+    assert_eq!(run(&["check"]).status.code(), Some(2));
+    assert_eq!(run(&[]).status.code(), Some(2));
+}
