@@ -31,6 +31,11 @@ const RULES: &[Rule] = &[
         why: "machine id (systemd makes one per machine at first boot)",
     },
     Rule {
+        pattern: "etc/resolv.conf",
+        action: Action::Empty,
+        why: "name servers of the build host (a symlink to a resolver's file may stay)",
+    },
+    Rule {
         pattern: "var/lib/dbus/machine-id",
         action: Action::Remove,
         why: "D-Bus machine id",
@@ -309,6 +314,7 @@ mod tests {
         put(r, "etc/ssh/ssh_host_ed25519_key", "KEY");
         put(r, "etc/ssh/ssh_host_ed25519_key.pub", "PUB");
         put(r, "etc/ssh/sshd_config", "keep");
+        put(r, "etc/resolv.conf", "nameserver 10.0.0.1\n");
         put(r, "var/lib/cloud/instances/i-1/obj.pkl", "x");
         put(r, "var/lib/cloud/seed/nocloud/user-data", "keep");
         put(r, "var/log/cloud-init.log", "x");
@@ -336,6 +342,7 @@ mod tests {
         for want in [
             "/etc/machine-id",
             "/etc/ssh/ssh_host_ed25519_key",
+            "/etc/resolv.conf",
             "/var/lib/cloud/instances",
             "/var/log/cloud-init.log",
             "/var/log/apt/history.log",

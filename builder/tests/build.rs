@@ -1,0 +1,481 @@
+//! `appliance build`, `plan` and `profiles`, end to end:
+//! - profiles/debian12-test.toml builds (debootstrap from Debian's mirror, provisioning in a
+//!   chroot), passes the audit, boots under SeaBIOS with a seed whose host name cloud-init
+//!   applies, and under OVMF with Secure Boot; a rebuild that changes only the disk size takes
+//!   the provisioned tree from the cache;
+//! - the audit fails on an SSH host key planted after scrub, and scrub removes one that
+//!   provisioning left;
+//! - bad profiles (unknown key, missing overlay, template with an unknown variable, failing
+//!   provision.sh) each give one clear error and leave no mount, work tree or image behind;
+//! - Ctrl-C during provisioning leaves no mount, process or work tree.
+//!
+//! The small cases start from the assembly tests' tree (APPLIANCE_TEST_TREE) as a `local`
+//! base, with a cache of their own.
+
+mod common;
+
+use appliance::qemu::{self, Firmware, Serial, Vm, VmSpec};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The debian12-test profile, with `[disk]` replaced by `disk`, written into `dir` (its
+/// overlays are the repository's).
+fn debian12_profile(dir: &Path, disk: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("profiles/debian12-test.toml")).unwrap();
+    let start = text.find("[disk]").expect("the profile has a [disk] table");
+    let end = text[start..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + i + 1);
+    let text = format!(
+        "overlays_dir = \"{}\"\n{}{disk}\n{}",
+        repo().join("overlays").display(),
+        &text[..start],
+        &text[end..]
+    );
+    // overlays_dir is a top-level key: it must come before the first table, as written.
+    let p = dir.join("debian12-test.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A profile on the test tree as a `local` base, with overlays made by `overlays`.
+fn local_profile(dir: &Path, overlays: &[(&str, &[(&str, &str)])], extra: &str) -> PathBuf {
+    let names: Vec<String> = overlays.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    for (name, files) in overlays {
+        for (rel, content) in files.iter() {
+            let p = dir.join("overlays").join(name).join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        }
+    }
+    let p = dir.join("profiles/small.toml");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"small\"\noverlays = [{}]\n{extra}\n[base]\nkind = \"local\"\npath = \"{}\"\n\n[disk]\nboot = [\"bios\"]\n",
+            names.join(", "),
+            test_tree().display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn build_cmd(profile: &Path, out: &Path, cache: Option<&Path>) -> Command {
+    let mut c = appliance();
+    c.arg("build").arg(profile).arg("--out").arg(out);
+    if let Some(cache) = cache {
+        c.env("APPLIANCE_CACHE", cache);
+    }
+    c
+}
+
+/// Nothing of a failed or interrupted build may remain but its logs.
+fn assert_nothing_left(out: &Path) {
+    assert!(
+        appliance::partial::mounts_below(out).is_empty(),
+        "mounts left below {}",
+        out.display()
+    );
+    let names = dir_names(out);
+    assert!(
+        names.iter().all(|n| n == "logs"),
+        "left in {}: {names:?}",
+        out.display()
+    );
+}
+
+fn boot_and_expect(
+    image: &Path,
+    firmware: Firmware,
+    seed: Option<PathBuf>,
+    needle: &str,
+) -> String {
+    let dir = scratch("build-vm");
+    let serial = dir.path().join("serial.log");
+    let spec = VmSpec {
+        image: image.to_path_buf(),
+        firmware,
+        memory_mib: 1024,
+        cpus: 1,
+        seed,
+        forwards: Vec::new(),
+        snapshot: true,
+        serial: Serial::File(serial.clone()),
+    };
+    let accel = qemu::choose_accel(&spec, dir.path()).unwrap();
+    let mut vm = Vm::start(spec.command(accel, dir.path()).unwrap()).unwrap();
+    let limit = Duration::from_secs(420);
+    vm.wait_for(&serial, needle, limit).unwrap_or_else(|| {
+        panic!(
+            "no {needle:?} on the serial console within {limit:?}; last lines:\n{}",
+            qemu::tail(&serial, 40)
+        )
+    })
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+#[test]
+#[ignore = "debootstraps from Debian's mirror and boots under QEMU; run by scripts/test"]
+fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
+    let dir = scratch("debian12");
+    let profile = debian12_profile(dir.path(), "[disk]\nboot = [\"bios\", \"uefi\"]\n");
+
+    // plan: every step and output, nothing run.
+    let plan = stdout(&run_ok(
+        appliance()
+            .arg("plan")
+            .arg(&profile)
+            .arg("--out")
+            .arg(dir.path().join("a")),
+    ));
+    for want in [
+        "base: debootstrap bookworm from http://deb.debian.org/debian",
+        "overlay base: copy",
+        "overlay ufw: copy",
+        "provision: overlay base: provision.sh in a chroot",
+        "provision: overlay test-initramfs: provision.sh in a chroot",
+        "provision: overlay ufw: provision.sh in a chroot",
+        "provision: overlay test-services: provision.sh in a chroot",
+        "modes and owners from overlay.toml",
+        "cache the provisioned tree as ",
+        "scrub: ",
+        "audit: ",
+        "assemble: GPT disk sized from the tree, boot bios+uefi",
+        "export qcow2",
+        "a/debian12-test.qcow2",
+        "a/debian12-test.manifest",
+        "a/debian12-test.build.json",
+        "ufw_allow = ",
+    ] {
+        assert!(plan.contains(want), "plan lacks {want:?}:\n{plan}");
+    }
+    assert!(
+        !dir.path().join("a").exists(),
+        "plan wrote its output directory"
+    );
+
+    // The build.
+    let out_a = dir.path().join("a");
+    run_ok(&mut build_cmd(&profile, &out_a, None));
+    let log = read(&out_a.join("logs/build.log"));
+    assert!(log.contains("audit: passed"), "{log}");
+    let manifest = read(&out_a.join("debian12-test.manifest"));
+    for pkg in [
+        "cloud-init",
+        "openssh-server",
+        "ufw",
+        "nginx",
+        "prosody",
+        "linux-image-amd64",
+        "shim-signed",
+    ] {
+        assert!(
+            manifest.lines().any(|l| l.starts_with(&format!("{pkg}\t"))),
+            "{pkg} not in the manifest"
+        );
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&read(&out_a.join("debian12-test.build.json"))).unwrap();
+    assert_eq!(info["profile"], "debian12-test");
+    assert_eq!(info["base"]["kind"], "debootstrap");
+    assert_eq!(info["overlays"].as_array().unwrap().len(), 4);
+    assert!(info["tools"]["mke2fs"]
+        .as_str()
+        .unwrap()
+        .starts_with("mke2fs 1.47"));
+    let image = out_a.join("debian12-test.qcow2");
+    run_ok(tool("qemu-img").arg("check").arg(&image));
+
+    // What the image holds, read with debugfs from a raw copy (not with our code).
+    let raw = dir.path().join("a.raw");
+    run_ok(
+        tool("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&image)
+            .arg(&raw),
+    );
+    let off = partition_offset(&raw, 1);
+    let cat = |p: &str| {
+        stdout(&run_ok(
+            tool("debugfs")
+                .arg("-R")
+                .arg(format!("cat {p}"))
+                .arg(format!("{}?offset={off}", raw.display())),
+        ))
+    };
+    assert_eq!(cat("/etc/machine-id"), "");
+    assert_eq!(cat("/etc/hostname"), "appliance\n");
+    assert_eq!(cat("/etc/resolv.conf"), "");
+    assert!(cat("/etc/ufw/ufw.conf").contains("\nENABLED=yes"));
+    let rules = cat("/etc/ufw/user.rules");
+    for rule in [
+        "allow tcp 22 ",
+        "allow tcp 443 ",
+        "allow tcp 3000 ",
+        "allow udp 10000:20000 ",
+    ] {
+        assert!(
+            rules.contains(&format!("### tuple ### {rule}")),
+            "{rule} not in user.rules:\n{rules}"
+        );
+    }
+    let ssh = stdout(&run_ok(
+        tool("debugfs")
+            .arg("-R")
+            .arg("ls -l /etc/ssh")
+            .arg(format!("{}?offset={off}", raw.display())),
+    ));
+    assert!(
+        ssh.contains("sshd_config") && !ssh.contains("ssh_host_"),
+        "{ssh}"
+    );
+    assert!(
+        cat("/usr/sbin/policy-rc.d").is_empty(),
+        "policy-rc.d shipped"
+    );
+    std::fs::remove_file(&raw).unwrap();
+
+    // SeaBIOS, with a seed from `appliance seed`: cloud-init applies its host name, which the
+    // login prompt shows.
+    let ud = dir.path().join("user-data");
+    std::fs::write(&ud, "#cloud-config\nhostname: seeded-host\n").unwrap();
+    let seed = dir.path().join("seed.img");
+    run_ok(
+        appliance()
+            .args(["seed", "--user-data"])
+            .arg(&ud)
+            .arg("-o")
+            .arg(&seed),
+    );
+    let line = boot_and_expect(&image, Firmware::Bios, Some(seed), "login:");
+    assert!(line.contains("seeded-host login:"), "{line}");
+    // OVMF with Secure Boot enforcing: shim, signed GRUB and kernel.
+    let line = boot_and_expect(&image, Firmware::Uefi { secure_boot: true }, None, "login:");
+    assert!(line.contains("appliance login:"), "{line}");
+
+    // A rebuild that changes only the disk size: the provisioned tree comes from the cache.
+    let profile_b = debian12_profile(
+        dir.path(),
+        "[disk]\nsize = \"3GiB\"\nboot = [\"bios\", \"uefi\"]\n",
+    );
+    let out_b = dir.path().join("b");
+    run_ok(&mut build_cmd(&profile_b, &out_b, None));
+    let log = read(&out_b.join("logs/build.log"));
+    assert!(
+        log.contains("is cached: skipping base, overlays and provisioning"),
+        "{log}"
+    );
+    assert!(!log.contains("provision: overlay"), "{log}");
+    let logs = dir_names(&out_b.join("logs"));
+    assert_eq!(logs, vec!["build.log"], "provisioning ran");
+    let info = stdout(&run_ok(
+        tool("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(out_b.join("debian12-test.qcow2")),
+    ));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["virtual-size"], 3u64 << 30);
+}
+
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn scrub_removes_keys_provisioning_left_and_the_audit_fails_on_a_planted_one() {
+    let dir = scratch("audit");
+    let cache = dir.path().join("cache");
+    // Left by provisioning (as openssh-server's postinst does): scrubbed, build passes.
+    let profile = local_profile(
+        dir.path(),
+        &[(
+            "keys",
+            &[(
+                "provision.sh",
+                "#!/bin/sh\nset -e\nmkdir -p /etc/ssh\necho KEY >/etc/ssh/ssh_host_ed25519_key\necho history >/root/.bash_history\n",
+            )],
+        )],
+        "",
+    );
+    let out = dir.path().join("ok");
+    run_ok(&mut build_cmd(&profile, &out, Some(&cache)));
+    let raw = dir.path().join("ok.raw");
+    run_ok(
+        tool("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(out.join("small.qcow2"))
+            .arg(&raw),
+    );
+    let off = partition_offset(&raw, 1);
+    let ls = stdout(&run_ok(
+        tool("debugfs")
+            .arg("-R")
+            .arg("ls -l /etc/ssh")
+            .arg(format!("{}?offset={off}", raw.display())),
+    ));
+    assert!(!ls.contains("ssh_host_ed25519_key"), "{ls}");
+
+    // Planted after scrub (a late file): the audit stops the build.
+    std::fs::write(dir.path().join("overlays/keys/key"), "KEY").unwrap();
+    std::fs::write(
+        dir.path().join("overlays/keys/overlay.toml"),
+        "[late.\"/etc/ssh/ssh_host_rsa_key\"]\nsource = \"key\"\nmode = \"0600\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("planted");
+    assert_one_error(
+        &mut build_cmd(&profile, &out, Some(&cache)),
+        1,
+        "error: audit: the image would ship 1 path(s) that must not: /etc/ssh/ssh_host_rsa_key (SSH host key)",
+    );
+    assert_nothing_left(&out);
+    // The late file did not change the provisioned tree's key.
+    assert!(read(&out.join("logs/build.log")).contains("is cached: skipping"));
+}
+
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn bad_profiles_give_one_clear_error_and_leave_nothing() {
+    let dir = scratch("badprof");
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+
+    let p = local_profile(dir.path(), &[], "colour = \"blue\"");
+    let want = format!(
+        "error: profile {}, line 3: colour: unknown key `colour`",
+        p.display()
+    );
+    assert_one_error(&mut build_cmd(&p, &out, Some(&cache)), 1, &want);
+    assert_one_error(appliance().arg("plan").arg(&p), 1, &want);
+
+    let p = local_profile(dir.path(), &[("absent", &[])], "");
+    std::fs::remove_dir_all(dir.path().join("overlays/absent")).ok();
+    assert_one_error(
+        &mut build_cmd(&p, &out, Some(&cache)),
+        1,
+        &format!(
+            "error: profile {}: overlays: no overlay 'absent'",
+            p.display()
+        ),
+    );
+
+    let p = local_profile(
+        dir.path(),
+        &[(
+            "tpl",
+            &[
+                ("overlay.toml", "[variables]\nport = 3000\n"),
+                (
+                    "files/etc/app.conf.hbs",
+                    "listen {{port}}\nname {{server_nmae}}\n",
+                ),
+            ],
+        )],
+        "",
+    );
+    assert_one_error(
+        &mut build_cmd(&p, &out, Some(&cache)),
+        1,
+        "error: overlay 'tpl': files/etc/app.conf.hbs, line 2: unknown variable `server_nmae`",
+    );
+    assert!(!out.exists(), "a profile error wrote {}", out.display());
+
+    let p = local_profile(
+        dir.path(),
+        &[("failing", &[("provision.sh", "#!/bin/sh\necho preparing\necho 'E: Unable to locate package nosuchpkg' >&2\nexit 100\n")])],
+        "",
+    );
+    let res = build_cmd(&p, &out, Some(&cache)).output().unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    let log = out.join("logs/02-provision-failing.log");
+    assert_eq!(
+        errors,
+        vec![format!(
+            "error: provision.sh of overlay 'failing' failed (exit status: 100); the lines above end its log {}",
+            log.display()
+        )],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  | E: Unable to locate package nosuchpkg"),
+        "{stderr}"
+    );
+    assert!(read(&log).contains("preparing"));
+    assert_nothing_left(&out);
+    assert!(
+        dir_names(&cache.join("stages"))
+            .iter()
+            .all(|n| n.starts_with('.'))
+            || !cache.join("stages").exists()
+    );
+}
+
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn ctrl_c_during_provisioning_leaves_no_mount_process_or_tree() {
+    let dir = scratch("ctrlc-build");
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let p = local_profile(
+        dir.path(),
+        &[(
+            "slow",
+            &[(
+                "provision.sh",
+                "#!/bin/sh\necho started; ls /proc/self >/dev/null && ls /dev/null\nsleep 61.5\n",
+            )],
+        )],
+        "",
+    );
+    let mut child = build_cmd(&p, &out, Some(&cache))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = out.join("logs/02-provision-slow.log");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("started")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "provisioning never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(500));
+    let sleeping = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .any(|c| c.starts_with(b"sleep\x0061.5"));
+    assert!(!sleeping, "the provisioning step is still running");
+    assert_nothing_left(&out);
+}
+
+#[test]
+fn profiles_lists_the_repository_profiles() {
+    let out = stdout(&run_ok(appliance().arg("profiles").current_dir(repo())));
+    assert!(
+        out.contains("debian12-test") && out.contains("Debian 12"),
+        "{out}"
+    );
+}

@@ -1,0 +1,7 @@
+#!/bin/sh
+# The base every appliance image shares: cloud-init (with growpart to fill the disk), SSH.
+set -eu
+apt-get update -q
+apt-get install -q --no-install-recommends \
+  cloud-init cloud-guest-utils openssh-server dbus sudo
+systemctl enable appliance-ssh-keygen.service

@@ -1,0 +1,3 @@
+#!/bin/sh
+set -eu
+apt-get install -q --no-install-recommends nginx prosody
