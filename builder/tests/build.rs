@@ -184,7 +184,10 @@ fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
         "shim-signed",
     ] {
         assert!(
-            manifest.lines().any(|l| l.starts_with(&format!("{pkg}\t"))),
+            manifest
+                .lines()
+                .any(|l| l.starts_with(&format!("{pkg}\t"))
+                    || l.starts_with(&format!("{pkg}:amd64\t"))),
             "{pkg} not in the manifest"
         );
     }
@@ -478,4 +481,186 @@ fn profiles_lists_the_repository_profiles() {
         out.contains("debian12-test") && out.contains("Debian 12"),
         "{out}"
     );
+}
+
+/// A static file server on 127.0.0.1 (Python's http.server), stopped on drop.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FileServer {
+    fn start(dir: &Path) -> FileServer {
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        FileServer { child, port }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves the test tree as root.tar.zst with a SHA256SUMS signed by a throwaway key; returns
+/// the keyring that verifies it.
+fn signed_tarball(dir: &Path) -> PathBuf {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "tar --xattrs --acls -C {} -cf - . | zstd -q -T0 -3 -o {}",
+        test_tree().display(),
+        www.join("root.tar.zst").display()
+    )));
+    let sums = stdout(&run_ok(
+        tool("sha256sum").arg("root.tar.zst").current_dir(&www),
+    ));
+    std::fs::write(www.join("SHA256SUMS"), sums).unwrap();
+    let gnupg = dir.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let mut c = tool("gpg");
+        c.env("GNUPGHOME", &gnupg)
+            .args(["--batch", "--passphrase", "", "--pinentry-mode", "loopback"])
+            .args(args);
+        c
+    };
+    run_ok(&mut gpg(&[
+        "--quick-gen-key",
+        "Appliance Test <test@example.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]));
+    let keyring = dir.join("keyring.gpg");
+    run_ok(&mut gpg(&[
+        "--output",
+        keyring.to_str().unwrap(),
+        "--export",
+    ]));
+    let sig = www.join("SHA256SUMS.gpg");
+    run_ok(&mut gpg(&[
+        "--output",
+        sig.to_str().unwrap(),
+        "--detach-sign",
+        www.join("SHA256SUMS").to_str().unwrap(),
+    ]));
+    let _ = tool("gpgconf")
+        .env("GNUPGHOME", &gnupg)
+        .args(["--kill", "all"])
+        .status();
+    keyring
+}
+
+fn tarball_profile(dir: &Path, port: u16, keyring: &Path) -> PathBuf {
+    let url = format!("http://127.0.0.1:{port}");
+    let p = dir.join(format!("tarball-{port}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"fromtar\"\n\n[base]\nkind = \"tarball\"\nurl = \"{url}/root.tar.zst\"\nsha256sums = \"{url}/SHA256SUMS\"\nsignature = \"{url}/SHA256SUMS.gpg\"\nkeyring = \"{}\"\n\n[disk]\nboot = [\"bios\"]\n",
+            keyring.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn tarball_base_is_verified_downloaded_once_and_usable_offline() {
+    let dir = scratch("tarball");
+    let cache = dir.path().join("cache");
+    let keyring = signed_tarball(dir.path());
+    let tar_sha = stdout(&run_ok(
+        tool("sha256sum").arg(dir.path().join("www/root.tar.zst")),
+    ))[..64]
+        .to_string();
+
+    let server = FileServer::start(&dir.path().join("www"));
+    let profile = tarball_profile(dir.path(), server.port, &keyring);
+    let plan = stdout(&run_ok(
+        appliance()
+            .arg("plan")
+            .arg(&profile)
+            .env("APPLIANCE_CACHE", &cache),
+    ));
+    assert!(
+        plan.contains("(read from SHA256SUMS at build time)"),
+        "{plan}"
+    );
+    assert!(plan.contains("checked with gpgv against"), "{plan}");
+    run_ok(&mut build_cmd(
+        &profile,
+        &dir.path().join("online"),
+        Some(&cache),
+    ));
+    let info: serde_json::Value =
+        serde_json::from_str(&read(&dir.path().join("online/fromtar.build.json"))).unwrap();
+    assert_eq!(info["base"]["sha256"], tar_sha.as_str());
+    assert!(cache.join("downloads/sha256").join(&tar_sha).is_file());
+    let port = server.port;
+    drop(server);
+
+    // No network: the signed sums and the tarball come from the cache; --no-cache makes the
+    // build unpack the tarball again instead of taking the provisioned tree.
+    let out = dir.path().join("offline");
+    let mut cmd = build_cmd(&profile, &out, Some(&cache));
+    run_ok(cmd.args(["--offline", "--no-cache"]));
+    assert!(read(&out.join("logs/build.log")).contains("base: tarball"));
+    assert!(out.join("fromtar.qcow2").is_file());
+
+    // Offline with nothing cached: the missing input is named.
+    let empty = dir.path().join("empty-cache");
+    let mut cmd = build_cmd(&profile, &dir.path().join("nothing"), Some(&empty));
+    let sums_url = format!("http://127.0.0.1:{port}/SHA256SUMS");
+    assert_one_error(
+        cmd.arg("--offline"),
+        1,
+        &format!(
+            "error: offline: {sums_url} is not in the download cache {}",
+            empty.join("downloads").display()
+        ),
+    );
+
+    // A SHA256SUMS that does not match its signature stops the build before any download.
+    let www = dir.path().join("www");
+    let sums = read(&www.join("SHA256SUMS"));
+    std::fs::write(
+        www.join("SHA256SUMS"),
+        sums.replacen(&tar_sha[..8], "00000000", 1),
+    )
+    .unwrap();
+    let server = FileServer::start(&www);
+    let profile = tarball_profile(dir.path(), server.port, &keyring);
+    let fresh = dir.path().join("fresh-cache");
+    let out = dir.path().join("tampered");
+    assert_one_error(
+        &mut build_cmd(&profile, &out, Some(&fresh)),
+        1,
+        "error: the signature ",
+    );
+    assert!(!fresh.join("downloads/sha256").join(&tar_sha).exists());
+    assert_nothing_left(&out);
 }
