@@ -43,7 +43,7 @@ impl DiskLayout {
     pub const MIN_SIZE: u64 = 112 * MIB + BACKUP_SECTORS * SECTOR + MIB;
 
     pub fn new(size: u64) -> Result<Self> {
-        if size % MIB != 0 {
+        if !size.is_multiple_of(MIB) {
             bail!("the disk size {size} is not a whole number of MiB");
         }
         if size < Self::MIN_SIZE {

@@ -42,7 +42,7 @@ pub fn human(bytes: u64) -> String {
     for (name, unit) in units {
         if bytes >= unit {
             let v = bytes as f64 / unit as f64;
-            return if bytes % unit == 0 {
+            return if bytes.is_multiple_of(unit) {
                 format!("{} {name}", bytes / unit)
             } else {
                 format!("{v:.1} {name}")

@@ -182,7 +182,7 @@ fn copy_by_reading(
 /// Writes the qcow2 of `raw` (a disk of `disk_size` bytes) into `out`.
 pub fn write_qcow2(raw: &Path, disk_size: u64, out: &File, progress: &dyn Fn(u64)) -> Result<()> {
     ensure!(
-        disk_size % 512 == 0,
+        disk_size.is_multiple_of(512),
         "qcow2: the disk size {disk_size} is not a whole number of sectors"
     );
     let (src, raw_len) = sparse::open_raw(raw, disk_size)?;
