@@ -1,0 +1,133 @@
+#!/bin/sh
+# Jitsi Meet for the placeholder domain jitsi.appliance.invalid, unattended (debconf answers
+# in /usr/share/appliance/jitsi/debconf-selections):
+#   Prosody from prosody.im's repository and Jitsi's packages from Jitsi's, both keys checked
+#   against pinned fingerprints; every package at its pinned version, held there; OpenJDK 11
+#   and nginx from Ubuntu's archive; no jitsi-meet-turnserver (nor coturn): Recommends are not
+#   installed and the build fails if it is there.
+# Then the secrets the packages left in debconf are blanked, and the list of files that name
+# the placeholder (/usr/share/appliance/jitsi-domain-files, for appliance-firstboot) is checked
+# against what the packages really wrote.
+set -eu
+
+need() { # NAME: the value of APPLIANCE_VAR_NAME, which must not be empty
+	eval "value=\${APPLIANCE_VAR_$1:-}"
+	# shellcheck disable=SC2154 # set by the eval
+	if [ -z "$value" ]; then
+		name=$(echo "$1" | tr '[:upper:]' '[:lower:]')
+		echo "jitsi: the variable $name is empty: the profile must pin it" >&2
+		exit 1
+	fi
+	printf '%s' "$value"
+}
+
+jitsi_repo=$(need JITSI_REPO)
+jitsi_key_url=$(need JITSI_KEY_URL)
+jitsi_key_fpr=$(need JITSI_KEY_FINGERPRINT)
+meet=$(need JITSI_MEET_VERSION)
+web=$(need JITSI_MEET_WEB_VERSION)
+jicofo=$(need JICOFO_VERSION)
+jvb=$(need JITSI_VIDEOBRIDGE2_VERSION)
+prosody_repo=$(need PROSODY_REPO)
+prosody_key_url=$(need PROSODY_KEY_URL)
+prosody_key_fpr=$(need PROSODY_KEY_FINGERPRINT)
+prosody=$(need PROSODY_VERSION)
+java=$(need JITSI_JAVA_PACKAGE)
+
+domain=jitsi.appliance.invalid
+list=/usr/share/appliance/jitsi-domain-files
+lib=/usr/local/lib/appliance
+
+"$lib/apt-key-pinned" repo prosody "$prosody_key_url" "$prosody_key_fpr" "$prosody_repo"
+"$lib/apt-key-pinned" repo jitsi "$jitsi_key_url" "$jitsi_key_fpr" "$jitsi_repo"
+apt-get update -q
+
+# jitsi-videobridge2's postinst runs `sysctl --system`: in this chroot that would set the
+# build host's kernel parameters (/proc/sys is the host's). Stand sysctl aside meanwhile; its
+# settings (/etc/sysctl.d/20-jvb-udp-buffers.conf) apply when the appliance boots.
+dpkg-divert --local --rename --divert /sbin/sysctl.appliance-build --add /sbin/sysctl
+ln -sf /bin/true /sbin/sysctl
+restore_sysctl() {
+	rm -f /sbin/sysctl
+	dpkg-divert --local --rename --divert /sbin/sysctl.appliance-build --remove /sbin/sysctl
+}
+trap restore_sysctl EXIT
+
+debconf-set-selections /usr/share/appliance/jitsi/debconf-selections
+
+# The web server and Java first: jitsi-meet-web-config configures the web server it finds
+# installed, and jitsi-videobridge2 pre-depends on Java 11.
+apt-get install -q --no-install-recommends "$java" nginx "prosody=$prosody"
+apt-get install -q --no-install-recommends \
+	"jitsi-videobridge2=$jvb" "jicofo=$jicofo" \
+	"jitsi-meet-web=$web" "jitsi-meet-web-config=$web" "jitsi-meet-prosody=$web" \
+	"jitsi-meet=$meet"
+apt-mark hold prosody jitsi-videobridge2 jicofo jitsi-meet-web jitsi-meet-web-config \
+	jitsi-meet-prosody jitsi-meet
+
+for unwanted in jitsi-meet-turnserver coturn; do
+	if dpkg-query -W -f '${db:Status-Abbrev}' "$unwanted" 2>/dev/null | grep -q '^i'; then
+		echo "jitsi: $unwanted was installed; the appliance runs no TURN server" >&2
+		exit 1
+	fi
+done
+
+# nginx's welcome page is not part of the appliance (firstboot writes its sites).
+rm -f /etc/nginx/sites-enabled/default
+
+# The secrets the packages generated are in the files firstboot rewrites, and in debconf:
+# blank them there (firstboot sets the new ones, see jitsi-domain-files).
+debconf-set-selections <<'EOF'
+jicofo	jicofo/jicofo-authpassword	password
+jitsi-videobridge2	jitsi-videobridge/jvbsecret	password
+jitsi-meet-prosody	jitsi-meet-prosody/turn-secret	string
+EOF
+# debconf's backups of the databases still hold them.
+rm -f /var/cache/debconf/config.dat-old /var/cache/debconf/passwords.dat-old
+
+# The packages enable their services themselves (prosody, jicofo, jitsi-videobridge2, nginx);
+# they start at boot after appliance-firstboot has written this machine's configuration.
+
+# --- The list for firstboot must match what the packages wrote. ---
+listed=/tmp/appliance-jitsi-listed
+found=/tmp/appliance-jitsi-found
+awk '$1 !~ /^#/ && NF >= 2 { print $1, $2 }' "$list" >"$listed"
+bad=0
+while read -r kind path; do
+	if [ ! -e "$path" ] && [ ! -L "$path" ]; then
+		case "$kind" in
+		*\?) echo "jitsi: (optional, absent in these versions) $path" ;;
+		*)
+			echo "jitsi: $list lists $path ($kind), but the packages did not write it" >&2
+			bad=1
+			;;
+		esac
+	fi
+done <"$listed"
+encoded=$(printf '%s' "$domain" | sed 's/\./%2e/g')
+{
+	grep -rlF "$domain" /etc /var/lib/prosody /usr/local/share/ca-certificates 2>/dev/null || true
+	find /etc /var/lib/prosody /usr/local/share/ca-certificates \
+		\( -name "*$domain*" -o -name "*$encoded*" \) 2>/dev/null || true
+} | sort -u >"$found"
+while read -r path; do
+	covered=no
+	while read -r _kind entry; do
+		case "$path" in
+		"$entry" | "$entry"/*)
+			covered=yes
+			break
+			;;
+		esac
+	done <"$listed"
+	if [ "$covered" = no ]; then
+		echo "jitsi: $path names $domain but is not in $list" >&2
+		bad=1
+	fi
+done <"$found"
+rm -f "$listed" "$found"
+if [ "$bad" -ne 0 ]; then
+	echo "jitsi: $list does not match what the Jitsi packages wrote (see above): fix the list" >&2
+	exit 1
+fi
+echo "jitsi: jitsi-meet $meet (web $web, jicofo $jicofo, videobridge $jvb), prosody $prosody installed for $domain"
