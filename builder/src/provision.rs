@@ -163,6 +163,7 @@ fn cstr(p: &Path) -> Result<CString> {
 struct Mounts {
     root: CString,
     proc_: CString,
+    proc_sys: CString,
     sys: CString,
     dev: CString,
 }
@@ -207,6 +208,26 @@ fn enter(m: Option<&Mounts>) -> std::io::Result<()> {
                     std::ptr::null(),
                 ))?;
             }
+            // The kernel is the host's: a postinst's `sysctl --system` or `udevadm trigger`
+            // must not reach it, so /proc/sys and /sys are read-only.
+            for dir in [&m.proc_sys, &m.sys] {
+                if dir == &m.proc_sys {
+                    io_check(libc::mount(
+                        dir.as_ptr(),
+                        dir.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ))?;
+                }
+                io_check(libc::mount(
+                    std::ptr::null(),
+                    dir.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ))?;
+            }
             io_check(libc::chroot(m.root.as_ptr()))?;
             io_check(libc::chdir(c"/".as_ptr()))?;
         }
@@ -226,6 +247,7 @@ pub fn run(step: &Step) -> Result<()> {
                 .with_context(|| format!("finding {}", root.display()))?;
             Some(Mounts {
                 proc_: cstr(&root.join("proc"))?,
+                proc_sys: cstr(&root.join("proc/sys"))?,
                 sys: cstr(&root.join("sys"))?,
                 dev: cstr(&root.join("dev"))?,
                 root: cstr(&root)?,

@@ -306,7 +306,14 @@ fn scrub_removes_keys_provisioning_left_and_the_audit_fails_on_a_planted_one() {
             "keys",
             &[(
                 "provision.sh",
-                "#!/bin/sh\nset -e\nmkdir -p /etc/ssh\necho KEY >/etc/ssh/ssh_host_ed25519_key\necho history >/root/.bash_history\n",
+                concat!(
+                    "#!/bin/sh\nset -e\nmkdir -p /etc/ssh\n",
+                    "echo KEY >/etc/ssh/ssh_host_ed25519_key\necho history >/root/.bash_history\n",
+                    // The host's kernel is out of reach: /proc/sys and /sys are read-only.
+                    "if (echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then echo 'proc/sys is writable'; exit 1; fi\n",
+                    "if (echo change >/sys/devices/virtual/net/lo/uevent) 2>/dev/null; then echo 'sys is writable'; exit 1; fi\n",
+                    "test -e /dev/null && test -d /dev/pts && test -r /proc/self/status\n",
+                ),
             )],
         )],
         "",
