@@ -120,13 +120,20 @@ fn unreadable_file_is_one_line() {
 }
 
 #[test]
-fn other_commands_are_not_there_yet() {
-    for command in ["apply", "reconfigure", "status"] {
-        let out = run(&[command]);
-        assert_eq!(out.status.code(), Some(2), "{command}");
-        assert_eq!(
-            text(&out.stderr),
-            format!("error: appliance-firstboot {command}: not implemented yet\n")
+fn the_other_commands_take_a_root() {
+    // Never on this machine's own root: on a temporary one, empty.
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_str().unwrap();
+    let out = run(&["status", "--root", root]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "not applied yet\n");
+    for command in ["apply", "reconfigure"] {
+        let out = run(&[command, "--root", root, "--no-restart"]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert!(
+            text(&out.stderr).starts_with("error: instance id: neither "),
+            "{}",
+            text(&out.stderr)
         );
     }
     // Command-line syntax errors exit 2, as clap has it.

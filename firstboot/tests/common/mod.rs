@@ -1,5 +1,8 @@
-//! Test helpers: certificates made with rcgen, user-data in every form cloud-init accepts.
+//! Test helpers: certificates made with rcgen, user-data in every form cloud-init accepts, and
+//! fixture trees for `apply` ([`fixture`]).
 #![allow(dead_code)]
+
+pub mod fixture;
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

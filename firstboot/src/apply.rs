@@ -1,0 +1,334 @@
+//! `apply` and `reconfigure`: from user-data to a configured machine, all or nothing.
+//!
+//! 1. Take the lock (`/var/lib/appliance/lock`), so that the boot-time run and a manual
+//!    `reconfigure` never interleave; finish or roll back a run that was cut short
+//!    ([`crate::journal`]).
+//! 2. Read and check the configuration ([`crate::userdata`], [`crate::config`]); a bad value
+//!    stops here, before anything is touched. Its effective form (config.yaml's text) is
+//!    hashed: for `apply`, the same instance id and hash as the last successful apply mean
+//!    there is nothing to do, and the run ends here (this is every boot after the first).
+//! 3. Make the [`ApplyPlan`] ([`crate::plan`]): every file rendered in memory, secrets
+//!    generated or kept ([`crate::secrets`]). Targets that the tree already has as planned
+//!    are dropped; if only the state's time stamp would change, nothing is written.
+//! 4. Stage, swap, restart ([`crate::journal`], [`crate::services`]). If a step fails, every
+//!    target is restored from its backup, the services restarted so far are restarted again
+//!    with the old files, and the error names the step; the last good configuration, state
+//!    included, stays in force.
+//!
+//! Services are touched only when `--root` is `/` and `--no-restart` is not given (or
+//! through the test recorder, see [`crate::hooks`]): a tree under another root is not the
+//! running system.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+use crate::error::ConfigError;
+use crate::hooks::{failpoint, TestHooks};
+use crate::journal::{self, Recovered, Transaction};
+use crate::plan::{self, ApplyPlan, Effect, PlanInput, Target};
+use crate::render::Templates;
+use crate::secrets::{Random, Secrets, SECRETS_FILE};
+use crate::services::{ServiceManager, Step};
+use crate::state::{effective_yaml, sha256_hex, State, STATE_FILE};
+use crate::tree::Tree;
+use crate::userdata::{self, Precedence, Sources};
+
+/// The lock file, relative to the root.
+pub const LOCK_FILE: &str = "var/lib/appliance/lock";
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    /// Apply even when the state says this configuration is applied.
+    pub reconfigure: bool,
+    pub hooks: TestHooks,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The same instance and configuration were applied before: nothing done.
+    UpToDate { state: State },
+    /// Applied (possibly with nothing to change).
+    Applied {
+        state: State,
+        /// The paths written, linked or removed.
+        changed: Vec<String>,
+        /// The steps run (none with `--no-restart`).
+        steps: Vec<Step>,
+        /// What was found of an interrupted run.
+        recovered: Option<Recovered>,
+    },
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The configuration is not valid: nothing was touched.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigError>),
+    /// Failed before any file was replaced.
+    #[error("{0:#}")]
+    NotApplied(anyhow::Error),
+    /// Failed after files were replaced: they were restored.
+    #[error("{error:#}; the previous configuration was restored{}", restore_note(.problems))]
+    RolledBack {
+        error: anyhow::Error,
+        /// What went wrong while restoring, if anything.
+        problems: Vec<String>,
+    },
+}
+
+fn restore_note(problems: &[String]) -> String {
+    if problems.is_empty() {
+        String::new()
+    } else {
+        format!(" (but: {})", problems.join("; "))
+    }
+}
+
+impl From<anyhow::Error> for ApplyError {
+    fn from(e: anyhow::Error) -> ApplyError {
+        ApplyError::NotApplied(e)
+    }
+}
+
+/// Runs `apply` or `reconfigure` under `options.root`; `services` is `None` for no restarts.
+pub fn run(
+    options: &Options,
+    services: Option<&mut dyn ServiceManager>,
+) -> Result<Outcome, ApplyError> {
+    let tree = Tree::new(&options.root);
+    let _lock = lock(&tree)?;
+    let recovered = journal::recover(&tree).context("recovering an interrupted apply")?;
+    failpoint("recovered");
+
+    let now = options.hooks.now();
+    let instance_id =
+        userdata::instance_id(tree.root()).map_err(|e| ApplyError::Invalid(vec![e]))?;
+    let previous = tree
+        .read(&format!("/{STATE_FILE}"))
+        .context("reading the state")?
+        .and_then(|b| State::parse(&b));
+    let precedence = Precedence::for_run(
+        previous.as_ref().map(|s| s.instance_id.as_str()),
+        &instance_id,
+    );
+    let config = Sources::read(tree.root())
+        .and_then(|sources| sources.validate(precedence, now))
+        .map_err(ApplyError::Invalid)?;
+    let yaml = effective_yaml(&config);
+    let hash = sha256_hex(&yaml);
+    if let Some(state) = &previous {
+        if !options.reconfigure
+            && recovered.is_none()
+            && state.instance_id == instance_id
+            && state.config_sha256 == hash
+        {
+            return Ok(Outcome::UpToDate {
+                state: state.clone(),
+            });
+        }
+    }
+
+    let mut random = match &options.hooks.seed {
+        Some(seed) => Random::seeded(seed, &instance_id),
+        None => Random::system(),
+    };
+    let stored = tree
+        .read(&format!("/{SECRETS_FILE}"))
+        .context("reading the secrets")?;
+    let secrets = Secrets::for_instance(stored.as_deref(), &instance_id, &mut random);
+    let templates = Templates::load(tree.root())?;
+    let input = PlanInput {
+        config: &config,
+        effective_yaml: &yaml,
+        config_sha256: &hash,
+        instance_id: &instance_id,
+        previous: previous.as_ref(),
+        secrets: &secrets,
+        now,
+    };
+    let plan = plan::plan(&input, &tree, &templates, &mut random).context("planning")?;
+    let changed = changed_targets(&plan, &tree, previous.as_ref())?;
+    let mut effects: BTreeSet<Effect> = changed
+        .iter()
+        .flat_map(|t| t.effects.iter().copied())
+        .collect();
+    if let Some(r) = &recovered {
+        effects.extend(r.effects.iter().copied());
+    }
+    failpoint("planned");
+    let steps = if services.is_some() {
+        plan.steps(&effects)
+    } else {
+        Vec::new()
+    };
+    if changed.is_empty() && steps.is_empty() {
+        return Ok(Outcome::Applied {
+            state: previous.unwrap_or_else(|| plan.state.clone()),
+            changed: Vec::new(),
+            steps: Vec::new(),
+            recovered,
+        });
+    }
+    transact(&tree, &plan, &changed, effects, &steps, services)?;
+    let changed = changed.iter().map(|t| t.path.clone()).collect();
+    Ok(Outcome::Applied {
+        state: plan.state,
+        changed,
+        steps,
+        recovered,
+    })
+}
+
+/// The targets the tree does not have yet. The state alone (its time stamp) is no change.
+fn changed_targets<'p>(
+    plan: &'p ApplyPlan,
+    tree: &Tree,
+    previous: Option<&State>,
+) -> Result<Vec<&'p Target>> {
+    let mut changed = Vec::new();
+    for target in &plan.targets {
+        if !target.is_satisfied(tree)? {
+            changed.push(target);
+        }
+    }
+    let state_path = format!("/{STATE_FILE}");
+    let only_state = changed.iter().all(|t| t.path == state_path);
+    let same_state = previous.is_some_and(|p| {
+        State {
+            applied_at: plan.state.applied_at,
+            ..p.clone()
+        } == plan.state
+    });
+    if only_state && same_state {
+        changed.clear();
+    }
+    Ok(changed)
+}
+
+/// Stages, swaps and restarts; rolls back on failure.
+fn transact(
+    tree: &Tree,
+    plan: &ApplyPlan,
+    changed: &[&Target],
+    effects: BTreeSet<Effect>,
+    steps: &[Step],
+    services: Option<&mut dyn ServiceManager>,
+) -> Result<(), ApplyError> {
+    let mut transaction =
+        Transaction::stage(tree, changed, &plan.dirs, effects.into_iter().collect())
+            .context("staging the new files")?;
+    if let Err(error) = transaction.swap(changed) {
+        let problems = transaction
+            .rollback()
+            .err()
+            .map(|e| format!("{e:#}"))
+            .into_iter()
+            .collect();
+        return Err(ApplyError::RolledBack { error, problems });
+    }
+    if let Err(error) = transaction.restarting() {
+        let problems = transaction
+            .rollback()
+            .err()
+            .map(|e| format!("{e:#}"))
+            .into_iter()
+            .collect();
+        return Err(ApplyError::RolledBack { error, problems });
+    }
+    if let Some(services) = services {
+        for (i, step) in steps.iter().enumerate() {
+            if let Err(message) = services.run(step) {
+                let error = anyhow::anyhow!("{step}: {message}");
+                let mut problems: Vec<String> = transaction
+                    .rollback()
+                    .err()
+                    .map(|e| format!("{e:#}"))
+                    .into_iter()
+                    .collect();
+                problems.extend(restart_old(tree, &steps[..=i], services));
+                return Err(ApplyError::RolledBack { error, problems });
+            }
+            failpoint("restarted");
+        }
+    }
+    if let Err(e) = transaction.finish() {
+        // Applied and restarted: only backups are left, and the journal (phase done) has the
+        // next run remove them. Not a failure of the apply.
+        eprintln!("warning: removing the backups: {e:#}; the next run removes them");
+    }
+    Ok(())
+}
+
+/// After a rollback: the non-check steps that ran (the failed one included) again, so that
+/// the services use the restored files; the host name is the restored one.
+fn restart_old(tree: &Tree, ran: &[Step], services: &mut dyn ServiceManager) -> Vec<String> {
+    let old_hostname = tree
+        .read("/etc/hostname")
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|h| !h.is_empty());
+    let mut problems = Vec::new();
+    for step in ran.iter().filter(|s| !s.is_check()) {
+        let step = match step {
+            Step::SetHostname(_) => match &old_hostname {
+                Some(h) => Step::SetHostname(h.clone()),
+                None => continue,
+            },
+            other => other.clone(),
+        };
+        if let Err(message) = services.run(&step) {
+            problems.push(format!("{step}: {message}"));
+        }
+    }
+    problems
+}
+
+/// Takes the lock for the whole run (released when the file is closed, also on abort).
+fn lock(tree: &Tree) -> Result<File> {
+    let dir = tree.path("/var/lib/appliance");
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("making {}", dir.display()))?;
+    }
+    let path = tree.path(&format!("/{LOCK_FILE}"));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
+/// `status`: the state of the last apply, and whether a run was cut short.
+pub fn status(root: &std::path::Path) -> Result<String> {
+    let tree = Tree::new(root);
+    let state = tree
+        .read(&format!("/{STATE_FILE}"))
+        .context("reading the state")?;
+    let mut out = match state {
+        None => "not applied yet".to_owned(),
+        Some(bytes) => match State::parse(&bytes) {
+            Some(state) => state.to_string(),
+            None => anyhow::bail!("/{STATE_FILE} is not a state file this program wrote"),
+        },
+    };
+    if tree.exists(&format!("/{}", journal::JOURNAL_FILE)) {
+        out.push_str("\nan apply was interrupted: the next run finishes or rolls it back");
+    }
+    Ok(out)
+}

@@ -1,0 +1,576 @@
+//! `apply`, `reconfigure` and `status` on fixture trees: what is written, what is restarted and
+//! in which order, once per instance, each certificate mode, ufw, rollback.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Instant;
+
+use common::fixture::{assert_same, Fixture, Flavor, PLACEHOLDER};
+use common::*;
+use firstboot::apply::{ApplyError, Outcome};
+use firstboot::services::Recorder;
+use firstboot::state::State;
+
+const MINIMAL: &str = "#cloud-config\nappliance:\n  dns_name: meet.example.com\n";
+
+fn state(f: &Fixture) -> State {
+    State::parse(f.read("/var/lib/appliance/state.json").as_bytes()).unwrap()
+}
+
+fn changed(outcome: &Outcome) -> Vec<String> {
+    match outcome {
+        Outcome::Applied { changed, .. } => changed.clone(),
+        Outcome::UpToDate { .. } => panic!("up to date"),
+    }
+}
+
+/// Everything but the lock file and its directory, which every run makes first.
+fn snapshot(f: &Fixture) -> Vec<(String, String)> {
+    f.snapshot(&|p| p == "/var/lib/appliance/lock" || p == "/var/lib/appliance")
+}
+
+fn config_yaml_with(f: &Fixture, from: &str, to: &str) {
+    let text = f.read("/etc/appliance/config.yaml");
+    assert!(text.contains(from), "{text}");
+    f.write_mode("/etc/appliance/config.yaml", &text.replace(from, to), 0o600);
+}
+
+#[test]
+fn first_boot_of_the_debian_image() {
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(MINIMAL);
+    let (outcome, steps) = f.apply();
+    assert_eq!(
+        steps,
+        [
+            "nginx -t -q",
+            "hostname meet.example.com",
+            "systemctl daemon-reload",
+            "systemctl try-restart prosody.service",
+            "systemctl try-reload-or-restart nginx.service",
+        ]
+    );
+    assert!(changed(&outcome).contains(&"/etc/hostname".to_owned()));
+    assert_eq!(f.read("/etc/hostname"), "meet.example.com\n");
+    assert!(f
+        .read("/etc/hosts")
+        .contains("\n127.0.1.1\tmeet.example.com meet\n"));
+    // The certificate: self-signed for the one served name, key readable by ssl-cert.
+    let cert = f.read("/etc/ssl/meet.example.com.crt");
+    let key = f.read("/etc/ssl/private/meet.example.com.key");
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(f.mode("/etc/ssl/private/meet.example.com.key"), 0o640);
+    let key_meta = std::fs::metadata(f.path("/etc/ssl/private/meet.example.com.key")).unwrap();
+    if std::fs::metadata(f.root()).unwrap().uid() == 0 {
+        assert_eq!((key_meta.uid(), key_meta.gid()), (0, 110));
+    }
+    let chain = firstboot::cert::CertificateChain::parse(&cert).unwrap();
+    assert_eq!(chain.leaf_names, ["meet.example.com"]);
+    assert!(chain
+        .check_key(&firstboot::cert::PrivateKeyPem::parse(&key).unwrap())
+        .is_ok());
+    // nginx, prosody, Rocket.Chat's drop-in.
+    assert_eq!(
+        std::fs::read_link(f.path("/etc/nginx/sites-enabled/appliance.conf")).unwrap(),
+        std::path::Path::new("/etc/nginx/sites-available/appliance.conf")
+    );
+    assert!(f.exists("/etc/nginx/sites-enabled/default"));
+    assert!(f.path("/var/www/acme/.well-known/acme-challenge").is_dir());
+    let vhost = f.read("/etc/prosody/conf.avail/meet.example.com.cfg.lua");
+    assert!(
+        vhost.contains("VirtualHost \"meet.example.com\""),
+        "{vhost}"
+    );
+    assert!(f.exists("/etc/prosody/conf.d/meet.example.com.cfg.lua"));
+    assert_eq!(f.read("/etc/prosody/certs/meet.example.com.crt"), cert);
+    let dropin = f.read("/etc/systemd/system/rocketchat.service.d/appliance.conf");
+    assert!(dropin.contains("Environment=\"ROOT_URL=https://meet.example.com:3000/\"\n"));
+    assert!(dropin.contains("Environment=\"PORT=3001\"\n"));
+    assert_eq!(
+        f.mode("/etc/systemd/system/rocketchat.service.d/appliance.conf"),
+        0o600
+    );
+    // ufw already lets 3000 in (the image's rule): untouched, and not firstboot's.
+    assert_eq!(
+        f.read("/etc/ufw/user.rules"),
+        include_str!("data/ufw/user.rules")
+    );
+    let s = state(&f);
+    assert_eq!(
+        (s.instance_id.as_str(), s.ufw_port, s.jitsi),
+        ("i-0001", None, false)
+    );
+    assert_eq!(s.certificate.mode, "self-signed");
+    assert_eq!(f.mode("/etc/appliance/config.yaml"), 0o600);
+    assert_eq!(f.mode("/var/lib/appliance/state.json"), 0o600);
+    assert_eq!(f.mode("/var/lib/appliance/secrets.json"), 0o600);
+    // No staging, backup or journal is left.
+    for (path, _) in snapshot(&f) {
+        assert!(
+            !path.contains(".firstboot-") && !path.contains("apply.journal"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_second_apply_changes_nothing_and_restarts_nothing() {
+    for flavor in [Flavor::Debian, Flavor::Jitsi] {
+        let f = Fixture::new(flavor);
+        f.set_user_data(MINIMAL);
+        f.apply();
+        let before = snapshot(&f);
+        let (outcome, steps) = f.apply();
+        assert!(matches!(outcome, Outcome::UpToDate { .. }), "{outcome:?}");
+        assert!(steps.is_empty());
+        assert_same(&snapshot(&f), &before);
+        // reconfigure with the same configuration: applied, and still nothing changes (the
+        // self-signed certificate, the secrets and the prosody accounts are kept).
+        let (outcome, steps) = f.reconfigure();
+        assert_eq!(changed(&outcome), Vec::<String>::new());
+        assert!(steps.is_empty(), "{steps:?}");
+        assert_same(&snapshot(&f), &before);
+    }
+}
+
+#[test]
+fn jitsi_is_moved_off_the_placeholder_domain_with_fresh_secrets() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(MINIMAL);
+    let (_, steps) = f.apply();
+    assert_eq!(
+        steps,
+        [
+            "nginx -t -q",
+            "hostname meet.example.com",
+            "systemctl daemon-reload",
+            "update-ca-certificates --fresh",
+            "systemctl try-restart prosody.service",
+            "systemctl try-restart jicofo.service",
+            "systemctl try-restart jitsi-videobridge2.service",
+            "systemctl try-restart rocketchat.service",
+            "systemctl try-reload-or-restart nginx.service",
+        ]
+    );
+    // Nothing names the placeholder any more, in its content or its name.
+    for (path, content) in snapshot(&f) {
+        assert!(
+            !path.contains(PLACEHOLDER) && !content.contains(PLACEHOLDER),
+            "{path} still names the placeholder"
+        );
+        for old in ["OldTurnSecret", "OldFocusPassword", "OldJvbSecret"] {
+            assert!(!content.contains(old), "{path} holds {old}");
+        }
+    }
+    let d = "meet.example.com";
+    for path in [
+        format!("/etc/jitsi/meet/{d}-config.js"),
+        format!("/etc/prosody/conf.d/{d}.cfg.lua"),
+        format!("/etc/prosody/certs/auth.{d}.crt"),
+        format!("/usr/local/share/ca-certificates/auth.{d}.crt"),
+        "/var/lib/prosody/auth%2emeet%2eexample%2ecom/accounts/focus.dat".into(),
+        "/var/lib/prosody/auth%2emeet%2eexample%2ecom/accounts/jvb.dat".into(),
+        "/var/lib/prosody/auth%2emeet%2eexample%2ecom/roster/focus.dat".into(),
+    ] {
+        assert!(f.exists(&path), "{path}");
+    }
+    let secrets: serde_json::Value =
+        serde_json::from_str(&f.read("/var/lib/appliance/secrets.json")).unwrap();
+    let focus = secrets["focus_password"].as_str().unwrap();
+    let jvb = secrets["jvb_password"].as_str().unwrap();
+    assert!(f.read("/etc/jitsi/jicofo/jicofo.conf").contains(focus));
+    assert!(f
+        .read("/etc/jitsi/videobridge/sip-communicator.properties")
+        .contains(jvb));
+    let passwords = f.read("/var/cache/debconf/passwords.dat");
+    assert!(passwords.contains(&format!(
+        "Template: jicofo/jicofo-authpassword\nValue: {focus}\n"
+    )));
+    assert!(passwords.contains(&format!(
+        "Template: jitsi-videobridge/jvbsecret\nValue: {jvb}\n"
+    )));
+    assert_eq!(f.mode("/var/cache/debconf/passwords.dat"), 0o600);
+    assert!(f
+        .read("/var/cache/debconf/config.dat")
+        .contains("Template: jitsi-videobridge/jvb-hostname\nValue: meet.example.com\n"));
+    let account = f.read("/var/lib/prosody/auth%2emeet%2eexample%2ecom/accounts/focus.dat");
+    assert!(firstboot::prosody::account_matches(&account, focus));
+    assert!(!account.contains(focus), "the password is stored hashed");
+    assert!(state(&f).jitsi);
+}
+
+#[test]
+fn a_new_instance_id_regenerates_the_secrets() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(MINIMAL);
+    f.apply();
+    let secrets = f.read("/var/lib/appliance/secrets.json");
+    let key = f.read("/etc/ssl/private/meet.example.com.key");
+    let jicofo = f.read("/etc/jitsi/jicofo/jicofo.conf");
+    f.set_instance("i-0002");
+    let (outcome, steps) = f.apply();
+    assert!(matches!(outcome, Outcome::Applied { .. }));
+    assert_ne!(f.read("/var/lib/appliance/secrets.json"), secrets);
+    assert_ne!(f.read("/etc/ssl/private/meet.example.com.key"), key);
+    assert_ne!(f.read("/etc/jitsi/jicofo/jicofo.conf"), jicofo);
+    assert_eq!(state(&f).instance_id, "i-0002");
+    assert!(steps.contains(&"systemctl try-restart jicofo.service".to_owned()));
+    // The host name did not change: not set again.
+    assert!(
+        !steps.iter().any(|s| s.starts_with("hostname")),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn reconfigure_applies_edits_of_config_yaml_and_moves_the_ufw_port() {
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(MINIMAL);
+    f.apply();
+    assert!(!f.read("/etc/appliance/config.yaml").contains("root_url"));
+    // config.yaml wins over user-data on a configured instance.
+    let text = f.read("/etc/appliance/config.yaml");
+    f.write_mode(
+        "/etc/appliance/config.yaml",
+        &format!("{text}root_url: https://meet.example.com:8443/\n"),
+        0o600,
+    );
+    let (_, steps) = f.reconfigure();
+    assert!(steps.contains(&"ufw reload".to_owned()), "{steps:?}");
+    let rules = f.read("/etc/ufw/user.rules");
+    assert!(rules.contains("### tuple ### allow tcp 8443 0.0.0.0/0 any 0.0.0.0/0 in comment="));
+    assert!(f
+        .read("/etc/ufw/user6.rules")
+        .contains("-A ufw6-user-input -p tcp --dport 8443 -j ACCEPT"));
+    assert_eq!(state(&f).ufw_port, Some(8443));
+    assert_eq!(state(&f).rocketchat_port, 3000);
+    assert!(f
+        .read("/etc/nginx/sites-available/appliance.conf")
+        .contains("listen 8443 ssl;"));
+    // Moved again: the old rule goes, the new one comes.
+    config_yaml_with(&f, ":8443/", ":9443/");
+    f.reconfigure();
+    let rules = f.read("/etc/ufw/user.rules");
+    assert!(!rules.contains(" 8443 ") && rules.contains("--dport 9443 "));
+    assert_eq!(state(&f).ufw_port, Some(9443));
+    // Back to the image's own port 3000: firstboot's rule goes, the image's stays.
+    config_yaml_with(&f, "root_url: \"https://meet.example.com:9443/\"\n", "");
+    f.reconfigure();
+    assert_eq!(
+        f.read("/etc/ufw/user.rules"),
+        include_str!("data/ufw/user.rules")
+    );
+    assert_eq!(
+        f.read("/etc/ufw/user6.rules"),
+        include_str!("data/ufw/user6.rules")
+    );
+    assert_eq!(state(&f).ufw_port, None);
+}
+
+#[test]
+fn a_new_dns_name_removes_the_old_names_files() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(MINIMAL);
+    f.apply();
+    config_yaml_with(&f, "meet.example.com", "video.example.org");
+    f.reconfigure();
+    for (path, content) in snapshot(&f) {
+        // prosody's data directories of the old host are left; the accounts in them go.
+        if path.starts_with("/var/lib/cloud/") || content.starts_with("dir ") {
+            continue;
+        }
+        assert!(
+            !path.contains("meet.example.com") && !path.contains("meet%2eexample"),
+            "{path}"
+        );
+        assert!(!content.contains("meet.example.com"), "{path}");
+    }
+    assert_eq!(f.read("/etc/hostname"), "video.example.org\n");
+    assert!(f.exists("/etc/ssl/video.example.org.crt"));
+}
+
+#[test]
+fn each_certificate_mode() {
+    // Provided: installed as given (chain leaf first), the key as given.
+    let ca = Ca::new("Test CA");
+    let leaf = ca.leaf(&["meet.example.com"]);
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(&with_cert(
+        "",
+        &format!("{}{}", leaf.pem, ca.pem),
+        &leaf.key_pem,
+    ));
+    f.apply();
+    let cert = f.read("/etc/ssl/meet.example.com.crt");
+    assert_eq!(
+        firstboot::cert::CertificateChain::parse(&cert)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        cert.replace('\r', ""),
+        format!("{}{}", leaf.pem, ca.pem).replace('\r', "")
+    );
+    assert_eq!(
+        f.read("/etc/ssl/private/meet.example.com.key").trim(),
+        leaf.key_pem.trim()
+    );
+    let s = state(&f);
+    assert_eq!(s.certificate.mode, "provided");
+    assert_eq!(s.certificate.not_after, 2_208_988_800); // 2040-01-01
+    let config = f.read("/etc/appliance/config.yaml");
+    assert!(config.contains("  key: |\n    -----BEGIN PRIVATE KEY-----\n"));
+    // The effective config.yaml reads back as the same configuration.
+    assert!(matches!(f.apply().0, Outcome::UpToDate { .. }));
+
+    // Provided, then self-signed: the user's certificate is not kept.
+    f.write_mode(
+        "/etc/appliance/config.yaml",
+        "dns_name: meet.example.com\ncertificate: {}\n",
+        0o600,
+    );
+    f.set_user_data(MINIMAL);
+    f.reconfigure();
+    assert_ne!(f.read("/etc/ssl/meet.example.com.crt"), cert);
+    assert_eq!(state(&f).certificate.mode, "self-signed");
+
+    // Let's Encrypt: self-signed for every served name until the ACME client's turn.
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(
+        "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  \
+         root_url: https://chat.example.com/\n  \
+         certificate: {letsencrypt: {email: ops@example.com}}\n",
+    );
+    f.apply();
+    let s = state(&f);
+    assert_eq!(s.certificate.mode, "letsencrypt");
+    let acme = s.certificate.acme.unwrap();
+    assert_eq!(
+        (acme.email.as_str(), acme.status.as_str()),
+        ("ops@example.com", "pending")
+    );
+    let chain =
+        firstboot::cert::CertificateChain::parse(&f.read("/etc/ssl/meet.example.com.crt")).unwrap();
+    assert_eq!(chain.leaf_names, ["meet.example.com", "chat.example.com"]);
+    let site = f.read("/etc/nginx/sites-available/appliance.conf");
+    assert!(site.contains("server_name meet.example.com chat.example.com;"));
+    assert!(site.contains("root /var/www/acme;"));
+    // The ACME client's progress stands while its certificate is kept...
+    let text = f.read("/var/lib/appliance/state.json");
+    f.write_mode(
+        "/var/lib/appliance/state.json",
+        &text.replace("\"pending\"", "\"valid\""),
+        0o600,
+    );
+    f.reconfigure();
+    assert_eq!(state(&f).certificate.acme.unwrap().status, "valid");
+    // ... and starts again for a certificate that must be made anew.
+    config_yaml_with(&f, "https://chat.example.com/", "https://talk.example.com/");
+    f.reconfigure();
+    assert_eq!(state(&f).certificate.acme.unwrap().status, "pending");
+}
+
+#[test]
+fn a_failed_nginx_check_restores_every_file() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(MINIMAL);
+    f.apply();
+    let before = snapshot(&f);
+    config_yaml_with(
+        &f,
+        "dns_name: \"meet.example.com\"",
+        "dns_name: \"video.example.org\"",
+    );
+    let edited = snapshot(&f);
+    let mut recorder = Recorder::failing("nginx -t -q");
+    let error = f.apply_with(true, Some(&mut recorder)).unwrap_err();
+    assert!(matches!(error, ApplyError::RolledBack { .. }));
+    assert_eq!(
+        error.to_string(),
+        "nginx -t -q: failed (as the test asked); the previous configuration was restored"
+    );
+    // The check runs first: nothing was restarted, so nothing is restarted again.
+    assert_eq!(recorder.lines(), ["nginx -t -q"]);
+    assert_same(&snapshot(&f), &edited);
+    assert_ne!(snapshot(&f), before);
+    assert_eq!(state(&f).dns_name, "meet.example.com");
+}
+
+#[test]
+fn a_failed_restart_restores_and_restarts_with_the_old_files() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(MINIMAL);
+    f.apply();
+    config_yaml_with(
+        &f,
+        "dns_name: \"meet.example.com\"",
+        "dns_name: \"video.example.org\"",
+    );
+    let edited = snapshot(&f);
+    let mut recorder = Recorder::failing("systemctl try-restart jicofo.service");
+    let error = f.apply_with(true, Some(&mut recorder)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "systemctl try-restart jicofo.service: failed (as the test asked); \
+         the previous configuration was restored (but: systemctl try-restart jicofo.service: \
+         failed (as the test asked))"
+    );
+    assert_eq!(
+        recorder.lines(),
+        [
+            // With the new files, up to the failure.
+            "nginx -t -q",
+            "hostname video.example.org",
+            "systemctl daemon-reload",
+            "update-ca-certificates --fresh",
+            "systemctl try-restart prosody.service",
+            "systemctl try-restart jicofo.service",
+            // The same again with the restored files (the check left out).
+            "hostname meet.example.com",
+            "systemctl daemon-reload",
+            "update-ca-certificates --fresh",
+            "systemctl try-restart prosody.service",
+            "systemctl try-restart jicofo.service",
+        ]
+    );
+    assert_same(&snapshot(&f), &edited);
+}
+
+#[test]
+fn invalid_user_data_touches_nothing() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data("#cloud-config\nappliance:\n  dns_name: meet_example\n");
+    let before = snapshot(&f);
+    let error = f.apply_with(false, Some(&mut Recorder::new())).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "appliance.dns_name: \"meet_example\" is not a valid DNS name: it holds '_': only \
+         letters, digits, '-' and '.' are allowed"
+    );
+    assert_same(&snapshot(&f), &before);
+}
+
+#[test]
+fn status_and_the_binary() {
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(MINIMAL);
+    let out = f.run_binary(&["status"], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "not applied yet\n");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().to_str().unwrap();
+    let out = f.run_binary(
+        &["apply"],
+        &[("APPLIANCE_FIRSTBOOT_FAKE_SERVICES", log_path)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(log.path()).unwrap(),
+        "nginx -t -q\nhostname meet.example.com\nsystemctl daemon-reload\n\
+         systemctl try-restart prosody.service\nsystemctl try-reload-or-restart nginx.service\n"
+    );
+    let out = f.run_binary(&["status"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hash = &state(&f).config_sha256;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "instance id:  i-0001");
+    assert_eq!(lines[1], format!("config hash:  sha256:{hash}"));
+    assert_eq!(lines[2], "applied at:   2030-01-01 00:00 UTC");
+    assert_eq!(lines[3], "dns_name:     meet.example.com");
+    assert_eq!(lines[4], "root_url:     https://meet.example.com:3000/");
+    assert_eq!(lines[5], "served names: meet.example.com");
+    assert_eq!(
+        lines[6],
+        "certificate:  self-signed, valid until 2039-12-30 00:00 UTC, /etc/ssl/meet.example.com.crt"
+    );
+    assert_eq!(lines[7], "rocket.chat:  127.0.0.1:3001");
+    assert_eq!(lines[8], "ufw:          no port opened by firstboot");
+    assert_eq!(lines[9], "jitsi:        not installed");
+    // --no-restart: files written, nothing run.
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(MINIMAL);
+    let out = f.run_binary(
+        &["apply", "--no-restart"],
+        &[("APPLIANCE_FIRSTBOOT_FAKE_SERVICES", log_path)],
+    );
+    assert!(out.status.success());
+    assert_eq!(f.read("/etc/hostname"), "meet.example.com\n");
+    assert_eq!(
+        std::fs::read_to_string(log.path()).unwrap().lines().count(),
+        5
+    );
+    // A bad value: one line naming the key, then that nothing changed; exit 1.
+    f.set_user_data(
+        "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  root_url: ftp://x/\n",
+    );
+    let out = f.run_binary(&["reconfigure"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: appliance.root_url: must start with https:// or http://\n\
+         error: nothing was changed; the machine keeps its last good configuration\n"
+    );
+}
+
+#[test]
+fn the_no_op_boot_is_fast() {
+    let f = Fixture::new(Flavor::Jitsi);
+    // A provided RSA chain: the slowest configuration to check.
+    let user_data = with_cert(
+        "",
+        include_str!("data/rsa.crt"),
+        include_str!("data/rsa-pkcs1.key"),
+    );
+    f.set_user_data(&user_data.replace(
+        "meet.example.com\n",
+        "meet.example.com\n  root_url: https://chat.example.com/\n",
+    ));
+    let out = f.run_binary(&["apply", "--no-restart"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let out = f.run_binary(&["apply"], &[]);
+        times.push(start.elapsed());
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("up to date: instance i-0001"));
+    }
+    times.sort();
+    // Not asserted (machines differ); the target is under 50 ms.
+    println!(
+        "no-op apply (process start to exit, debug build): median {:?}, best {:?}",
+        times[2], times[0]
+    );
+}
+
+#[test]
+fn a_port_that_a_service_of_the_tree_uses_is_refused() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(&format!(
+        "{MINIMAL}  root_url: https://meet.example.com:9090/\n"
+    ));
+    let before = snapshot(&f);
+    let error = f.apply_with(false, None).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "planning: root_url: port 9090 is where the Jitsi videobridge listens on this \
+         appliance: give Rocket.Chat another port"
+    );
+    assert_same(&snapshot(&f), &before);
+    // Without Jitsi the port is free.
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(&format!(
+        "{MINIMAL}  root_url: https://meet.example.com:9090/\n"
+    ));
+    f.apply();
+    assert_eq!(state(&f).ufw_port, Some(9090));
+}
