@@ -10,14 +10,12 @@
 
 mod common;
 
-use appliance::qemu::{self, Firmware, Serial, Vm, VmSpec};
+use appliance::qemu::Firmware;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 const MARKER: &str = "APPLIANCE-TEST-USERSPACE";
-const LIMIT: Duration = Duration::from_secs(420);
 
 /// The qcow2 of the test tree, assembled once for this file's tests.
 fn image() -> &'static PathBuf {
@@ -48,27 +46,7 @@ fn image() -> &'static PathBuf {
 /// Boots `image` with the library (as `appliance boot` does) and returns the line with
 /// `needle` from the serial console.
 fn boot_and_read(image: &Path, firmware: Firmware, needle: &str) -> String {
-    let dir = scratch("vm");
-    let serial = dir.path().join("serial.log");
-    let spec = VmSpec {
-        image: image.to_path_buf(),
-        firmware,
-        memory_mib: 1024,
-        cpus: 1,
-        seed: None,
-        forwards: Vec::new(),
-        snapshot: true,
-        serial: Serial::File(serial.clone()),
-    };
-    let accel = qemu::choose_accel(&spec, dir.path()).unwrap();
-    let mut vm = Vm::start(spec.command(accel, dir.path()).unwrap()).unwrap();
-    vm.wait_for(&serial, needle, LIMIT).unwrap_or_else(|| {
-        panic!(
-            "no {needle} on the serial console within {LIMIT:?} ({}); last lines:\n{}",
-            accel.name(),
-            qemu::tail(&serial, 40)
-        )
-    })
+    TestVm::start(image, firmware, None, Vec::new(), true).wait_for(needle)
 }
 
 #[test]

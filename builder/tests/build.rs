@@ -14,38 +14,11 @@
 
 mod common;
 
-use appliance::qemu::{self, Firmware, Serial, Vm, VmSpec};
+use appliance::qemu::Firmware;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The debian12-test profile, with `[disk]` replaced by `disk`, written into `dir` (its
-/// overlays are the repository's).
-fn debian12_profile(dir: &Path, disk: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("profiles/debian12-test.toml")).unwrap();
-    let start = text.find("[disk]").expect("the profile has a [disk] table");
-    let end = text[start..]
-        .find("\n[")
-        .map_or(text.len(), |i| start + i + 1);
-    let text = format!(
-        "overlays_dir = \"{}\"\n{}{disk}\n{}",
-        repo().join("overlays").display(),
-        &text[..start],
-        &text[end..]
-    );
-    // overlays_dir is a top-level key: it must come before the first table, as written.
-    let p = dir.join("debian12-test.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// A profile on the test tree as a `local` base, with overlays made by `overlays`.
 fn local_profile(dir: &Path, overlays: &[(&str, &[(&str, &str)])], extra: &str) -> PathBuf {
@@ -101,27 +74,8 @@ fn boot_and_expect(
     seed: Option<PathBuf>,
     needle: &str,
 ) -> String {
-    let dir = scratch("build-vm");
-    let serial = dir.path().join("serial.log");
-    let spec = VmSpec {
-        image: image.to_path_buf(),
-        firmware,
-        memory_mib: 1024,
-        cpus: 1,
-        seed,
-        forwards: Vec::new(),
-        snapshot: true,
-        serial: Serial::File(serial.clone()),
-    };
-    let accel = qemu::choose_accel(&spec, dir.path()).unwrap();
-    let mut vm = Vm::start(spec.command(accel, dir.path()).unwrap()).unwrap();
-    let limit = Duration::from_secs(420);
-    vm.wait_for(&serial, needle, limit).unwrap_or_else(|| {
-        panic!(
-            "no {needle:?} on the serial console within {limit:?}; last lines:\n{}",
-            qemu::tail(&serial, 40)
-        )
-    })
+    let mut vm = TestVm::start(image, firmware, seed, Vec::new(), true);
+    vm.wait_for(needle)
 }
 
 fn read(p: &Path) -> String {
@@ -195,7 +149,7 @@ fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
         serde_json::from_str(&read(&out_a.join("debian12-test.build.json"))).unwrap();
     assert_eq!(info["profile"], "debian12-test");
     assert_eq!(info["base"]["kind"], "debootstrap");
-    assert_eq!(info["overlays"].as_array().unwrap().len(), 4);
+    assert_eq!(info["overlays"].as_array().unwrap().len(), 6);
     assert!(info["tools"]["mke2fs"]
         .as_str()
         .unwrap()
@@ -252,10 +206,10 @@ fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
     );
     std::fs::remove_file(&raw).unwrap();
 
-    // SeaBIOS, with a seed from `appliance seed`: cloud-init applies its host name, which the
-    // login prompt shows.
+    // SeaBIOS, with a seed from `appliance seed`: cloud-init hands the user-data over, and the
+    // host name it names (applied by appliance-firstboot, before logins) is in the prompt.
     let ud = dir.path().join("user-data");
-    std::fs::write(&ud, "#cloud-config\nhostname: seeded-host\n").unwrap();
+    std::fs::write(&ud, "#cloud-config\nfqdn: seeded-host.example.test\n").unwrap();
     let seed = dir.path().join("seed.img");
     run_ok(
         appliance()

@@ -1,8 +1,10 @@
 //! Shared by the integration tests: the test tree, running `appliance`, and independent tools.
 #![allow(dead_code)]
 
+use appliance::qemu::{self, Firmware, Forward, Serial, Vm, VmSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// The Debian 12 tree made by scripts/make-test-tree; scripts/test exports its path.
 pub fn test_tree() -> PathBuf {
@@ -100,4 +102,95 @@ pub fn assert_one_error(cmd: &mut Command, code: i32, want: &str) {
         "{cmd:?}:\n got: {}\nwant: {want}",
         errors[0]
     );
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The debian12-test profile, with `[disk]` replaced by `disk`, written into `dir` (its
+/// overlays are the repository's).
+pub fn debian12_profile(dir: &Path, disk: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("profiles/debian12-test.toml")).unwrap();
+    let start = text.find("[disk]").expect("the profile has a [disk] table");
+    let end = text[start..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + i + 1);
+    let text = format!(
+        "overlays_dir = \"{}\"\n{}{disk}\n{}",
+        repo().join("overlays").display(),
+        &text[..start],
+        &text[end..]
+    );
+    // overlays_dir is a top-level key: it must come before the first table, as written.
+    let p = dir.join("debian12-test.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A VM booted for a test, with its serial console in a file.
+pub struct TestVm {
+    pub vm: Vm,
+    pub serial: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestVm {
+    pub fn start(
+        image: &Path,
+        firmware: Firmware,
+        seed: Option<PathBuf>,
+        forwards: Vec<Forward>,
+        snapshot: bool,
+    ) -> TestVm {
+        let dir = scratch("vm");
+        let serial = dir.path().join("serial.log");
+        let spec = VmSpec {
+            image: image.to_path_buf(),
+            firmware,
+            memory_mib: 1024,
+            cpus: 1,
+            seed,
+            forwards,
+            snapshot,
+            serial: Serial::File(serial.clone()),
+        };
+        let accel = qemu::choose_accel(&spec, dir.path()).unwrap();
+        let vm = Vm::start(spec.command(accel, dir.path()).unwrap()).unwrap();
+        TestVm {
+            vm,
+            serial,
+            _dir: dir,
+        }
+    }
+
+    /// The first serial line containing `needle`, waiting up to 7 minutes (TCG).
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let limit = Duration::from_secs(420);
+        self.vm
+            .wait_for(&self.serial, needle, limit)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {needle:?} on the serial console within {limit:?}; last lines:\n{}",
+                    qemu::tail(&self.serial, 40)
+                )
+            })
+    }
+
+    /// Everything on the serial console so far.
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
