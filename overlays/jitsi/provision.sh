@@ -10,16 +10,7 @@
 # against what the packages really wrote.
 set -eu
 
-need() { # NAME: the value of APPLIANCE_VAR_NAME, which must not be empty
-	eval "value=\${APPLIANCE_VAR_$1:-}"
-	# shellcheck disable=SC2154 # set by the eval
-	if [ -z "$value" ]; then
-		name=$(echo "$1" | tr '[:upper:]' '[:lower:]')
-		echo "jitsi: the variable $name is empty: the profile must pin it" >&2
-		exit 1
-	fi
-	printf '%s' "$value"
-}
+need() { /usr/local/lib/appliance/need-var "$1"; }
 
 jitsi_repo=$(need JITSI_REPO)
 jitsi_key_url=$(need JITSI_KEY_URL)

@@ -4,16 +4,7 @@
 # (replica set rs01, 127.0.0.1 only); mongod is never started here, so no database ships.
 set -eu
 
-need() { # NAME: the value of APPLIANCE_VAR_NAME, which must not be empty
-	eval "value=\${APPLIANCE_VAR_$1:-}"
-	# shellcheck disable=SC2154 # set by the eval
-	if [ -z "$value" ]; then
-		name=$(echo "$1" | tr '[:upper:]' '[:lower:]')
-		echo "mongodb: the variable $name is empty: the profile must pin it" >&2
-		exit 1
-	fi
-	printf '%s' "$value"
-}
+need() { /usr/local/lib/appliance/need-var "$1"; }
 
 repo=$(need MONGODB_REPO)
 key_url=$(need MONGODB_KEY_URL)

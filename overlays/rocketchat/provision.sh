@@ -8,16 +8,7 @@
 # Compilers needed by npm's native modules are removed again afterwards.
 set -eu
 
-need() { # NAME: the value of APPLIANCE_VAR_NAME, which must not be empty
-	eval "value=\${APPLIANCE_VAR_$1:-}"
-	# shellcheck disable=SC2154 # set by the eval
-	if [ -z "$value" ]; then
-		name=$(echo "$1" | tr '[:upper:]' '[:lower:]')
-		echo "rocketchat: the variable $name is empty: the profile must pin it" >&2
-		exit 1
-	fi
-	printf '%s' "$value"
-}
+need() { /usr/local/lib/appliance/need-var "$1"; }
 
 node_version=$(need NODE_VERSION)
 node_url=$(need NODE_URL)
