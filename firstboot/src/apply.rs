@@ -29,7 +29,7 @@ use anyhow::{Context as _, Result};
 use crate::error::ConfigError;
 use crate::hooks::{failpoint, TestHooks};
 use crate::journal::{self, Recovered, Transaction};
-use crate::plan::{self, ApplyPlan, Effect, PlanInput, Target};
+use crate::plan::{self, ApplyPlan, DirSpec, Effect, PlanInput, Target};
 use crate::render::Templates;
 use crate::secrets::{Random, Secrets, SECRETS_FILE};
 use crate::services::{ServiceManager, Step};
@@ -177,7 +177,7 @@ pub fn run(
             recovered,
         });
     }
-    transact(&tree, &plan, &changed, effects, &steps, services)?;
+    transact(&tree, &plan.dirs, &changed, effects, &steps, services)?;
     let changed = changed.iter().map(|t| t.path.clone()).collect();
     Ok(Outcome::Applied {
         state: plan.state,
@@ -213,18 +213,18 @@ fn changed_targets<'p>(
     Ok(changed)
 }
 
-/// Stages, swaps and restarts; rolls back on failure.
-fn transact(
+/// Stages, swaps and restarts; rolls back on failure (also what the ACME client installs its
+/// certificate with, see [`crate::acme`]).
+pub(crate) fn transact(
     tree: &Tree,
-    plan: &ApplyPlan,
+    dirs: &[DirSpec],
     changed: &[&Target],
     effects: BTreeSet<Effect>,
     steps: &[Step],
     services: Option<&mut dyn ServiceManager>,
 ) -> Result<(), ApplyError> {
-    let mut transaction =
-        Transaction::stage(tree, changed, &plan.dirs, effects.into_iter().collect())
-            .context("staging the new files")?;
+    let mut transaction = Transaction::stage(tree, changed, dirs, effects.into_iter().collect())
+        .context("staging the new files")?;
     if let Err(error) = transaction.swap(changed) {
         let problems = transaction
             .rollback()
@@ -293,7 +293,7 @@ fn restart_old(tree: &Tree, ran: &[Step], services: &mut dyn ServiceManager) -> 
 }
 
 /// Takes the lock for the whole run (released when the file is closed, also on abort).
-fn lock(tree: &Tree) -> Result<File> {
+pub(crate) fn lock(tree: &Tree) -> Result<File> {
     let dir = tree.path("/var/lib/appliance");
     if !dir.is_dir() {
         std::fs::DirBuilder::new()

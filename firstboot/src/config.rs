@@ -6,7 +6,10 @@
 //!   else `hostname`. Required.
 //! - `root_url`: Rocket.Chat's URL (see [`crate::root_url`]); default `https://<dns_name>:3000/`.
 //! - `certificate`: `{cert, key}` (PEM chain leaf first, and its key; see [`crate::cert`]),
-//!   or `{letsencrypt: {email}}`; absent or `{}`: a self-signed certificate.
+//!   or `{letsencrypt: {email, directory}}`; absent or `{}`: a self-signed certificate.
+//!   `directory` is the CA's ACME directory: `production` (the default: Let's Encrypt),
+//!   `staging` (Let's Encrypt's staging CA, for trials: untrusted certificates, generous
+//!   limits) or an `https://` URL of another RFC 8555 CA that needs no account binding.
 //! - `admin`: `{username, password, email}`, all three or none (`{}` is none). The password
 //!   has at least [`MIN_PASSWORD_LEN`] characters: it guards a server on the Internet and
 //!   travels in cloud metadata; the username is what Rocket.Chat accepts by default (letters,
@@ -23,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use crate::acme::{LETSENCRYPT, LETSENCRYPT_STAGING};
 use crate::cert::{CertificateChain, PrivateKeyPem};
 use crate::error::{shown, ConfigError, KeyPath, Origin};
 use crate::mongo_url::MongoUrl;
@@ -36,7 +40,7 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 const TOP_KEYS: &[&str] = &["dns_name", "root_url", "certificate", "admin", "mongo_url"];
 const TOP_KNOWN: &str = "dns_name, root_url, certificate, admin, mongo_url";
 const CERT_KNOWN: &str = "cert, key, letsencrypt";
-const LETSENCRYPT_KNOWN: &str = "email";
+const LETSENCRYPT_KNOWN: &str = "email, directory";
 const ADMIN_KNOWN: &str = "username, password, email";
 
 /// A configuration that passed every check.
@@ -59,8 +63,9 @@ pub enum CertificateMode {
     },
     /// Made on the machine for every name served.
     SelfSigned,
-    /// Self-signed first, then obtained over ACME HTTP-01.
-    LetsEncrypt { email: Email },
+    /// Self-signed first, then obtained over ACME HTTP-01 (see [`crate::acme`]) from the CA
+    /// at `directory` (a URL; [`crate::acme::LETSENCRYPT`] by default).
+    LetsEncrypt { email: Email, directory: String },
 }
 
 /// Rocket.Chat's first administrator.
@@ -113,8 +118,13 @@ impl fmt::Display for Config {
                 chain.leaf_names.join(", ")
             )?,
             CertificateMode::SelfSigned => writeln!(f, "certificate: self-signed")?,
-            CertificateMode::LetsEncrypt { email } => {
-                writeln!(f, "certificate: Let's Encrypt, account {email}")?
+            CertificateMode::LetsEncrypt { email, directory } => {
+                let ca = match directory.as_str() {
+                    LETSENCRYPT => "Let's Encrypt".to_owned(),
+                    LETSENCRYPT_STAGING => "Let's Encrypt's staging CA".to_owned(),
+                    other => format!("ACME at {other}"),
+                };
+                writeln!(f, "certificate: {ca}, account {email}")?
             }
         }
         match &self.admin {
@@ -268,11 +278,16 @@ fn certificate(
     }
     if let Some(le) = letsencrypt {
         let le_path = field("letsencrypt");
-        let le = mapping(&le_path, le, LETSENCRYPT_KNOWN, &["email"], errors)?;
+        let le = mapping(
+            &le_path,
+            le,
+            LETSENCRYPT_KNOWN,
+            &["email", "directory"],
+            errors,
+        )?;
         let email_path = le_path.child("email");
-        return match le.get("email") {
-            Some(value) => ok(errors, email(&email_path, value))
-                .map(|email| CertificateMode::LetsEncrypt { email }),
+        let email = match le.get("email") {
+            Some(value) => ok(errors, email(&email_path, value)),
             None => {
                 errors.push(ConfigError::Missing {
                     path: email_path,
@@ -281,6 +296,14 @@ fn certificate(
                 None
             }
         };
+        let directory = match le.get("directory") {
+            Some(value) => ok(errors, acme_directory(&le_path.child("directory"), value)),
+            None => Some(LETSENCRYPT.to_owned()),
+        };
+        return Some(CertificateMode::LetsEncrypt {
+            email: email?,
+            directory: directory?,
+        });
     }
     let (cert, key) = match (cert, key) {
         (None, None) => return Some(CertificateMode::SelfSigned),
@@ -381,6 +404,23 @@ fn admin(path: &KeyPath, value: &Value, errors: &mut Vec<ConfigError>) -> Option
         password: password?,
         email: email?,
     }))
+}
+
+/// An ACME directory: `production`, `staging` or an `https://` URL with a host.
+fn acme_directory(path: &KeyPath, value: &Value) -> Result<String, ConfigError> {
+    let text = string(path, value)?;
+    match text {
+        "production" => return Ok(LETSENCRYPT.to_owned()),
+        "staging" => return Ok(LETSENCRYPT_STAGING.to_owned()),
+        _ => {}
+    }
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(url.to_string()),
+        _ => Err(ConfigError::AcmeDirectory {
+            path: path.clone(),
+            value: shown(text),
+        }),
+    }
 }
 
 /// A non-empty one-line string.

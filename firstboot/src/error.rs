@@ -132,6 +132,10 @@ pub enum ConfigError {
     MongoUrl { path: KeyPath, error: MongoUrlError },
     #[error("{path}: {error}")]
     Certificate { path: KeyPath, error: CertError },
+    #[error(
+        "{path}: {value:?} is not an ACME directory: give production, staging or an https:// URL"
+    )]
+    AcmeDirectory { path: KeyPath, value: String },
     #[error("{path}: give either cert and key, or letsencrypt, not both")]
     CertificateModes { path: KeyPath },
     #[error("{path}: must be at least {min} characters long")]

@@ -12,6 +12,8 @@
 //! - `APPLIANCE_FIRSTBOOT_FAKE_SERVICES=FILE`: instead of running systemctl, nginx -t, ufw and
 //!   the like, append each step to FILE, one line each (see [`crate::services::Recorder`]).
 //! - `APPLIANCE_FIRSTBOOT_FAKE_FAIL=STEP`: with the fake, the step whose line is STEP fails.
+//! - `APPLIANCE_FIRSTBOOT_TEST_NAMESERVER=IP:PORT`: the ACME client looks names up there
+//!   instead of /etc/resolv.conf's servers (see [`crate::acme::http`]).
 //!
 //! Failpoints cost one relaxed atomic load when unarmed.
 
@@ -45,6 +47,7 @@ pub struct TestHooks {
     pub fake_services: Option<PathBuf>,
     pub fake_fail: Option<String>,
     pub failpoint: Option<(String, u32)>,
+    pub name_server: Option<std::net::SocketAddr>,
 }
 
 impl TestHooks {
@@ -61,6 +64,7 @@ impl TestHooks {
                 .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
             fake_services: var("APPLIANCE_FIRSTBOOT_FAKE_SERVICES").map(PathBuf::from),
             fake_fail: var("APPLIANCE_FIRSTBOOT_FAKE_FAIL"),
+            name_server: var("APPLIANCE_FIRSTBOOT_TEST_NAMESERVER").and_then(|s| s.parse().ok()),
             failpoint: var("APPLIANCE_FIRSTBOOT_FAILPOINT").map(|spec| {
                 match spec.split_once(':') {
                     Some((name, n)) => (name.to_owned(), n.parse().unwrap_or(1)),

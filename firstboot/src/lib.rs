@@ -8,8 +8,9 @@
 //! secrets ([`tls`], [`secrets`], [`prosody`]), host name and firewall edits ([`hostname`],
 //! [`ufw`]), swapped into place under a journal ([`journal`]), then the services restarted
 //! ([`services`]); [`state`] records what was applied, and [`hooks`] lets tests interrupt a
-//! run anywhere.
+//! run anywhere. [`acme`] obtains and renews a Let's Encrypt certificate when asked for one.
 
+pub mod acme;
 pub mod apply;
 pub mod cert;
 pub mod config;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
+use firstboot::acme;
 use firstboot::apply::{self, ApplyError, Options, Outcome};
 use firstboot::hooks::TestHooks;
 use firstboot::services::{Recorder, ServiceManager, Systemd};
@@ -45,6 +46,14 @@ enum Command {
     /// config.yaml wins over the user-data on an instance that was configured before, so
     /// edit it and run this to change the appliance.
     Reconfigure(Target),
+    /// Obtain or renew the Let's Encrypt certificate (what appliance-acme.timer runs)
+    ///
+    /// Only with `certificate: {letsencrypt: ...}`, and only when no certificate from the CA
+    /// is in place yet or it has fewer than 30 days left: then an ACME order for every
+    /// served name, answered over HTTP-01 from /var/www/acme through nginx; the certificate
+    /// is checked, swapped in and nginx reloaded. On failure the certificate served before
+    /// stays and the state records the error and when to try again.
+    Acme(AcmeArgs),
     /// Print what the last apply set
     Status {
         /// The root of the system to look at
@@ -64,11 +73,33 @@ struct Target {
     no_restart: bool,
 }
 
+#[derive(Args)]
+struct AcmeArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The ACME directory URL of the CA, instead of the configuration's
+    /// (`letsencrypt.directory`; by default Let's Encrypt's)
+    #[arg(long, value_name = "URL", conflicts_with = "staging")]
+    directory: Option<String>,
+    /// Use Let's Encrypt's staging directory (certificates browsers do not trust; for trials)
+    #[arg(long)]
+    staging: bool,
+    /// Trust only the CA certificates of this PEM file for the CA's HTTPS (a private CA, or
+    /// a test server)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Wait out the back-off after a failed attempt (the timer's runs; by hand, an attempt
+    /// is made at once)
+    #[arg(long)]
+    scheduled: bool,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { user_data, config } => check(&user_data, config.as_deref()),
         Command::Apply(target) => run(target, false),
         Command::Reconfigure(target) => run(target, true),
+        Command::Acme(args) => run_acme(args),
         Command::Status { root } => match apply::status(&root) {
             Ok(text) => {
                 println!("{text}");
@@ -82,24 +113,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// Who restarts services for `target`: systemd on `/`, the test recorder when asked for, or
+/// nobody.
+fn services<'a>(
+    target: &Target,
+    hooks: &TestHooks,
+    systemd: &'a mut Systemd,
+    recorder: &'a mut Recorder,
+) -> Option<&'a mut dyn ServiceManager> {
+    if target.no_restart {
+        None
+    } else if hooks.fake_services.is_some() {
+        recorder.log = hooks.fake_services.clone();
+        recorder.fail = hooks.fake_fail.clone();
+        Some(recorder)
+    } else if target.root == Path::new("/") {
+        Some(systemd)
+    } else {
+        None
+    }
+}
+
+fn run_acme(args: AcmeArgs) -> ExitCode {
+    let hooks = TestHooks::from_env(&args.target.root);
+    hooks.arm_failpoint();
+    let (mut systemd, mut recorder) = (Systemd, Recorder::new());
+    let services = services(&args.target, &hooks, &mut systemd, &mut recorder);
+    let options = acme::Options {
+        root: args.target.root.clone(),
+        directory: if args.staging {
+            Some(acme::LETSENCRYPT_STAGING.to_owned())
+        } else {
+            args.directory
+        },
+        ca_file: args.ca_file,
+        scheduled: args.scheduled,
+        hooks,
+    };
+    match acme::run(&options, services) {
+        Ok(outcome) => {
+            println!("{outcome}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(target: Target, reconfigure: bool) -> ExitCode {
     let hooks = TestHooks::from_env(&target.root);
     hooks.arm_failpoint();
-    let mut systemd = Systemd;
-    let mut recorder = Recorder {
-        log: hooks.fake_services.clone(),
-        fail: hooks.fake_fail.clone(),
-        ..Recorder::default()
-    };
-    let services: Option<&mut dyn ServiceManager> = if target.no_restart {
-        None
-    } else if hooks.fake_services.is_some() {
-        Some(&mut recorder)
-    } else if target.root == Path::new("/") {
-        Some(&mut systemd)
-    } else {
-        None
-    };
+    let (mut systemd, mut recorder) = (Systemd, Recorder::new());
+    let services = services(&target, &hooks, &mut systemd, &mut recorder);
     let options = Options {
         root: target.root,
         reconfigure,

@@ -30,13 +30,15 @@
 //! not installed, `https://<dns_name>/` redirects to ROOT_URL. No HSTS header: with the
 //! default self-signed certificate it would leave browsers no way past the warning.
 //!
-//! **Let's Encrypt** (the ACME client is not part of this module): `letsencrypt` serves a
-//! self-signed certificate for every served name and records `acme: {email, status:
+//! **Let's Encrypt** (the ACME client is [`crate::acme`]): `letsencrypt` serves a self-signed
+//! certificate for every served name and records `acme: {email, directory, status:
 //! "pending"}` in the state. The client answers HTTP-01 from [`ACME_WEBROOT`] (served on port
-//! 80 for every served name), writes what it obtains to the same `/etc/ssl/<dns_name>.crt` and
-//! `.key` (and prosody's copy), and updates the status; a later apply on the same instance
-//! keeps a certificate in place that covers the served names for 30 more days, and with it
-//! the recorded status.
+//! 80 for every served name), installs what it obtains as the same `/etc/ssl/<dns_name>.crt`
+//! and `.key` and prosody's copy ([`nginx_certificate`], [`prosody_certificate`]), and updates
+//! the record. A later apply on the same instance keeps the certificate in place while it is
+//! valid and covers the served names (renewing it is the client's job), and with it the
+//! record; a new one starts again from `pending`. Back in `self-signed` mode, a certificate the
+//! CA issued is not kept, since nothing would renew it.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -81,6 +83,14 @@ const JICOFO_UNIT: &str = "jicofo.service";
 const JVB_UNIT: &str = "jitsi-videobridge2.service";
 const ROCKETCHAT_UNIT: &str = "rocketchat.service";
 const NGINX_UNIT: &str = "nginx.service";
+/// The units a run may restart.
+const UNITS: [&str; 5] = [
+    PROSODY_UNIT,
+    JICOFO_UNIT,
+    JVB_UNIT,
+    ROCKETCHAT_UNIT,
+    NGINX_UNIT,
+];
 
 /// What a changed target requires.
 #[derive(
@@ -189,6 +199,22 @@ pub struct Installed {
     pub nginx: bool,
     pub ufw: bool,
     pub update_ca_certificates: bool,
+}
+
+impl Installed {
+    /// What `tree` has.
+    pub fn detect(tree: &Tree) -> Installed {
+        Installed {
+            units: UNITS
+                .into_iter()
+                .filter(|u| tree.has_unit(u))
+                .map(str::to_owned)
+                .collect(),
+            nginx: tree.has_command("nginx"),
+            ufw: tree.has_command("ufw"),
+            update_ca_certificates: tree.has_command("update-ca-certificates"),
+        }
+    }
 }
 
 impl ApplyPlan {
@@ -325,24 +351,31 @@ impl Planner<'_, '_> {
         let key_file = format!("/etc/ssl/private/{dns}.key");
         let served: Vec<&str> = config.served_names().iter().map(|n| n.as_str()).collect();
         let previous_mode = self.input.previous.map(|s| s.certificate.mode.as_str());
+        // Whether the certificate in place is one a CA issued over ACME.
+        let acme_issued = self
+            .input
+            .previous
+            .and_then(|s| s.certificate.acme.as_ref())
+            .is_some_and(|a| a.issued_by.is_some());
         let (cert, cert_kept) = match &config.certificate {
             CertificateMode::Provided { chain, key } => (tls::provided(chain, key), false),
-            CertificateMode::SelfSigned | CertificateMode::LetsEncrypt { .. } => {
+            // A CA's certificate is not kept as a self-signed one: nothing would renew it.
+            CertificateMode::SelfSigned => {
+                let keep = same_instance
+                    && (previous_mode == Some("self-signed")
+                        || previous_mode == Some("letsencrypt") && !acme_issued);
+                let min_days = tls::MIN_REMAINING_DAYS;
+                self.cert_for(&served, &cert_file, &key_file, keep, min_days)?
+            }
+            // Renewing the CA's certificate is the ACME client's job (30 days ahead): it is
+            // kept for as long as it is valid.
+            CertificateMode::LetsEncrypt { .. } => {
                 let keep = same_instance && previous_mode != Some("provided");
-                self.cert_for(&served, &cert_file, &key_file, keep)?
+                self.cert_for(&served, &cert_file, &key_file, keep, 0)?
             }
         };
-        let ssl_cert = self.group("ssl-cert");
-        self.dir("/etc/ssl/private", 0o710, 0, ssl_cert);
-        self.file(&cert_file, &cert.cert_pem, 0o644, 0, 0, &[Effect::Nginx]);
-        self.file(
-            &key_file,
-            &cert.key_pem,
-            0o640,
-            0,
-            ssl_cert,
-            &[Effect::Nginx],
-        );
+        self.dir("/etc/ssl/private", 0o710, 0, self.group("ssl-cert"));
+        self.targets.extend(nginx_certificate(tree, &dns, &cert));
         for old in &old_domains {
             if old != PLACEHOLDER_DOMAIN {
                 self.remove(&format!("/etc/ssl/{old}.crt"), &[Effect::Nginx]);
@@ -496,16 +529,20 @@ impl Planner<'_, '_> {
                 key_file,
                 not_after: cert.not_after,
                 acme: match &config.certificate {
-                    CertificateMode::LetsEncrypt { email } => {
-                        // The ACME client's progress stands while its certificate is kept.
+                    CertificateMode::LetsEncrypt { email, directory } => {
+                        // The ACME client's progress stands while its certificate is kept
+                        // (a certificate from another CA is replaced by the ACME client).
                         let previous = self
                             .input
                             .previous
                             .and_then(|s| s.certificate.acme.as_ref())
                             .filter(|a| cert_kept && a.email == email.as_str());
-                        Some(AcmeState {
-                            email: email.to_string(),
-                            status: previous.map_or("pending".into(), |a| a.status.clone()),
+                        Some(match previous {
+                            Some(previous) => AcmeState {
+                                directory: Some(directory.clone()),
+                                ..previous.clone()
+                            },
+                            None => AcmeState::pending(email.as_str(), directory),
                         })
                     }
                     _ => None,
@@ -525,22 +562,7 @@ impl Planner<'_, '_> {
             &[],
         );
 
-        let installed = Installed {
-            units: [
-                PROSODY_UNIT,
-                JICOFO_UNIT,
-                JVB_UNIT,
-                ROCKETCHAT_UNIT,
-                NGINX_UNIT,
-            ]
-            .into_iter()
-            .filter(|u| tree.has_unit(u))
-            .map(str::to_owned)
-            .collect(),
-            nginx: tree.has_command("nginx"),
-            ufw: tree.has_command("ufw"),
-            update_ca_certificates: tree.has_command("update-ca-certificates"),
-        };
+        let installed = Installed::detect(tree);
         Ok(ApplyPlan {
             targets: self.targets,
             dirs: self.dirs,
@@ -561,17 +583,19 @@ impl Planner<'_, '_> {
         old
     }
 
-    /// The certificate in place if it may be kept (then `true`), else a new self-signed one.
+    /// The certificate in place if it may be kept (then `true`): valid for `min_days` more
+    /// days at least; else a new self-signed one.
     fn cert_for(
         &self,
         names: &[&str],
         cert: &str,
         key: &str,
         keep: bool,
+        min_days: i64,
     ) -> Result<(CertAndKey, bool)> {
         if keep {
             if let (Some(c), Some(k)) = (self.tree.read(cert)?, self.tree.read(key)?) {
-                if let Some(kept) = tls::reusable(&c, &k, names, self.input.now) {
+                if let Some(kept) = tls::reusable(&c, &k, names, self.input.now, min_days) {
                     return Ok((kept, true));
                 }
             }
@@ -741,22 +765,8 @@ impl Planner<'_, '_> {
         self.dir("/etc/prosody/certs", 0o755, 0, 0);
         self.file(&avail, &conf, 0o640, 0, group, &[p]);
         self.link(&format!("/etc/prosody/conf.d/{dns}.cfg.lua"), &avail, &[p]);
-        self.file(
-            &format!("/etc/prosody/certs/{dns}.crt"),
-            &cert.cert_pem,
-            0o644,
-            0,
-            0,
-            &[p],
-        );
-        self.file(
-            &format!("/etc/prosody/certs/{dns}.key"),
-            &cert.key_pem,
-            0o640,
-            0,
-            group,
-            &[p],
-        );
+        self.targets
+            .extend(prosody_certificate(self.tree, dns, cert));
         for old in old_domains {
             self.remove(&format!("/etc/prosody/conf.d/{old}.cfg.lua"), &[p]);
             self.remove(&format!("/etc/prosody/conf.avail/{old}.cfg.lua"), &[p]);
@@ -788,7 +798,13 @@ impl Planner<'_, '_> {
         let auth = format!("auth.{dns}");
         let auth_cert = format!("/etc/prosody/certs/{auth}.crt");
         let auth_key = format!("/etc/prosody/certs/{auth}.key");
-        let (internal, _) = self.cert_for(&[&auth], &auth_cert, &auth_key, same_instance)?;
+        let (internal, _) = self.cert_for(
+            &[&auth],
+            &auth_cert,
+            &auth_key,
+            same_instance,
+            tls::MIN_REMAINING_DAYS,
+        )?;
         let trust = [p, Effect::CaTrust];
         self.file(&auth_cert, &internal.cert_pem, 0o644, 0, 0, &trust);
         self.file(&auth_key, &internal.key_pem, 0o640, 0, group, &[p]);
@@ -926,6 +942,62 @@ impl Planner<'_, '_> {
     }
 }
 
+/// The certificate nginx serves for `dns` and its key (readable by group `ssl-cert`).
+pub fn nginx_certificate(tree: &Tree, dns: &str, cert: &CertAndKey) -> [Target; 2] {
+    let ssl_cert = tree.group_id("ssl-cert").unwrap_or(0);
+    [
+        certificate_file(
+            &format!("/etc/ssl/{dns}.crt"),
+            &cert.cert_pem,
+            0o644,
+            0,
+            Effect::Nginx,
+        ),
+        certificate_file(
+            &format!("/etc/ssl/private/{dns}.key"),
+            &cert.key_pem,
+            0o640,
+            ssl_cert,
+            Effect::Nginx,
+        ),
+    ]
+}
+
+/// Prosody's copy of the served certificate (prosody reads only its own directory).
+pub fn prosody_certificate(tree: &Tree, dns: &str, cert: &CertAndKey) -> [Target; 2] {
+    let group = tree.group_id("prosody").unwrap_or(0);
+    let p = Effect::Prosody;
+    [
+        certificate_file(
+            &format!("/etc/prosody/certs/{dns}.crt"),
+            &cert.cert_pem,
+            0o644,
+            0,
+            p,
+        ),
+        certificate_file(
+            &format!("/etc/prosody/certs/{dns}.key"),
+            &cert.key_pem,
+            0o640,
+            group,
+            p,
+        ),
+    ]
+}
+
+fn certificate_file(path: &str, pem: &str, mode: u32, gid: u32, effect: Effect) -> Target {
+    Target {
+        path: path.to_owned(),
+        action: Action::File(FileSpec {
+            content: pem.as_bytes().to_vec(),
+            mode,
+            uid: 0,
+            gid,
+        }),
+        effects: vec![effect],
+    }
+}
+
 /// Refuses a ROOT_URL port that a service of this tree listens on: nginx listens on every
 /// address, which collides with a service bound to 127.0.0.1 as much as with one bound to
 /// all. (Checked here, not with the other values, because it depends on what is installed.)
@@ -1023,15 +1095,7 @@ mod tests {
         ]
         .into();
         let installed = Installed {
-            units: [
-                PROSODY_UNIT,
-                JICOFO_UNIT,
-                JVB_UNIT,
-                ROCKETCHAT_UNIT,
-                NGINX_UNIT,
-            ]
-            .map(String::from)
-            .into(),
+            units: UNITS.map(String::from).into(),
             nginx: true,
             ufw: true,
             update_ca_certificates: true,

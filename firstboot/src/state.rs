@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acme::LETSENCRYPT;
 use crate::cert::utc_date;
 use crate::config::{CertificateMode, Config};
 use crate::root_url::RootUrl;
@@ -63,10 +64,54 @@ pub struct CertificateState {
     pub acme: Option<AcmeState>,
 }
 
+/// Where the ACME client stands (see [`crate::acme`]); the fields after `status` are its own
+/// and default to empty, so that a state written before them still reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcmeState {
     pub email: String,
+    /// The CA's directory URL the configuration asks for (absent in states written before
+    /// it could be chosen: Let's Encrypt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// `pending` (no attempt yet: the self-signed certificate is served), `valid` (the
+    /// certificate in place is the CA's) or `failed` (the last attempt failed; what is served
+    /// is what was served before it).
     pub status: String,
+    /// The directory URL of the CA that issued the certificate in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<String>,
+    /// When the last attempt started, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<i64>,
+    /// Why the last attempt failed (one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Attempts failed in a row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    /// After a failure: the earliest time a scheduled run tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<i64>,
+}
+
+impl AcmeState {
+    /// No attempt made yet.
+    pub fn pending(email: &str, directory: &str) -> AcmeState {
+        AcmeState {
+            email: email.to_owned(),
+            directory: Some(directory.to_owned()),
+            status: "pending".to_owned(),
+            issued_by: None,
+            last_attempt: None,
+            last_error: None,
+            failures: 0,
+            next_attempt: None,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl State {
@@ -100,7 +145,22 @@ impl std::fmt::Display for State {
             c.cert_file
         )?;
         if let Some(acme) = &c.acme {
-            write!(f, " (Let's Encrypt for {}: {})", acme.email, acme.status)?;
+            write!(f, " (ACME account {}: {}", acme.email, acme.status)?;
+            if let Some(ca) = &acme.issued_by {
+                write!(f, ", issued by {ca}")?;
+            }
+            write!(f, ")")?;
+            if let Some(error) = &acme.last_error {
+                write!(
+                    f,
+                    "\nacme:         {} failure(s), the last on {}: {error}",
+                    acme.failures,
+                    utc_date(acme.last_attempt.unwrap_or_default())
+                )?;
+                if let Some(next) = acme.next_attempt {
+                    write!(f, "; next attempt after {}", utc_date(next))?;
+                }
+            }
         }
         writeln!(f)?;
         writeln!(f, "rocket.chat:  127.0.0.1:{}", self.rocketchat_port)?;
@@ -137,12 +197,16 @@ pub fn effective_yaml(config: &Config) -> String {
             block(&mut out, "cert", &chain.to_pem());
             block(&mut out, "key", key.expose());
         }
-        CertificateMode::LetsEncrypt { email } => {
+        CertificateMode::LetsEncrypt { email, directory } => {
             let _ = writeln!(
                 out,
                 "certificate:\n  letsencrypt:\n    email: {}",
                 quoted(email.as_str())
             );
+            // Written only when not the default, so that older configurations hash the same.
+            if directory != LETSENCRYPT {
+                let _ = writeln!(out, "    directory: {}", quoted(directory));
+            }
         }
     }
     if let Some(admin) = &config.admin {

@@ -7,7 +7,9 @@
 //! only when needed: the certificate already in place is kept if it covers the names, is
 //! valid for at least [`MIN_REMAINING_DAYS`] more days, matches its key, and the last apply
 //! was for this same instance (a cloned image must not keep the key of the image it was made
-//! from). Keeping it means an unchanged `reconfigure` changes nothing.
+//! from). Keeping it means an unchanged `reconfigure` changes nothing. In Let's Encrypt mode
+//! the certificate in place (self-signed, or the CA's) is kept while it is valid at all: the
+//! ACME client ([`crate::acme`]) renews the CA's 30 days ahead.
 //!
 //! Private keys are handled as PEM text and never put into a message.
 
@@ -88,12 +90,14 @@ pub fn provided(chain: &CertificateChain, key: &PrivateKeyPem) -> CertAndKey {
     }
 }
 
-/// The certificate in place, if it can be kept for `names` (see the module doc).
+/// The certificate in place, if it can be kept for `names` for `min_days` more days (see the
+/// module doc; [`MIN_REMAINING_DAYS`] for the appliance's own certificates).
 pub fn reusable(
     cert_pem: &[u8],
     key_pem: &[u8],
     names: &[&str],
     now: SystemTime,
+    min_days: i64,
 ) -> Option<CertAndKey> {
     let cert_text = std::str::from_utf8(cert_pem).ok()?;
     let key_text = std::str::from_utf8(key_pem).ok()?;
@@ -106,7 +110,7 @@ pub fn reusable(
         .ok()?;
     let names: Vec<&DnsName> = names.iter().collect();
     let now = epoch_seconds(now);
-    let later = now + MIN_REMAINING_DAYS * 86_400;
+    let later = now + min_days * 86_400;
     if !chain.problems(now, &names).is_empty() || !chain.problems(later, &names).is_empty() {
         return None;
     }
@@ -135,6 +139,7 @@ mod tests {
             made.key_pem.as_bytes(),
             &names,
             now,
+            MIN_REMAINING_DAYS,
         );
         assert_eq!(kept.as_ref(), Some(&made));
         // Another name, or too close to the end, or another key: made again.
@@ -143,7 +148,8 @@ mod tests {
             made.cert_pem.as_bytes(),
             made.key_pem.as_bytes(),
             &other,
-            now
+            now,
+            MIN_REMAINING_DAYS
         )
         .is_none());
         let late = now + Duration::from_secs((SELF_SIGNED_DAYS as u64 - 10) * 86_400);
@@ -151,7 +157,8 @@ mod tests {
             made.cert_pem.as_bytes(),
             made.key_pem.as_bytes(),
             &names,
-            late
+            late,
+            MIN_REMAINING_DAYS
         )
         .is_none());
         let second = self_signed(&names, now).unwrap();
@@ -159,7 +166,8 @@ mod tests {
             made.cert_pem.as_bytes(),
             second.key_pem.as_bytes(),
             &names,
-            now
+            now,
+            MIN_REMAINING_DAYS
         )
         .is_none());
     }

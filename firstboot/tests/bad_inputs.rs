@@ -356,9 +356,24 @@ fn every_bad_input_gets_its_exact_lines() {
             "letsencrypt email on a single label",
             named("  certificate:\n    letsencrypt: {email: ops@localhost, staging: true}\n"),
             vec![
-                "appliance.certificate.letsencrypt.staging: unknown key (known: email)",
+                "appliance.certificate.letsencrypt.staging: unknown key (known: email, directory)",
                 r#"appliance.certificate.letsencrypt.email: "ops@localhost" is not a valid e-mail address: its domain: it is a single label: give a fully qualified name such as meet.example.com"#,
             ],
+        ),
+        (
+            "letsencrypt directory over plain http",
+            named("  certificate:\n    letsencrypt: {email: ops@example.com, directory: \"http://ca.example.com/dir\"}\n"),
+            vec![r#"appliance.certificate.letsencrypt.directory: "http://ca.example.com/dir" is not an ACME directory: give production, staging or an https:// URL"#],
+        ),
+        (
+            "letsencrypt directory neither a URL nor a name",
+            named("  certificate:\n    letsencrypt: {email: ops@example.com, directory: test}\n"),
+            vec![r#"appliance.certificate.letsencrypt.directory: "test" is not an ACME directory: give production, staging or an https:// URL"#],
+        ),
+        (
+            "letsencrypt directory as a boolean",
+            named("  certificate:\n    letsencrypt: {email: ops@example.com, directory: true}\n"),
+            vec!["appliance.certificate.letsencrypt.directory: must be a string, not a boolean (quote it)"],
         ),
         (
             "cert is not PEM",

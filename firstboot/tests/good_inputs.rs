@@ -183,10 +183,36 @@ fn config_yaml_alone() {
         b"dns_name: meet.example.com\ncertificate:\n  letsencrypt: {email: ops@example.com}\n";
     let config = check(b"", Some(file)).unwrap();
     assert_eq!(dns(&config), "meet.example.com");
-    let CertificateMode::LetsEncrypt { email } = &config.certificate else {
+    let CertificateMode::LetsEncrypt { email, directory } = &config.certificate else {
         panic!("{:?}", config.certificate)
     };
     assert_eq!(email.as_str(), "ops@example.com");
+    assert_eq!(directory, firstboot::acme::LETSENCRYPT);
+    // Another CA: staging by name, or any https URL, written back to config.yaml as its URL.
+    for (given, url) in [
+        ("staging", firstboot::acme::LETSENCRYPT_STAGING),
+        ("production", firstboot::acme::LETSENCRYPT),
+        (
+            "https://ca.example.com:14000/dir",
+            "https://ca.example.com:14000/dir",
+        ),
+    ] {
+        let file = format!(
+            "dns_name: meet.example.com\ncertificate:\n  letsencrypt: {{email: ops@example.com, directory: \"{given}\"}}\n"
+        );
+        let config = check(b"", Some(file.as_bytes())).unwrap();
+        let CertificateMode::LetsEncrypt { directory, .. } = &config.certificate else {
+            panic!("{:?}", config.certificate)
+        };
+        assert_eq!(directory, url);
+        let yaml = firstboot::state::effective_yaml(&config);
+        assert_eq!(
+            yaml.contains("directory:"),
+            url != firstboot::acme::LETSENCRYPT,
+            "{yaml}"
+        );
+        assert_eq!(check(b"", Some(yaml.as_bytes())).unwrap(), config);
+    }
 }
 
 #[test]

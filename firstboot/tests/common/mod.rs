@@ -1,8 +1,9 @@
-//! Test helpers: certificates made with rcgen, user-data in every form cloud-init accepts, and
-//! fixture trees for `apply` ([`fixture`]).
+//! Test helpers: certificates made with rcgen, user-data in every form cloud-init accepts,
+//! fixture trees for `apply` ([`fixture`]), and pebble, the ACME test CA ([`pebble`]).
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod pebble;
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
