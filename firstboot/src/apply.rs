@@ -225,16 +225,11 @@ pub(crate) fn transact(
 ) -> Result<(), ApplyError> {
     let mut transaction = Transaction::stage(tree, changed, dirs, effects.into_iter().collect())
         .context("staging the new files")?;
-    if let Err(error) = transaction.swap(changed) {
-        let problems = transaction
-            .rollback()
-            .err()
-            .map(|e| format!("{e:#}"))
-            .into_iter()
-            .collect();
-        return Err(ApplyError::RolledBack { error, problems });
-    }
-    if let Err(error) = transaction.restarting() {
+    // Swapping, then recording that restarts begin: a failure in either rolls the files back.
+    let swapped = transaction
+        .swap(changed)
+        .and_then(|()| transaction.restarting());
+    if let Err(error) = swapped {
         let problems = transaction
             .rollback()
             .err()

@@ -186,8 +186,9 @@ fn no_controls(s: &str, allowed: &[char]) -> Result<(), String> {
     }
 }
 
-/// A double-quoted Lua string literal (valid in Lua 5.1 to 5.4).
-pub fn lua_string(s: &str) -> Result<String, String> {
+/// A double-quoted string with the escapes Lua, JavaScript and JSON share (`\\`, `\"`, `\n`,
+/// `\r`, `\t`); `other` gives the escape of any other character, or `None` to keep it.
+fn double_quoted(s: &str, other: impl Fn(char) -> Option<String>) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -197,35 +198,30 @@ pub fn lua_string(s: &str) -> Result<String, String> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            // Three digits always, so that a following digit is not taken into the escape.
-            c if c.is_ascii_control() => out.push_str(&format!("\\{:03}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    Ok(out)
-}
-
-/// JSON-style escapes shared by JavaScript and HOCON; `html` also escapes `<`, `>`, `&`.
-fn json_like(s: &str, html: bool) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if html => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            c => match other(c) {
+                Some(escape) => out.push_str(&escape),
+                None => out.push(c),
+            },
         }
     }
     out.push('"');
     out
+}
+
+/// A double-quoted Lua string literal (valid in Lua 5.1 to 5.4).
+pub fn lua_string(s: &str) -> Result<String, String> {
+    // Three digits always, so that a following digit is not taken into the escape.
+    Ok(double_quoted(s, |c| {
+        c.is_ascii_control().then(|| format!("\\{:03}", c as u32))
+    }))
+}
+
+/// JSON-style escapes shared by JavaScript and HOCON; `html` also escapes `<`, `>`, `&`.
+fn json_like(s: &str, html: bool) -> String {
+    double_quoted(s, |c| {
+        let escaped = matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') && html;
+        (escaped || c.is_control()).then(|| format!("\\u{:04x}", c as u32))
+    })
 }
 
 /// A double-quoted JavaScript string literal, safe in a file that nginx runs through SSI.
