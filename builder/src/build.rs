@@ -76,13 +76,14 @@ pub struct OverlayDescription {
     pub late: Vec<String>,
 }
 
-fn stage_key(id: &BaseId, profile: &Profile) -> Result<String> {
+/// The provisioned tree's key: `overlay_hashes` are the overlays' content hashes, in order.
+fn stage_key(id: &BaseId, profile: &Profile, overlay_hashes: &[String]) -> Result<String> {
     let mut h = Sha256::new();
     h.update(STAGE_FORMAT);
     h.update([0]);
     h.update(&id.sha256);
-    for o in &profile.overlays {
-        h.update(format!("\0overlay\0{}\0{}", o.name, o.content_hash()?));
+    for (o, hash) in profile.overlays.iter().zip(overlay_hashes) {
+        h.update(format!("\0overlay\0{}\0{hash}", o.name));
     }
     h.update(serde_json::to_vec(&profile.variables)?);
     Ok(hex::encode(h.finalize()))
@@ -104,7 +105,16 @@ pub fn make_plan(
     fetch: bool,
 ) -> Result<(Plan, Option<BaseId>)> {
     let id = base::identify(&profile.base, &opts.cache, opts.offline, fetch)?;
-    let key = id.as_ref().map(|id| stage_key(id, profile)).transpose()?;
+    // Each overlay's hash reads all its files: once, for the key and the description.
+    let overlay_hashes = profile
+        .overlays
+        .iter()
+        .map(|o| o.content_hash())
+        .collect::<Result<Vec<_>>>()?;
+    let key = id
+        .as_ref()
+        .map(|id| stage_key(id, profile, &overlay_hashes))
+        .transpose()?;
     let stage_cached = !opts.no_cache
         && key
             .as_ref()
@@ -173,7 +183,7 @@ pub fn make_plan(
     };
 
     let mut overlays = Vec::new();
-    for o in &profile.overlays {
+    for (o, sha256) in profile.overlays.iter().zip(overlay_hashes) {
         let files_dir = o.dir.join("files");
         let (mut files, mut templates) = (0, 0);
         if files_dir.exists() {
@@ -189,7 +199,7 @@ pub fn make_plan(
         }
         overlays.push(OverlayDescription {
             name: o.name.clone(),
-            sha256: o.content_hash()?,
+            sha256,
             files,
             templates,
             provision: o.provision_script().is_some(),
