@@ -39,6 +39,10 @@ use crate::userdata::{self, Precedence, Sources};
 
 /// The lock file, relative to the root.
 pub const LOCK_FILE: &str = "var/lib/appliance/lock";
+/// Why the last run failed, relative to the root: written when a run fails (the machine
+/// keeps its last good configuration), removed by the next run that succeeds; `status`
+/// shows it. Plain text: the time, then one line per problem.
+pub const LAST_FAILURE_FILE: &str = "var/lib/appliance/last-failure";
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -84,6 +88,22 @@ pub enum ApplyError {
     },
 }
 
+impl ApplyError {
+    /// The lines a person reads: one per problem, then what became of the machine.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ApplyError::Invalid(errors) => errors
+                .iter()
+                .map(ToString::to_string)
+                .chain(std::iter::once(
+                    "nothing was changed; the machine keeps its last good configuration".into(),
+                ))
+                .collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
 fn restore_note(problems: &[String]) -> String {
     if problems.is_empty() {
         String::new()
@@ -99,12 +119,56 @@ impl From<anyhow::Error> for ApplyError {
 }
 
 /// Runs `apply` or `reconfigure` under `options.root`; `services` is `None` for no restarts.
+/// A failure is recorded in [`LAST_FAILURE_FILE`] for `status`; a success removes the record.
 pub fn run(
     options: &Options,
     services: Option<&mut dyn ServiceManager>,
 ) -> Result<Outcome, ApplyError> {
     let tree = Tree::new(&options.root);
     let _lock = lock(&tree)?;
+    let result = run_locked(&tree, options, services);
+    if let Err(e) = record_outcome(&tree, result.as_ref().err(), options.hooks.now()) {
+        // The run's own outcome is what counts; say why `status` will not show it.
+        eprintln!("warning: recording the outcome in /{LAST_FAILURE_FILE}: {e:#}");
+    }
+    result
+}
+
+/// Writes or removes [`LAST_FAILURE_FILE`].
+fn record_outcome(
+    tree: &Tree,
+    error: Option<&ApplyError>,
+    now: std::time::SystemTime,
+) -> Result<()> {
+    let path = tree.path(&format!("/{LAST_FAILURE_FILE}"));
+    match error {
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        },
+        Some(error) => {
+            let mut text = format!(
+                "failed on {}\n",
+                crate::cert::utc_date(crate::tls::epoch_seconds(now))
+            );
+            for line in error.lines() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            journal::write_atomically(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))
+        }
+    }
+}
+
+fn run_locked(
+    tree: &Tree,
+    options: &Options,
+    services: Option<&mut dyn ServiceManager>,
+) -> Result<Outcome, ApplyError> {
+    let tree = tree.clone();
     let recovered = journal::recover(&tree).context("recovering an interrupted apply")?;
     failpoint("recovered");
 
@@ -324,6 +388,20 @@ pub fn status(root: &std::path::Path) -> Result<String> {
     };
     if tree.exists(&format!("/{}", journal::JOURNAL_FILE)) {
         out.push_str("\nan apply was interrupted: the next run finishes or rolls it back");
+    }
+    if let Some(failure) = tree
+        .read(&format!("/{LAST_FAILURE_FILE}"))
+        .context("reading the last failure")?
+    {
+        let failure = String::from_utf8_lossy(&failure);
+        let mut lines = failure.lines();
+        let when = lines.next().unwrap_or_default();
+        out.push_str(&format!(
+            "\nlast run:     {when}, the configuration above stays in force"
+        ));
+        for line in lines {
+            out.push_str(&format!("\n  error: {line}"));
+        }
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
 use firstboot::acme;
-use firstboot::apply::{self, ApplyError, Options, Outcome};
+use firstboot::apply::{self, Options, Outcome};
 use firstboot::hooks::TestHooks;
 use firstboot::services::{Recorder, ServiceManager, Systemd};
 use firstboot::{ConfigError, Precedence, Sources};
@@ -92,6 +92,11 @@ struct AcmeArgs {
     /// is made at once)
     #[arg(long)]
     scheduled: bool,
+    /// Seconds to wait after a first failed attempt before a scheduled run tries again;
+    /// doubled after each further failure, up to 12 hours
+    #[arg(long, value_name = "SECONDS", default_value_t = acme::RETRY_FIRST,
+          value_parser = clap::value_parser!(i64).range(1..=acme::RETRY_MAX))]
+    first_retry: i64,
 }
 
 fn main() -> ExitCode {
@@ -148,6 +153,7 @@ fn run_acme(args: AcmeArgs) -> ExitCode {
         },
         ca_file: args.ca_file,
         scheduled: args.scheduled,
+        first_retry: args.first_retry,
         hooks,
     };
     match acme::run(&options, services) {
@@ -210,15 +216,10 @@ fn run(target: Target, reconfigure: bool) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(ApplyError::Invalid(errors)) => {
-            for error in errors {
-                eprintln!("error: {error}");
-            }
-            eprintln!("error: nothing was changed; the machine keeps its last good configuration");
-            ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("error: {e}");
+            for line in e.lines() {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }

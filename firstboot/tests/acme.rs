@@ -69,6 +69,7 @@ fn options(f: &Fixture, pebble: &Pebble) -> acme::Options {
         directory: Some(pebble.directory.clone()),
         ca_file: Some(pebble.ca_file.clone()),
         scheduled: false,
+        first_retry: acme::RETRY_FIRST,
         hooks: TestHooks::default(),
     }
 }
@@ -508,6 +509,7 @@ fn an_unreachable_ca_is_a_recorded_failure() {
         directory: Some(closed.clone()),
         ca_file: None,
         scheduled: true,
+        first_retry: acme::RETRY_FIRST,
         hooks: TestHooks::default(),
     };
     let (outcome, steps) = run(&options, Recorder::new());

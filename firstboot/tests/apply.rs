@@ -26,8 +26,14 @@ fn changed(outcome: &Outcome) -> Vec<String> {
 }
 
 /// Everything but the lock file and its directory, which every run makes first.
+/// The tree, without the lock and the failure record (what a failed run writes for
+/// `status`, checked by the tests of failures).
 fn snapshot(f: &Fixture) -> Vec<(String, String)> {
-    f.snapshot(&|p| p == "/var/lib/appliance/lock" || p == "/var/lib/appliance")
+    f.snapshot(&|p| {
+        p == "/var/lib/appliance/lock"
+            || p == "/var/lib/appliance"
+            || p == "/var/lib/appliance/last-failure"
+    })
 }
 
 fn config_yaml_with(f: &Fixture, from: &str, to: &str) {
@@ -450,6 +456,65 @@ fn invalid_user_data_touches_nothing() {
          letters, digits, '-' and '.' are allowed"
     );
     assert_same(&snapshot(&f), &before);
+    // What `status` will show (see a_failed_run_is_shown_by_status_until_a_run_succeeds).
+    assert!(f
+        .read("/var/lib/appliance/last-failure")
+        .contains("\nappliance.dns_name: \"meet_example\" is not a valid DNS name"));
+}
+
+#[test]
+fn a_failed_run_is_shown_by_status_until_a_run_succeeds() {
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(MINIMAL);
+    let out = f.run_binary(&["apply", "--no-restart"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = String::from_utf8_lossy(&f.run_binary(&["status"], &[]).stdout).into_owned();
+
+    // A new instance with bad user-data: one line per problem on stderr, the same lines in
+    // the record, which status shows below the configuration still in force.
+    f.set_instance("i-0002");
+    f.set_user_data("#cloud-config\nappliance:\n  dns_name: meet_example\n");
+    let before = snapshot(&f);
+    let out = f.run_binary(&["apply", "--no-restart"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let dns_error = "appliance.dns_name: \"meet_example\" is not a valid DNS name: it holds '_': \
+                     only letters, digits, '-' and '.' are allowed";
+    let kept = "nothing was changed; the machine keeps its last good configuration";
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("error: {dns_error}\nerror: {kept}\n")
+    );
+    assert_same(&snapshot(&f), &before);
+    assert_eq!(
+        f.read("/var/lib/appliance/last-failure"),
+        format!("failed on 2030-01-01 00:00 UTC\n{dns_error}\n{kept}\n")
+    );
+    let status = String::from_utf8_lossy(&f.run_binary(&["status"], &[]).stdout).into_owned();
+    assert_eq!(
+        status,
+        format!(
+            "{}\nlast run:     failed on 2030-01-01 00:00 UTC, the configuration above stays in force\n  \
+             error: {dns_error}\n  error: {kept}\n",
+            good.trim_end()
+        )
+    );
+
+    // Fixed: the next run applies, and the record is gone.
+    f.set_user_data(MINIMAL);
+    let out = f.run_binary(&["apply", "--no-restart"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!f.path("/var/lib/appliance/last-failure").exists());
+    let status = String::from_utf8_lossy(&f.run_binary(&["status"], &[]).stdout).into_owned();
+    assert!(!status.contains("last run"), "{status}");
+    assert!(status.starts_with("instance id:  i-0002\n"), "{status}");
 }
 
 #[test]

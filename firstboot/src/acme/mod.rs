@@ -13,7 +13,7 @@
 //! | `failed`, `--scheduled`, before `next_attempt` | not due (exit 0): the back-off     |
 //! | otherwise (`pending`, `failed`, renewal due)   | an attempt                         |
 //!
-//! After a failure the next scheduled attempt waits 15 minutes, then 30, 60, ... up to 12
+//! After a failure the next scheduled attempt waits 15 minutes (`--first-retry`), then 30, 60, ... up to 12
 //! hours, which keeps well inside Let's Encrypt's limit of 5 failed validations per name
 //! and hour while a user is still pointing DNS at the instance; a run by hand (without
 //! `--scheduled`) tries at once.
@@ -103,6 +103,9 @@ pub struct Options {
     pub ca_file: Option<PathBuf>,
     /// Respect the back-off after a failure (the timer's runs).
     pub scheduled: bool,
+    /// The wait after a first failure, in seconds, doubled after each further one up to
+    /// [`RETRY_MAX`] (default [`RETRY_FIRST`]).
+    pub first_retry: i64,
     pub hooks: TestHooks,
 }
 
@@ -269,7 +272,7 @@ pub fn run(
             acme.last_attempt = Some(now);
             acme.last_error = Some(error.clone());
             acme.failures = acme.failures.saturating_add(1);
-            let next_attempt = now + retry_delay(acme.failures);
+            let next_attempt = now + retry_delay(options.first_retry, acme.failures);
             acme.next_attempt = Some(next_attempt);
             let serving = match &acme.issued_by {
                 Some(_) => format!(
@@ -325,10 +328,11 @@ fn decide(
     Ok(Decision::Attempt)
 }
 
-/// The wait before the next scheduled attempt after `failures` failures in a row.
-pub fn retry_delay(failures: u32) -> i64 {
+/// The wait before the next scheduled attempt after `failures` failures in a row, `first`
+/// after the first one.
+pub fn retry_delay(first: i64, failures: u32) -> i64 {
     let doublings = failures.saturating_sub(1).min(16);
-    (RETRY_FIRST << doublings).min(RETRY_MAX)
+    (first.clamp(1, RETRY_MAX) << doublings).min(RETRY_MAX)
 }
 
 /// Obtains, checks and installs a certificate. Returns its expiry and the steps run.
@@ -746,12 +750,15 @@ mod tests {
 
     #[test]
     fn back_off() {
-        let delays: Vec<i64> = (1..=8).map(retry_delay).collect();
+        let delays: Vec<i64> = (1..=8).map(|n| retry_delay(RETRY_FIRST, n)).collect();
         assert_eq!(
             delays,
             [900, 1800, 3600, 7200, 14_400, 28_800, 43_200, 43_200]
         );
-        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+        assert_eq!(retry_delay(RETRY_FIRST, u32::MAX), RETRY_MAX);
+        let short: Vec<i64> = (1..=3).map(|n| retry_delay(20, n)).collect();
+        assert_eq!(short, [20, 40, 80]);
+        assert_eq!(retry_delay(0, 1), 1);
     }
 
     #[test]
