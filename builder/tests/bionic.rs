@@ -1,0 +1,757 @@
+//! The Ubuntu 18.04 appliance (profiles/rocketchat-jitsi-bionic.toml), checked without its
+//! upstream hosts (Ubuntu's, MongoDB's, Jitsi's, nodejs.org and Rocket.Chat's are unreachable
+//! from the machines this is developed on) and without QEMU:
+//!
+//! - `appliance plan` resolves with no network and names every pin of the profile's variables;
+//! - every build-time template of its overlays renders in strict mode (loading fails on an
+//!   unknown variable), to what the profile's variables say;
+//! - every systemd unit and drop-in its overlays ship passes `systemd-analyze verify` in a root
+//!   laid out by the builder's own overlay code, with stand-ins only for what packages and
+//!   late files provide, also with the drop-ins appliance-firstboot writes;
+//! - every unit a provision.sh enables exists;
+//! - every script is POSIX sh within reach of the shellcheck run of scripts/test.
+//!
+//! The expected values are read from the profile and overlay files themselves, so the tests
+//! follow the profile. The firstboot overlay's own units are verified by firstboot/tests/units.rs.
+
+mod common;
+
+use appliance::profile::Profile;
+use common::{appliance, stdout};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NAME: &str = "rocketchat-jitsi-bionic";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn profile_path() -> PathBuf {
+    repo().join(format!("profiles/{NAME}.toml"))
+}
+
+fn read_toml(path: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The profile file as data: its overlays in order and its [variables] as strings.
+struct ProfileData {
+    table: toml::Table,
+    overlays: Vec<String>,
+    variables: BTreeMap<String, String>,
+}
+
+fn as_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn profile_data() -> ProfileData {
+    let table = read_toml(&profile_path());
+    let overlays = table["overlays"]
+        .as_array()
+        .expect("overlays")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let variables = table["variables"]
+        .as_table()
+        .expect("[variables]")
+        .iter()
+        .map(|(k, v)| (k.clone(), as_text(v)))
+        .collect();
+    ProfileData {
+        table,
+        overlays,
+        variables,
+    }
+}
+
+/// The variables templates see, read from the files: each overlay's defaults in profile order,
+/// then the profile's.
+fn all_variables(p: &ProfileData, overlays_dir: &Path) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for o in &p.overlays {
+        let spec = overlays_dir.join(o).join("overlay.toml");
+        if spec.exists() {
+            if let Some(t) = read_toml(&spec).get("variables").and_then(|v| v.as_table()) {
+                vars.extend(t.iter().map(|(k, v)| (k.clone(), as_text(v))));
+            }
+        }
+    }
+    vars.extend(p.variables.clone());
+    vars
+}
+
+/// The firstboot overlay's late file is a build output of this repository
+/// (scripts/build-firstboot), not an input of the profile: a stand-in keeps these tests
+/// independent of whether it was built.
+fn firstboot_standin(dir: &Path) -> Vec<(String, String)> {
+    let bin = dir.join("appliance-firstboot");
+    std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+    vec![(
+        "firstboot_binary".to_string(),
+        bin.to_str().unwrap().to_string(),
+    )]
+}
+
+/// Every path below `dir` (relative to it), sorted; symbolic links are not followed.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let path = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.extend(
+                    walk(&path)
+                        .into_iter()
+                        .map(|p| Path::new(path.file_name().unwrap()).join(p)),
+                );
+            }
+            out.push(PathBuf::from(path.file_name().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for rel in walk(from) {
+        let (src, dest) = (from.join(&rel), to.join(&rel));
+        let meta = std::fs::symlink_metadata(&src).unwrap();
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        if meta.file_type().is_symlink() {
+            let _ = std::fs::remove_file(&dest);
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dest).unwrap();
+        } else if meta.is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(&src, &dest).unwrap();
+        }
+    }
+}
+
+/// `{{name}}` replaced by the variable, written independently of the builder's handlebars:
+/// the templates of these overlays use nothing else (a new construct fails here, to be added).
+fn render_plain(text: &str, vars: &BTreeMap<String, String>, what: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("}}")
+            .unwrap_or_else(|| panic!("{what}: unclosed {{{{"))
+            + start;
+        let name = rest[start + 2..end].trim();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{what}: `{{{{{name}}}}}` is more than a variable: extend this test's renderer"
+        );
+        out.push_str(
+            vars.get(name)
+                .unwrap_or_else(|| panic!("{what}: no variable {name}")),
+        );
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `*.hbs` of the profile's overlays: (overlay, path below files/).
+fn templates(p: &ProfileData) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for o in &p.overlays {
+        for rel in walk(&repo().join("overlays").join(o).join("files")) {
+            if rel.to_string_lossy().ends_with(".hbs") {
+                out.push((o.clone(), rel));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_plan_resolves_offline_and_names_every_pin() {
+    let p = profile_data();
+    let ok = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "`unshare -n` does not work here (it needs root): this test runs the plan with no network"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let vars = firstboot_standin(dir.path());
+    let plan = |json: bool| {
+        let mut cmd = Command::new("unshare");
+        cmd.arg("-n")
+            .arg(env!("CARGO_BIN_EXE_appliance"))
+            .arg("plan")
+            .arg(profile_path())
+            .arg("--out")
+            .arg(dir.path().join("out"));
+        for (k, v) in &vars {
+            cmd.arg("--var").arg(format!("{k}={v}"));
+        }
+        if json {
+            cmd.arg("--json");
+        }
+        common::run_ok(&mut cmd)
+    };
+    let text = stdout(&plan(false));
+
+    // What plan shows now: the profile, the base with its checks, the overlays in order, the
+    // variables, the outputs.
+    assert!(text.starts_with(&format!("profile {NAME} (")), "{text}");
+    let base = p.table["base"].as_table().unwrap();
+    for key in ["url", "sha256sums", "signature", "keyring"] {
+        let value = base[key].as_str().unwrap();
+        assert!(
+            text.contains(value),
+            "the plan does not name base.{key} {value}:\n{text}"
+        );
+    }
+    let section = |name: &str| -> Vec<&str> {
+        text.lines()
+            .skip_while(|l| *l != format!("{name}:"))
+            .skip(1)
+            .take_while(|l| l.starts_with(' '))
+            .collect()
+    };
+    let overlays: Vec<&str> = section("overlays")
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(overlays, p.overlays, "{text}");
+
+    // Every variable of the profile, as the build will pass it: the pins among them are every
+    // component's version, every URL (downloads, keys, apt repositories) and key fingerprint.
+    let variables = section("variables");
+    for (k, v) in &p.variables {
+        let line = format!("  {k} = {}", serde_json::Value::String(v.clone()));
+        assert!(
+            variables.contains(&line.as_str()),
+            "the plan does not show `{line}`:\n{text}"
+        );
+    }
+    let pins: Vec<(&String, &String)> = p
+        .variables
+        .iter()
+        .filter(|(k, _)| {
+            ["_version", "_url", "_repo", "_fingerprint"]
+                .iter()
+                .any(|s| k.ends_with(s))
+        })
+        .collect();
+    for (k, v) in &pins {
+        assert!(!v.is_empty(), "the profile pins no {k}");
+        if k.ends_with("_fingerprint") {
+            assert!(
+                v.len() == 40 && v.chars().all(|c| c.is_ascii_hexdigit()),
+                "{k} = {v:?} is not a full fingerprint (40 hex digits)"
+            );
+        }
+        if k.ends_with("_url") || k.ends_with("_repo") {
+            assert!(v.starts_with("https://"), "{k} = {v:?} is not https");
+        }
+    }
+    for component in [
+        "mongodb",
+        "mongosh",
+        "node",
+        "rocketchat",
+        "jitsi_meet",
+        "prosody",
+    ] {
+        assert!(
+            p.variables.contains_key(&format!("{component}_version")),
+            "no {component}_version in the profile"
+        );
+    }
+    // The key issue 5 names, pinned.
+    assert_eq!(
+        p.variables["jitsi_key_fingerprint"],
+        "66A9 CD05 95D6 AFA2 4729 0D3B EF8B 479E 2DC1 389C".replace(' ', "")
+    );
+    let formats = p.table["output"]["formats"].as_array().unwrap();
+    let outputs = section("outputs");
+    for f in formats {
+        let prefix = format!("{NAME}.{}", f.as_str().unwrap());
+        assert!(
+            outputs
+                .iter()
+                .any(|l| l.rsplit('/').next().is_some_and(|n| n.starts_with(&prefix))),
+            "no output {prefix}:\n{text}"
+        );
+    }
+
+    // The same variables in the JSON plan, which scripts read.
+    let json: serde_json::Value = serde_json::from_slice(&plan(true).stdout).unwrap();
+    for (k, v) in &p.variables {
+        assert_eq!(json["variables"][k], serde_json::json!(v), "{k}");
+    }
+}
+
+#[test]
+fn loading_renders_every_template_in_strict_mode() {
+    let p = profile_data();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = firstboot_standin(dir.path());
+    let hbs = templates(&p);
+    assert!(!hbs.is_empty());
+
+    // The real profile loads: every template rendered once against its variables.
+    let profile = Profile::load(&profile_path(), &vars).unwrap();
+    let checked: usize = profile
+        .overlays
+        .iter()
+        .map(|o| o.check_templates(&profile.variables).unwrap())
+        .sum();
+    assert_eq!(checked, hbs.len());
+
+    // A copy of the profile and its overlays loads the same; with one template naming a
+    // variable nobody defines, loading (and so `plan` and `build`) fails naming the overlay,
+    // the file, the line and the variable.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(copy.join("profiles")).unwrap();
+    std::fs::copy(profile_path(), copy.join(format!("profiles/{NAME}.toml"))).unwrap();
+    for o in &p.overlays {
+        copy_dir(
+            &repo().join("overlays").join(o),
+            &copy.join("overlays").join(o),
+        );
+    }
+    let copied_profile = copy.join(format!("profiles/{NAME}.toml"));
+    Profile::load(&copied_profile, &vars).unwrap();
+    for (overlay, rel) in &hbs {
+        let path = copy.join("overlays").join(overlay).join("files").join(rel);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let (line_no, line) = good
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains("{{"))
+            .unwrap_or_else(|| panic!("{overlay}: {} uses no variable", rel.display()));
+        let typo = line.replacen("}}", "_typo}}", 1);
+        let name = typo[typo.find("{{").unwrap() + 2..typo.find("}}").unwrap()].trim();
+        std::fs::write(&path, good.replacen(line, &typo, 1)).unwrap();
+        let want = format!(
+            "overlay '{overlay}': files/{}, line {}: unknown variable `{name}`",
+            rel.display(),
+            line_no + 1
+        );
+        let err = Profile::load(&copied_profile, &vars).unwrap_err();
+        assert_eq!(format!("{err:#}"), want);
+        let mut cmd = appliance();
+        cmd.arg("plan").arg(&copied_profile);
+        for (k, v) in &vars {
+            cmd.arg("--var").arg(format!("{k}={v}"));
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("error: {want}\n")
+        );
+        std::fs::write(&path, good).unwrap();
+    }
+    Profile::load(&copied_profile, &vars).unwrap();
+}
+
+#[test]
+fn every_template_renders_to_what_the_profile_says() {
+    let p = profile_data();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = Profile::load(&profile_path(), &firstboot_standin(dir.path())).unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    for o in &profile.overlays {
+        o.copy_files(&tree, &profile.variables).unwrap();
+    }
+    let vars = all_variables(&p, &repo().join("overlays"));
+    for (overlay, rel) in templates(&p) {
+        let what = format!("overlay {overlay}: files/{}", rel.display());
+        let source = repo()
+            .join("overlays")
+            .join(&overlay)
+            .join("files")
+            .join(&rel);
+        let text = std::fs::read_to_string(&source).unwrap();
+        let dest = tree.join(rel.to_string_lossy().trim_end_matches(".hbs"));
+        let rendered = std::fs::read_to_string(&dest)
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}", dest.display()));
+        assert_eq!(rendered, render_plain(&text, &vars, &what), "{what}");
+        assert!(!rendered.contains("{{"), "{what}");
+        assert!(
+            !tree.join(&rel).exists(),
+            "{what}: the template itself is in the tree"
+        );
+    }
+
+    // What each one is for.
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hostname")).unwrap(),
+        format!("{}\n", vars["hostname"])
+    );
+    // An EnvironmentFile of appliance-rocketchat-jitsi.service: NAME=VALUE lines, nothing to
+    // quote; the file it names is where rocketchat's provision.sh puts the app.
+    let env =
+        std::fs::read_to_string(tree.join("usr/share/appliance/rocketchat/jitsi-app.env")).unwrap();
+    let env: BTreeMap<&str, &str> = env
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_once('=').unwrap_or_else(|| panic!("{l:?}")))
+        .collect();
+    assert_eq!(env["JITSI_APP_ID"], vars["rocketchat_jitsi_app_id"]);
+    assert_eq!(
+        env["JITSI_APP_VERSION"],
+        vars["rocketchat_jitsi_app_version"]
+    );
+    for (k, v) in &env {
+        assert!(
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c)),
+            "{k}={v:?}"
+        );
+    }
+    let provision =
+        std::fs::read_to_string(repo().join("overlays/rocketchat/provision.sh")).unwrap();
+    assert!(
+        provision.contains(&format!("\napp={}\n", env["JITSI_APP_FILE"])),
+        "rocketchat's provision.sh does not put the app at {}",
+        env["JITSI_APP_FILE"]
+    );
+}
+
+/// The units and drop-ins of the profile's overlays: (overlay, path below files/).
+fn unit_files(p: &ProfileData) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for o in &p.overlays {
+        let files = repo().join("overlays").join(o).join("files");
+        for rel in walk(&files) {
+            let s = rel.to_string_lossy();
+            let parent = rel.parent().unwrap().to_string_lossy().into_owned();
+            let unit = s.ends_with(".service") || s.ends_with(".timer");
+            let dropin = parent.ends_with(".d") && s.ends_with(".conf");
+            if (unit || dropin) && s.starts_with("etc/systemd/system/") {
+                out.push((o.clone(), rel));
+            }
+        }
+    }
+    out
+}
+
+fn write_exe(root: &Path, path: &str) {
+    let full = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(&full, "#!/bin/sh\n# stand-in\n").unwrap();
+    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The units that packages install, for the drop-ins of the overlays and the `systemctl
+/// enable` of provision.sh: a reduced copy of each package's own unit.
+const PACKAGE_UNITS: &[(&str, &str, &str)] = &[(
+    "mongod.service",
+    "mongodb-org-server",
+    "[Unit]\nDescription=MongoDB Database Server\nAfter=network-online.target\n\
+     Wants=network-online.target\n\n[Service]\nUser=mongodb\nGroup=mongodb\n\
+     EnvironmentFile=-/etc/default/mongod\nExecStart=/usr/bin/mongod --config /etc/mongod.conf\n\
+     RuntimeDirectory=mongodb\n\n[Install]\nWantedBy=multi-user.target\n",
+)];
+
+/// A root with the host's units (for the targets the units name), every file of the
+/// profile's overlays as the build lays them down (the builder's own code, templates
+/// rendered), the package units above, and stand-ins for the executables that packages,
+/// provision.sh and late files provide. Nothing else: a unit naming a path that the overlays
+/// do not ship fails.
+fn unit_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let host_units = Path::new("/lib/systemd/system");
+    assert!(
+        host_units.join("multi-user.target").exists(),
+        "no systemd units in {}: run scripts/setup",
+        host_units.display()
+    );
+    copy_dir(host_units, &root.join("lib/systemd/system"));
+    let profile = Profile::load(&profile_path(), &firstboot_standin(dir)).unwrap();
+    for o in &profile.overlays {
+        o.copy_files(&root, &profile.variables).unwrap();
+    }
+    for (name, _, text) in PACKAGE_UNITS {
+        std::fs::write(root.join("lib/systemd/system").join(name), text).unwrap();
+    }
+    // mongodb-org-server; openssh-client; the late file of the firstboot overlay.
+    for exe in [
+        "/usr/bin/mongod",
+        "/usr/bin/ssh-keygen",
+        "/usr/local/sbin/appliance-firstboot",
+    ] {
+        write_exe(&root, exe);
+    }
+    // Node.js as rocketchat's provision.sh installs it: unpacked in /opt, linked from
+    // /usr/local/bin.
+    let node_dir = format!(
+        "/opt/node-v{}-linux-x64",
+        profile.variables["node_version"].as_str().unwrap()
+    );
+    write_exe(&root, &format!("{node_dir}/bin/node"));
+    std::fs::create_dir_all(root.join("usr/local/bin")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("{node_dir}/bin/node"),
+        root.join("usr/local/bin/node"),
+    )
+    .unwrap();
+    root
+}
+
+/// `systemd-analyze verify` of `units` in `root`: its complaints about them (it only fails
+/// for some, and prints the rest as warnings).
+fn verify(root: &Path, units: &[String]) -> Result<(), String> {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .args(units)
+        .env("SYSTEMD_LOG_LEVEL", "notice")
+        .output()
+        .expect("systemd-analyze is not installed: run scripts/setup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let names: Vec<&str> = units
+        .iter()
+        .map(|u| u.rsplit('/').next().unwrap())
+        .collect();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("/etc/systemd/system/") || names.iter().any(|n| l.contains(n)))
+        .collect();
+    if out.status.success() && ours.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "systemd-analyze verify ({}):\n{stderr}",
+            out.status
+        ))
+    }
+}
+
+/// What to verify: every unit of the overlays (the firstboot overlay's are verified by
+/// firstboot/tests/units.rs) and every unit a drop-in of theirs belongs to.
+fn units_to_verify(p: &ProfileData) -> Vec<String> {
+    let mut units = Vec::new();
+    for (overlay, rel) in unit_files(p) {
+        let s = rel.to_string_lossy().into_owned();
+        let parent = rel.parent().unwrap();
+        let unit = match parent.to_string_lossy().strip_suffix(".d") {
+            Some(owner) => {
+                let name = Path::new(owner).file_name().unwrap().to_str().unwrap();
+                if PACKAGE_UNITS.iter().any(|(n, _, _)| *n == name) {
+                    format!("/lib/systemd/system/{name}")
+                } else {
+                    format!("/{owner}")
+                }
+            }
+            None if parent.ends_with("multi-user.target.wants")
+                || parent.ends_with("timers.target.wants") =>
+            {
+                continue
+            }
+            None => format!("/{s}"),
+        };
+        if overlay != "firstboot" && !units.contains(&unit) {
+            units.push(unit);
+        }
+    }
+    units
+}
+
+#[test]
+fn systemd_analyze_verifies_every_unit_of_the_overlays() {
+    let p = profile_data();
+    let dir = tempfile::tempdir().unwrap();
+    let root = unit_root(dir.path());
+    let units = units_to_verify(&p);
+    for u in &units {
+        assert!(root.join(&u[1..]).is_file(), "no unit {u} in the root");
+    }
+    for want in [
+        "/etc/systemd/system/appliance-ssh-keygen.service",
+        "/etc/systemd/system/appliance-mongo-rs.service",
+        "/lib/systemd/system/mongod.service",
+        "/etc/systemd/system/rocketchat.service",
+        "/etc/systemd/system/appliance-rocketchat-jitsi.service",
+    ] {
+        assert!(units.iter().any(|u| u == want), "{want} not in {units:?}");
+    }
+    verify(&root, &units).unwrap();
+
+    // The drop-in appliance-firstboot writes for rocketchat.service (which the units of the
+    // admin and the Jitsi app set-up read through their links): its golden files, from an
+    // external MongoDB with credentials to an administrator's password with quotes and `%`.
+    let golden = repo().join("firstboot/tests/golden");
+    let dropin = root.join("etc/systemd/system/rocketchat.service.d/appliance.conf");
+    let mut seen = 0;
+    for case in walk(&golden) {
+        let written = golden
+            .join(&case)
+            .join("etc/systemd/system/rocketchat.service.d/appliance.conf");
+        if case.components().count() == 1 && written.is_file() {
+            std::fs::copy(&written, &dropin).unwrap();
+            verify(&root, &units).unwrap_or_else(|e| panic!("with {}: {e}", written.display()));
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 2,
+        "no golden rocketchat drop-ins in {}",
+        golden.display()
+    );
+}
+
+#[test]
+fn systemd_analyze_catches_a_broken_unit() {
+    let p = profile_data();
+    let dir = tempfile::tempdir().unwrap();
+    let root = unit_root(dir.path());
+    let units = units_to_verify(&p);
+    let breakages: &[(&str, &str, &str, &str)] = &[
+        // A typo in a path the overlays ship.
+        (
+            "etc/systemd/system/appliance-mongo-rs.service",
+            "ExecStart=/usr/local/lib/appliance/mongodb-rs-initiate",
+            "ExecStart=/usr/local/lib/appliance/mongodb-rs-initate",
+            "is not executable",
+        ),
+        // A typo in a key, which systemd only warns about.
+        (
+            "etc/systemd/system/rocketchat.service",
+            "\nType=simple\n",
+            "\nTpye=simple\n",
+            "Unknown key",
+        ),
+        // A drop-in of a package's unit.
+        (
+            "etc/systemd/system/mongod.service.d/appliance.conf",
+            "\nAfter=appliance-mongodb-cpu-check.service\n",
+            "\nAfter=appliance-mongodb-cpu-check.service\nConditionPathExist=/x\n",
+            "Unknown key",
+        ),
+    ];
+    for (file, from, to, want) in breakages {
+        let path = root.join(file);
+        let good = std::fs::read_to_string(&path).unwrap();
+        assert!(good.contains(from), "{file}: no {from:?}");
+        std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
+        let err = verify(&root, &units).expect_err(file);
+        assert!(err.contains(want), "{file}: {err}");
+        std::fs::write(&path, good).unwrap();
+    }
+    verify(&root, &units).unwrap();
+}
+
+#[test]
+fn every_unit_that_provisioning_enables_exists() {
+    let p = profile_data();
+    let shipped: Vec<String> = unit_files(&p)
+        .iter()
+        .map(|(_, rel)| rel.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for o in &p.overlays {
+        let script = repo().join("overlays").join(o).join("provision.sh");
+        let Ok(text) = std::fs::read_to_string(&script) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Some(rest) = line.trim().strip_prefix("systemctl enable ") else {
+                continue;
+            };
+            for unit in rest.split_whitespace() {
+                if let Some((_, package, _)) = PACKAGE_UNITS.iter().find(|(n, _, _)| *n == unit) {
+                    assert!(
+                        text.contains(package),
+                        "{o}: enables {unit} without installing {package}"
+                    );
+                    continue;
+                }
+                assert!(
+                    shipped.iter().any(|s| s == unit),
+                    "{o}/provision.sh enables {unit}, which no overlay ships"
+                );
+                let path = p
+                    .overlays
+                    .iter()
+                    .map(|d| repo().join(format!("overlays/{d}/files/etc/systemd/system/{unit}")))
+                    .find(|f| f.is_file())
+                    .unwrap();
+                let unit_text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    unit_text.contains("\n[Install]\nWantedBy="),
+                    "{unit} has no [Install] section to enable"
+                );
+            }
+        }
+    }
+}
+
+/// scripts/test runs shellcheck on every overlay file named provision.sh or executable by
+/// its owner. Here: every script of the profile's overlays is within that selection, and is
+/// POSIX sh (`#!/bin/sh`, which shellcheck then checks as sh; the builder runs provision.sh
+/// with /bin/sh, dash on Ubuntu).
+#[test]
+fn every_script_is_posix_sh_and_shellchecked_by_scripts_test() {
+    let p = profile_data();
+    let ci = std::fs::read_to_string(repo().join("scripts/test")).unwrap();
+    assert!(
+        ci.contains("find overlays -type f \\( -name provision.sh -o -perm -u+x \\)")
+            && ci.contains("shellcheck \"${overlay_scripts[@]}\""),
+        "scripts/test no longer shellchecks the overlay scripts as this test expects"
+    );
+    let mut scripts = 0;
+    for o in &p.overlays {
+        let dir = repo().join("overlays").join(o);
+        let mut files: Vec<PathBuf> = walk(&dir.join("files"))
+            .into_iter()
+            .map(|r| dir.join("files").join(r))
+            .collect();
+        files.push(dir.join("provision.sh"));
+        for path in files {
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                _ => continue,
+            };
+            let head = std::fs::read(&path).unwrap();
+            let is_provision = path.file_name().unwrap() == "provision.sh";
+            let executable = meta.permissions().mode() & 0o100 != 0;
+            if !head.starts_with(b"#!") {
+                assert!(
+                    !executable,
+                    "{} is executable but no script",
+                    path.display()
+                );
+                assert!(!is_provision);
+                continue;
+            }
+            let first = String::from_utf8_lossy(&head);
+            let first = first.lines().next().unwrap();
+            assert_eq!(first, "#!/bin/sh", "{}", path.display());
+            assert!(
+                is_provision || executable,
+                "{} is a script that scripts/test's shellcheck does not see (not executable)",
+                path.display()
+            );
+            scripts += 1;
+        }
+    }
+    assert!(scripts >= 13, "{scripts}");
+}
