@@ -599,6 +599,19 @@ fn systemd_analyze_verifies_every_unit_of_the_overlays() {
         assert!(units.iter().any(|u| u == want), "{want} not in {units:?}");
     }
     verify(&root, &units).unwrap();
+    // The firstboot overlay's units are in the root (the others name them) and verified by
+    // firstboot/tests/units.rs: each one must be in its list.
+    let firstboot_test = std::fs::read_to_string(repo().join("firstboot/tests/units.rs")).unwrap();
+    for (overlay, rel) in unit_files(&p) {
+        let parent = rel.parent().unwrap();
+        if overlay == "firstboot" && parent == Path::new("etc/systemd/system") {
+            let unit = format!("\"/{}\"", rel.display());
+            assert!(
+                firstboot_test.contains(&unit),
+                "firstboot/tests/units.rs does not verify {unit}"
+            );
+        }
+    }
 
     // The drop-in appliance-firstboot writes for rocketchat.service (which the units of the
     // admin and the Jitsi app set-up read through their links): its golden files, from an
