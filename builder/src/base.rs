@@ -10,8 +10,17 @@
 //!
 //! [`identify`] names the base by content (or parameters) for the provisioned-tree cache key;
 //! [`materialize`] writes it into a fresh directory.
+//!
+//! Where the inputs come from ([`Inputs`]): downloads go to the mirror of their repository
+//! (`--mirror`), and debootstrap's sources.list is written back to the profile's mirror, so
+//! the tree is the same as without one (and shares its cache). `appliance fetch` also keeps the
+//! base's files for the bundle: a tarball with its SHA256SUMS and signature, or
+//! `debootstrap --make-tarball` of the .debs, from which it then makes the tree with
+//! `--unpack-tarball` as a build from the bundle does ([`bundle_files`] says where they go).
 
+use crate::bundle::BaseFiles;
 use crate::download::{self, DownloadCache};
+use crate::inputs::Inputs;
 use crate::partial::WorkDir;
 use crate::profile::Base;
 use crate::progress::Reporter;
@@ -76,9 +85,92 @@ fn file_name_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }
 
-/// Names the base. For a tarball this fetches (or, offline, reads from the cache) the signed
-/// SHA256SUMS; `plan` passes `fetch = false` and gets `None` when the hash is not known yet.
-pub fn identify(base: &Base, cache: &Cache, offline: bool, fetch: bool) -> Result<Option<BaseId>> {
+/// The base's files in a bundle (paths relative to it), and what it is.
+pub fn bundle_files(base: &Base) -> BaseFiles {
+    let under = |url: &str| Some(format!("base/{}", file_name_of(url)));
+    match base {
+        Base::Tarball {
+            url, signed_sums, ..
+        } => BaseFiles {
+            kind: "tarball".into(),
+            source: url.clone(),
+            file: under(url),
+            sha256sums: signed_sums.as_ref().and_then(|s| under(&s.url)),
+            signature: signed_sums.as_ref().and_then(|s| under(&s.signature)),
+        },
+        Base::Debootstrap { suite, mirror, .. } => BaseFiles {
+            kind: "debootstrap".into(),
+            source: format!("{suite} from {mirror}"),
+            file: Some("base/debootstrap.tar".into()),
+            ..BaseFiles::default()
+        },
+        Base::Local { path } => BaseFiles {
+            kind: "local".into(),
+            source: path.display().to_string(),
+            ..BaseFiles::default()
+        },
+    }
+}
+
+/// The bundle's copy of one of the base's files (`which` says which, for the error).
+fn from_bundle(
+    bundle: &crate::bundle::Bundle,
+    rel: &Option<String>,
+    which: &str,
+) -> Result<PathBuf> {
+    rel.as_deref()
+        .and_then(|r| bundle.file(r))
+        .map(|(p, _)| p)
+        .with_context(|| format!("bundle {} has no {which}", bundle.dir().display()))
+}
+
+/// A small file of the base (SHA256SUMS, its signature): from the bundle, or fetched through
+/// its mirror and cached under the profile's URL.
+fn small_input(
+    url: &str,
+    in_bundle: &Option<String>,
+    cache: &Cache,
+    inputs: &Inputs,
+    offline: bool,
+) -> Result<PathBuf> {
+    match inputs {
+        Inputs::Bundle(b) => from_bundle(b, in_bundle, url),
+        Inputs::Network(m) | Inputs::Fetch { mirrors: m, .. } => {
+            cache
+                .downloads()
+                .fetch_small_via(url, &m.apply(url), offline)
+        }
+    }
+}
+
+/// Checks that a bundle holds this base (the same kind and source).
+pub fn check_bundle_base(base: &Base, bundle: &crate::bundle::Bundle) -> Result<()> {
+    let want = bundle_files(base);
+    let have = &bundle.manifest.base;
+    if want != *have {
+        bail!(
+            "bundle {} holds the base {} {}, but the profile's is {} {}",
+            bundle.dir().display(),
+            have.kind,
+            have.source,
+            want.kind,
+            want.source
+        );
+    }
+    Ok(())
+}
+
+/// Names the base. For a tarball this fetches (or, offline, reads from the cache; or takes
+/// from the bundle) the signed SHA256SUMS; `plan` passes `fetch = false` and gets `None` when
+/// the hash is not known yet.
+pub fn identify(
+    base: &Base,
+    cache: &Cache,
+    inputs: &Inputs,
+    offline: bool,
+    fetch: bool,
+) -> Result<Option<BaseId>> {
+    let files = bundle_files(base);
     Ok(Some(match base {
         Base::Tarball {
             url,
@@ -91,9 +183,8 @@ pub fn identify(base: &Base, cache: &Cache, offline: bool, fetch: bool) -> Resul
                     if !fetch {
                         return Ok(None);
                     }
-                    let dl = cache.downloads();
-                    let sums = dl.fetch_small(&s.url, offline)?;
-                    let sig = dl.fetch_small(&s.signature, offline)?;
+                    let sums = small_input(&s.url, &files.sha256sums, cache, inputs, offline)?;
+                    let sig = small_input(&s.signature, &files.signature, cache, inputs, offline)?;
                     download::verify_detached(&sums, &sig, &s.keyring)?;
                     let text = std::fs::read_to_string(&sums)
                         .with_context(|| format!("reading {}", sums.display()))?;
@@ -106,6 +197,25 @@ pub fn identify(base: &Base, cache: &Cache, offline: bool, fetch: bool) -> Resul
                 kind: "tarball",
                 sha256,
                 source: url.clone(),
+                file: None,
+            }
+        }
+        Base::Debootstrap { suite, mirror, .. } if matches!(inputs, Inputs::Bundle(_)) => {
+            let Inputs::Bundle(b) = inputs else {
+                unreachable!()
+            };
+            let sha = files
+                .file
+                .as_deref()
+                .and_then(|f| b.file(f))
+                .map(|(_, sha)| sha.to_string())
+                .with_context(|| {
+                    format!("bundle {} has no debootstrap tarball", b.dir().display())
+                })?;
+            BaseId {
+                kind: "debootstrap",
+                sha256: hash_parts(&["debootstrap --unpack-tarball", &sha]),
+                source: format!("{suite} from {mirror} (the bundle's debootstrap.tar)"),
                 file: None,
             }
         }
@@ -197,20 +307,98 @@ pub fn materialize(
     opts: &MaterializeOptions,
     reporter: &Reporter,
 ) -> Result<()> {
-    match base {
-        Base::Tarball { url, .. } => {
-            let file = cache.downloads().fetch(url, &id.sha256, opts.offline)?;
+    let files = bundle_files(base);
+    match (base, opts.inputs) {
+        (Base::Tarball { .. }, Inputs::Bundle(b)) => {
+            let file = from_bundle(b, &files.file, "base tarball")?;
+            if b.file(files.file.as_deref().unwrap_or_default())
+                .map(|(_, h)| h)
+                != Some(&id.sha256)
+            {
+                bail!(
+                    "bundle {}: {} is not the tarball the signed SHA256SUMS names ({})",
+                    b.dir().display(),
+                    file.display(),
+                    id.sha256
+                );
+            }
             unpack(&file, dest, reporter)
         }
-        Base::Local { path } if path.is_dir() => {
+        (
+            Base::Tarball {
+                url, signed_sums, ..
+            },
+            inputs,
+        ) => {
+            let mirrors = inputs.mirrors().expect("not a bundle");
+            let file = cache
+                .downloads()
+                .fetch(&mirrors.apply(url), &id.sha256, opts.offline)?;
+            if let Inputs::Fetch { staging, .. } = inputs {
+                keep(&file, staging, &files.file)?;
+                if let Some(s) = signed_sums {
+                    let dl = cache.downloads();
+                    keep(&dl.fetch_small(&s.url, true)?, staging, &files.sha256sums)?;
+                    keep(
+                        &dl.fetch_small(&s.signature, true)?,
+                        staging,
+                        &files.signature,
+                    )?;
+                }
+            }
+            unpack(&file, dest, reporter)
+        }
+        (Base::Debootstrap { .. }, Inputs::Bundle(b)) => {
+            let tarball = from_bundle(b, &files.file, "debootstrap tarball")?;
+            // debootstrap takes absolute tarball paths only.
+            let tarball = std::path::absolute(&tarball)
+                .with_context(|| format!("finding {}", tarball.display()))?;
+            let unpack = format!("--unpack-tarball={}", tarball.display());
+            let tree = debootstrap_cached(base, id, cache, opts, Some(&unpack), reporter)?;
+            let step = reporter.step("copying the cached debootstrap tree");
+            copy_tree(&tree, dest)?;
+            step.done();
+            Ok(())
+        }
+        (Base::Debootstrap { .. }, Inputs::Fetch { staging, mirrors }) => {
+            let rel = files
+                .file
+                .as_deref()
+                .expect("debootstrap bases have a file");
+            let tarball = std::path::absolute(staging.join(rel))
+                .with_context(|| format!("finding {}", staging.display()))?;
+            if let Some(dir) = tarball.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            // The .debs (into the bundle), then the tree from them, as a build from the
+            // bundle makes it.
+            debootstrap(
+                base,
+                Some(&format!("--make-tarball={}", tarball.display())),
+                Some(mirrors),
+                dest,
+                opts,
+                reporter,
+            )?;
+            debootstrap(
+                base,
+                Some(&format!("--unpack-tarball={}", tarball.display())),
+                None,
+                dest,
+                opts,
+                reporter,
+            )
+        }
+        (Base::Local { path }, _) if path.is_dir() => {
             let step = reporter.step(&format!("copying the base tree {}", path.display()));
             copy_tree(path, dest)?;
             step.done();
             Ok(())
         }
-        Base::Local { path } => unpack(path, dest, reporter),
-        Base::Debootstrap { .. } => {
-            let tree = debootstrap_cached(base, id, cache, opts, reporter)?;
+        (Base::Local { path }, _) => unpack(path, dest, reporter),
+        (Base::Debootstrap { .. }, Inputs::Network(_)) => {
+            let tree = debootstrap_cached(base, id, cache, opts, None, reporter)?;
             let step = reporter.step("copying the cached debootstrap tree");
             copy_tree(&tree, dest)?;
             step.done();
@@ -224,6 +412,19 @@ pub struct MaterializeOptions<'a> {
     /// Run debootstrap even when its tree is cached.
     pub refresh: bool,
     pub log: &'a Path,
+    pub inputs: &'a Inputs<'a>,
+}
+
+/// Keeps a copy of a base file in the bundle being made at `staging`.
+fn keep(file: &Path, staging: &Path, rel: &Option<String>) -> Result<()> {
+    let Some(rel) = rel else { return Ok(()) };
+    let dest = staging.join(rel);
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::copy(file, &dest)
+        .with_context(|| format!("copying {} into the bundle", file.display()))?;
+    Ok(())
 }
 
 fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
@@ -238,14 +439,17 @@ fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
     Ok(())
 }
 
-/// The debootstrap tree for these parameters, made once and kept in the cache.
-fn debootstrap_cached(
+/// Runs debootstrap into `target` (which it makes), with `mode` (`--make-tarball=...` or
+/// `--unpack-tarball=...`) when given, from the profile's mirror or its `--mirror`. A tree
+/// made from a mirror gets the profile's mirror back in its sources.list.
+fn debootstrap(
     base: &Base,
-    id: &BaseId,
-    cache: &Cache,
+    mode: Option<&str>,
+    mirrors: Option<&crate::mirror::Mirrors>,
+    target: &Path,
     opts: &MaterializeOptions,
     reporter: &Reporter,
-) -> Result<PathBuf> {
+) -> Result<()> {
     let Base::Debootstrap {
         suite,
         mirror,
@@ -257,24 +461,10 @@ fn debootstrap_cached(
     else {
         unreachable!("called for debootstrap bases only")
     };
-    let dir = cache
-        .bases()
-        .join(format!("debootstrap-{suite}-{}", &id.sha256[..16]));
-    let done = dir.with_extension("complete");
-    if done.exists() && !opts.refresh {
-        return Ok(dir);
-    }
-    if opts.offline {
-        bail!(
-            "offline: the debootstrap base ({suite} from {mirror}) is not in the cache {}",
-            cache.bases().display()
-        );
-    }
     crate::host::require("debootstrap")?;
-    std::fs::create_dir_all(cache.bases())
-        .with_context(|| format!("creating {}", cache.bases().display()))?;
-    let work = WorkDir::create(&cache.bases(), "debootstrap")?;
-    let target = work.path().join("tree");
+    let from = mirrors
+        .map(|m| m.apply(mirror))
+        .unwrap_or_else(|| mirror.clone());
     let mut args = vec![format!("--variant={variant}"), "--arch=amd64".into()];
     args.push(format!("--keyring={}", keyring.display()));
     if !components.is_empty() {
@@ -283,21 +473,82 @@ fn debootstrap_cached(
     if !include.is_empty() {
         args.push(format!("--include={}", include.join(",")));
     }
-    args.extend([suite.clone(), target.display().to_string(), mirror.clone()]);
-    let step = reporter.step(&format!(
-        "debootstrap {suite} from {mirror} (a few minutes)"
-    ));
+    args.extend(mode.map(String::from));
+    args.extend([suite.clone(), target.display().to_string(), from.clone()]);
+    let step = reporter.step(&match mode {
+        Some(m) if m.starts_with("--make-tarball") => {
+            format!("debootstrap: downloading the .debs of {suite} from {from}")
+        }
+        Some(_) => format!("debootstrap {suite} from the bundle's .debs (a few minutes)"),
+        None => format!("debootstrap {suite} from {from} (a few minutes)"),
+    });
     let mut env = provision::base_env();
     env.retain(|(k, _)| k != "LC_ALL");
+    let log = match mode {
+        // Each run its own log: the second would overwrite the first.
+        Some(m) if m.starts_with("--make-tarball") => opts.log.with_extension("download.log"),
+        _ => opts.log.to_path_buf(),
+    };
     provision::run(&provision::Step {
         what: format!("debootstrap {suite}"),
         program: "debootstrap",
         args,
         env,
         chroot: None,
-        log: opts.log,
+        binds: &[],
+        log: &log,
     })?;
     step.done();
+    if from != *mirror && target.is_dir() {
+        let list = target.join("etc/apt/sources.list");
+        let text = std::fs::read_to_string(&list)
+            .with_context(|| format!("reading {}", list.display()))?;
+        let back: String = text
+            .lines()
+            .map(|l| {
+                let words: Vec<&str> = l
+                    .split(' ')
+                    .map(|w| if w == from { mirror.as_str() } else { w })
+                    .collect();
+                words.join(" ") + "\n"
+            })
+            .collect();
+        std::fs::write(&list, back).with_context(|| format!("writing {}", list.display()))?;
+    }
+    Ok(())
+}
+
+/// The debootstrap tree for these parameters (or from a bundle's tarball of .debs,
+/// `unpack`), made once and kept in the cache.
+fn debootstrap_cached(
+    base: &Base,
+    id: &BaseId,
+    cache: &Cache,
+    opts: &MaterializeOptions,
+    unpack: Option<&str>,
+    reporter: &Reporter,
+) -> Result<PathBuf> {
+    let Base::Debootstrap { suite, mirror, .. } = base else {
+        unreachable!("called for debootstrap bases only")
+    };
+    let dir = cache
+        .bases()
+        .join(format!("debootstrap-{suite}-{}", &id.sha256[..16]));
+    let done = dir.with_extension("complete");
+    if done.exists() && !opts.refresh {
+        return Ok(dir);
+    }
+    if opts.offline && unpack.is_none() {
+        bail!(
+            "offline: the debootstrap base ({suite} from {mirror}) is not in the cache {}",
+            cache.bases().display()
+        );
+    }
+    std::fs::create_dir_all(cache.bases())
+        .with_context(|| format!("creating {}", cache.bases().display()))?;
+    let work = WorkDir::create(&cache.bases(), "debootstrap")?;
+    let target = work.path().join("tree");
+    debootstrap(base, unpack, opts.inputs.mirrors(), &target, opts, reporter)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
         let _ = std::fs::remove_file(&done);
@@ -338,12 +589,19 @@ mod tests {
             components: vec![],
             include: include.iter().map(|s| s.to_string()).collect(),
         };
-        let id = |b: &Base| identify(b, &cache, true, true).unwrap().unwrap().sha256;
+        let mirrors = crate::mirror::Mirrors::default();
+        let inputs = Inputs::Network(&mirrors);
+        let id = |b: &Base| {
+            identify(b, &cache, &inputs, true, true)
+                .unwrap()
+                .unwrap()
+                .sha256
+        };
         assert_eq!(id(&base(&["a"])), id(&base(&["a"])));
         assert_ne!(id(&base(&["a"])), id(&base(&["a", "b"])));
         let e = materialize(
             &base(&["a"]),
-            &identify(&base(&["a"]), &cache, true, true)
+            &identify(&base(&["a"]), &cache, &inputs, true, true)
                 .unwrap()
                 .unwrap(),
             &d.path().join("t"),
@@ -352,6 +610,7 @@ mod tests {
                 offline: true,
                 refresh: false,
                 log: &d.path().join("log"),
+                inputs: &inputs,
             },
             &Reporter::new(),
         )

@@ -7,16 +7,24 @@
 //! base's identity, every overlay's content (overlay.toml without late files, files/,
 //! provision.sh) and the variables. A build whose key is cached copies that tree and goes
 //! straight to scrub: changing only the disk size, the formats or a late file (the firstboot
-//! binary) never re-runs debootstrap or apt. [`plan`] describes every step without running
+//! binary) never re-runs debootstrap or apt. [`make_plan`] describes every step without running
 //! any, from the same [`Plan`] the build follows.
+//!
+//! Inputs come from the network, through `--mirror`s (which do not change the key: a mirror
+//! serves the same repository), or from a bundle made by `appliance fetch` (`--bundle`, no
+//! network at all; the key then includes the bundle's hash, so a build from a bundle is made
+//! from that bundle and not from a tree an online build cached).
 
 use crate::assemble::{self, AssembleOptions, Assembled};
 use crate::base::{self, BaseId, Cache, MaterializeOptions};
-use crate::overlay::{self, LateSource};
+use crate::bundle::Bundle;
+use crate::inputs::{self, Inputs};
+use crate::mirror::{Mirrors, Repository};
+use crate::overlay::{self, Component, LateSource};
 use crate::partial::{PartialFile, WorkDir};
 use crate::profile::{Base, Profile};
 use crate::progress::Reporter;
-use crate::provision::{self, Chroot};
+use crate::provision::Chroot;
 use crate::scrub;
 use crate::size::human;
 use anyhow::{Context, Result};
@@ -37,6 +45,10 @@ pub struct BuildOptions {
     pub cache: Cache,
     pub threads: usize,
     pub source_date_epoch: Option<u64>,
+    /// The profile's repositories with this run's `--mirror`s.
+    pub mirrors: Mirrors,
+    /// Build from this bundle (`appliance fetch`), with no network.
+    pub bundle: Option<PathBuf>,
 }
 
 /// Everything a build will do, resolved from the profile.
@@ -48,6 +60,12 @@ pub struct Plan {
     pub base: BaseDescription,
     pub overlays: Vec<OverlayDescription>,
     pub variables: crate::overlay::Variables,
+    /// Every external component: the base, then what the overlays declare.
+    pub components: Vec<Component>,
+    /// The repositories the profile names, and this run's mirrors of them.
+    pub mirrors: Vec<Repository>,
+    /// The bundle the inputs come from, and the SHA-256 of its bundle.json.
+    pub bundle: Option<BundleDescription>,
     /// `None` while a tarball's hash is still to be read from its SHA256SUMS.
     pub stage_key: Option<String>,
     pub stage_cached: bool,
@@ -56,9 +74,18 @@ pub struct Plan {
 }
 
 #[derive(Debug, Serialize)]
+pub struct BundleDescription {
+    pub dir: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
 pub struct BaseDescription {
     pub kind: &'static str,
     pub source: String,
+    /// Where the base is downloaded from instead, with `--mirror`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirrored: Option<String>,
     pub sha256: Option<String>,
     pub verified_by: String,
     pub cached: bool,
@@ -77,11 +104,19 @@ pub struct OverlayDescription {
 }
 
 /// The provisioned tree's key: `overlay_hashes` are the overlays' content hashes, in order.
-fn stage_key(id: &BaseId, profile: &Profile, overlay_hashes: &[String]) -> Result<String> {
+fn stage_key(
+    id: &BaseId,
+    profile: &Profile,
+    overlay_hashes: &[String],
+    inputs: &Inputs,
+) -> Result<String> {
     let mut h = Sha256::new();
     h.update(STAGE_FORMAT);
     h.update([0]);
     h.update(&id.sha256);
+    if let Inputs::Bundle(b) = inputs {
+        h.update(format!("\0bundle\0{}", b.sha256));
+    }
     for (o, hash) in profile.overlays.iter().zip(overlay_hashes) {
         h.update(format!("\0overlay\0{}\0{hash}", o.name));
     }
@@ -102,9 +137,10 @@ fn stage_done(cache: &Cache, key: &str) -> PathBuf {
 pub fn make_plan(
     profile: &Profile,
     opts: &BuildOptions,
+    inputs: &Inputs,
     fetch: bool,
 ) -> Result<(Plan, Option<BaseId>)> {
-    let id = base::identify(&profile.base, &opts.cache, opts.offline, fetch)?;
+    let id = base::identify(&profile.base, &opts.cache, inputs, opts.offline, fetch)?;
     // Each overlay's hash reads all its files: once, for the key and the description.
     let overlay_hashes = profile
         .overlays
@@ -113,13 +149,17 @@ pub fn make_plan(
         .collect::<Result<Vec<_>>>()?;
     let key = id
         .as_ref()
-        .map(|id| stage_key(id, profile, &overlay_hashes))
+        .map(|id| stage_key(id, profile, &overlay_hashes, inputs))
         .transpose()?;
     let stage_cached = !opts.no_cache
         && key
             .as_ref()
             .is_some_and(|k| stage_done(&opts.cache, k).exists());
 
+    let mirrored = |url: &str| {
+        let via = inputs.mirrors()?.apply(url);
+        (via != url).then_some(via)
+    };
     let base = match &profile.base {
         Base::Tarball {
             url,
@@ -128,6 +168,7 @@ pub fn make_plan(
         } => BaseDescription {
             kind: "tarball",
             source: url.clone(),
+            mirrored: mirrored(url),
             sha256: id.as_ref().map(|i| i.sha256.clone()),
             verified_by: match (sha256, signed_sums) {
                 (Some(_), _) => "the SHA-256 pinned in the profile".into(),
@@ -152,6 +193,7 @@ pub fn make_plan(
             include,
         } => BaseDescription {
             kind: "debootstrap",
+            mirrored: mirrored(mirror),
             source: format!(
                 "{suite} from {mirror} (variant {variant}{}; include {})",
                 if components.is_empty() {
@@ -176,6 +218,7 @@ pub fn make_plan(
         Base::Local { path } => BaseDescription {
             kind: "local",
             source: path.display().to_string(),
+            mirrored: None,
             sha256: id.as_ref().map(|i| i.sha256.clone()),
             verified_by: "nothing (a local input)".into(),
             cached: true,
@@ -209,7 +252,46 @@ pub fn make_plan(
         });
     }
 
+    // The base as a component: a tarball by URL and content hash; a debootstrap base by its
+    // repository (its id is a hash of parameters, not of content); a local one by path.
+    let mut fields = std::collections::BTreeMap::new();
+    if base.kind == "tarball" {
+        fields.insert(
+            "description",
+            format!("tarball; verified by {}", base.verified_by),
+        );
+        fields.insert("url", base.source.clone());
+        if let Some(h) = &base.sha256 {
+            fields.insert("sha256", h.clone());
+        }
+    } else {
+        fields.insert(
+            "description",
+            format!(
+                "{} {}; verified by {}",
+                base.kind, base.source, base.verified_by
+            ),
+        );
+    }
+    let mut components = vec![Component {
+        name: "base".into(),
+        overlay: String::new(),
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }];
+    for o in &profile.overlays {
+        components.extend(o.components(&profile.variables)?);
+    }
+
     let mut steps = Vec::new();
+    if let Inputs::Bundle(b) = inputs {
+        steps.push(format!(
+            "bundle {}: every file checked against bundle.json; no network",
+            b.dir().display()
+        ));
+    }
     let cached_note = if stage_cached {
         " [cached: skipped]"
     } else {
@@ -295,6 +377,15 @@ pub fn make_plan(
             base,
             overlays,
             variables: profile.variables.clone(),
+            components,
+            mirrors: opts.mirrors.repositories().to_vec(),
+            bundle: match inputs {
+                Inputs::Bundle(b) => Some(BundleDescription {
+                    dir: b.dir().to_path_buf(),
+                    sha256: b.sha256.clone(),
+                }),
+                _ => None,
+            },
             stage_key: key,
             stage_cached,
             steps,
@@ -314,6 +405,9 @@ impl std::fmt::Display for Plan {
             &self.profile_sha256[..16]
         )?;
         writeln!(f, "base: {} {}", self.base.kind, self.base.source)?;
+        if let Some(via) = &self.base.mirrored {
+            writeln!(f, "  downloaded from {via} (--mirror)")?;
+        }
         writeln!(
             f,
             "  sha256 {}; verified by {}",
@@ -344,6 +438,49 @@ impl std::fmt::Display for Plan {
         for (k, v) in &self.variables {
             writeln!(f, "  {k} = {v}")?;
         }
+        writeln!(f, "components:")?;
+        for c in &self.components {
+            let version = c
+                .get("version")
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
+            let from = if c.overlay.is_empty() {
+                "the profile's [base]".to_string()
+            } else {
+                format!("overlay {}", c.overlay)
+            };
+            writeln!(f, "  {}{version} ({from})", c.name)?;
+            for field in overlay::COMPONENT_FIELDS
+                .iter()
+                .filter(|k| **k != "version")
+            {
+                let label = match *field {
+                    "description" => String::new(),
+                    "key_url" => "key ".into(),
+                    other => format!("{} ", other.replace('_', " ")),
+                };
+                if let Some(v) = c.get(field) {
+                    writeln!(f, "    {label}{v}")?;
+                }
+            }
+        }
+        if !self.mirrors.is_empty() {
+            writeln!(f, "mirrors:")?;
+            for r in &self.mirrors {
+                match &r.mirror {
+                    Some(m) => writeln!(f, "  {:<20} {} -> {m}", r.name, r.prefix)?,
+                    None => writeln!(f, "  {:<20} {}", r.name, r.prefix)?,
+                }
+            }
+        }
+        if let Some(b) = &self.bundle {
+            writeln!(
+                f,
+                "bundle: {} (bundle.json sha256 {})",
+                b.dir.display(),
+                &b.sha256[..16]
+            )?;
+        }
         writeln!(f, "steps:")?;
         for (i, s) in self.steps.iter().enumerate() {
             writeln!(f, "  {:>2}. {s}", i + 1)?;
@@ -357,13 +494,28 @@ impl std::fmt::Display for Plan {
 }
 
 /// The build's own log (`logs/build.log`): each line also goes to stderr.
-struct BuildLog {
+pub(crate) struct BuildLog {
     file: std::fs::File,
     started: Instant,
 }
 
 impl BuildLog {
-    fn note(&mut self, msg: &str) {
+    /// Creates `logs/build.log`, emptying `logs` first.
+    pub(crate) fn create(logs: &Path) -> Result<BuildLog> {
+        if logs.exists() {
+            std::fs::remove_dir_all(logs)
+                .with_context(|| format!("clearing {}", logs.display()))?;
+        }
+        std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
+        let path = logs.join("build.log");
+        Ok(BuildLog {
+            file: std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?,
+            started: Instant::now(),
+        })
+    }
+
+    pub(crate) fn note(&mut self, msg: &str) {
         let line = format!("[{:>6.1}s] {msg}", self.started.elapsed().as_secs_f64());
         eprintln!("{line}");
         let _ = writeln!(self.file, "{line}");
@@ -388,6 +540,9 @@ struct BuildInfo<'a> {
     base: &'a BaseDescription,
     overlays: &'a [OverlayDescription],
     variables: &'a crate::overlay::Variables,
+    components: &'a [Component],
+    mirrors: &'a [Repository],
+    bundle: &'a Option<BundleDescription>,
     stage_key: &'a str,
     stage_cached: bool,
     late_files: Vec<serde_json::Value>,
@@ -416,25 +571,114 @@ fn dpkg_version_of(pkg: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// Runs a whole build.
+/// Base, overlays' files, provisioning (with inputs from `inputs`), modes and owners: the
+/// provisioned tree at `tree`. Shared by the build and `appliance fetch`. `(offline, refresh)`:
+/// use cached bases only; make a debootstrap base again even when cached.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn provision_tree(
+    profile: &Profile,
+    id: &BaseId,
+    tree: &Path,
+    cache: &Cache,
+    inputs: &Inputs,
+    (offline, refresh): (bool, bool),
+    logs: &Path,
+    log: &mut BuildLog,
+    timed: &mut dyn FnMut(&str, Instant),
+    reporter: &Reporter,
+) -> Result<()> {
+    let t = Instant::now();
+    log.note(&format!("base: {} {}", id.kind, id.source));
+    let materialize = MaterializeOptions {
+        offline,
+        refresh,
+        log: &logs.join("01-base.log"),
+        inputs,
+    };
+    base::materialize(&profile.base, id, tree, cache, &materialize, reporter)?;
+    timed("base", t);
+    let t = Instant::now();
+    for o in &profile.overlays {
+        let n = o.copy_files(tree, &profile.variables)?;
+        log.note(&format!("overlay {}: {n} file(s) copied", o.name));
+    }
+    let chroot = Chroot::prepare(tree, inputs)?;
+    for (i, o) in profile.overlays.iter().enumerate() {
+        let Some(script) = o.provision_script() else {
+            continue;
+        };
+        let log_path = logs.join(format!("{:02}-provision-{}.log", i + 2, o.name));
+        log.note(&format!(
+            "provision: overlay {} (log {})",
+            o.name,
+            log_path.display()
+        ));
+        let step = reporter.step(&format!("provisioning overlay {}", o.name));
+        let mut env = vec![
+            ("APPLIANCE_PROFILE".to_string(), profile.file.name.clone()),
+            ("APPLIANCE_OVERLAY".to_string(), o.name.clone()),
+        ];
+        for (k, v) in &profile.variables {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            env.push((format!("APPLIANCE_VAR_{}", k.to_ascii_uppercase()), v));
+        }
+        chroot.run_script(&o.name, &script, env, &log_path)?;
+        step.done();
+    }
+    chroot.restore()?;
+    for o in &profile.overlays {
+        o.apply_attrs(tree)?;
+    }
+    timed("overlays_and_provision", t);
+    Ok(())
+}
+
+/// Runs a whole build. A failure whose cause is an input (a download without an answer, an
+/// input missing from the bundle) is one line saying what to do about it.
 pub fn build(profile: &Profile, opts: &BuildOptions, reporter: &Reporter) -> Result<Built> {
+    let bundle = opts
+        .bundle
+        .as_deref()
+        .map(|dir| -> Result<Bundle> {
+            let b = Bundle::open(dir, reporter)?;
+            b.check_profile(&profile.file.name)?;
+            base::check_bundle_base(&profile.base, &b)?;
+            Ok(b)
+        })
+        .transpose()?;
+    let inputs = match &bundle {
+        Some(b) => Inputs::Bundle(b),
+        None => Inputs::Network(&opts.mirrors),
+    };
+    build_from(profile, opts, &inputs, reporter).map_err(|e| inputs::explain(e, &inputs))
+}
+
+fn build_from(
+    profile: &Profile,
+    opts: &BuildOptions,
+    inputs: &Inputs,
+    reporter: &Reporter,
+) -> Result<Built> {
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
     let logs = opts.out.join("logs");
-    if logs.exists() {
-        std::fs::remove_dir_all(&logs).with_context(|| format!("clearing {}", logs.display()))?;
-    }
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let mut log = BuildLog {
-        file: std::fs::File::create(logs.join("build.log"))?,
-        started,
-    };
+    let mut log = BuildLog::create(&logs)?;
     log.note(&format!(
         "building profile {} ({})",
         profile.file.name,
         profile.path.display()
     ));
+    if let Inputs::Bundle(b) = inputs {
+        log.note(&format!(
+            "inputs: bundle {} (bundle.json sha256 {}), all files checked",
+            b.dir().display(),
+            b.sha256
+        ));
+    }
     let mut seconds = serde_json::Map::new();
     let mut timed = |name: &str, since: Instant| {
         seconds.insert(
@@ -443,7 +687,7 @@ pub fn build(profile: &Profile, opts: &BuildOptions, reporter: &Reporter) -> Res
         );
     };
 
-    let (plan, id) = make_plan(profile, opts, true)?;
+    let (plan, id) = make_plan(profile, opts, inputs, true)?;
     let id = id.expect("identify with fetch = true names the base");
     let key = plan.stage_key.clone().expect("known once the base is");
     let late: Vec<LateSource> = profile
@@ -456,8 +700,8 @@ pub fn build(profile: &Profile, opts: &BuildOptions, reporter: &Reporter) -> Res
     let work = WorkDir::create(&opts.out, &profile.image_name)?;
     let tree = work.path().join("tree");
     let stage = stage_dir(&opts.cache, &key);
-    let t = Instant::now();
     if plan.stage_cached {
+        let t = Instant::now();
         log.note(&format!(
             "provisioned tree {} is cached: skipping base, overlays and provisioning",
             &key[..16]
@@ -467,55 +711,18 @@ pub fn build(profile: &Profile, opts: &BuildOptions, reporter: &Reporter) -> Res
         step.done();
         timed("copy_cached_tree", t);
     } else {
-        log.note(&format!("base: {} {}", id.kind, id.source));
-        base::materialize(
-            &profile.base,
+        provision_tree(
+            profile,
             &id,
             &tree,
             &opts.cache,
-            &MaterializeOptions {
-                offline: opts.offline,
-                refresh: opts.no_cache,
-                log: &logs.join("01-base.log"),
-            },
+            inputs,
+            (opts.offline, opts.no_cache),
+            &logs,
+            &mut log,
+            &mut timed,
             reporter,
         )?;
-        timed("base", t);
-        let t = Instant::now();
-        for o in &profile.overlays {
-            let n = o.copy_files(&tree, &profile.variables)?;
-            log.note(&format!("overlay {}: {n} file(s) copied", o.name));
-        }
-        let chroot = Chroot::prepare(&tree)?;
-        for (i, o) in profile.overlays.iter().enumerate() {
-            let Some(script) = o.provision_script() else {
-                continue;
-            };
-            let log_path = logs.join(format!("{:02}-provision-{}.log", i + 2, o.name));
-            log.note(&format!(
-                "provision: overlay {} (log {})",
-                o.name,
-                log_path.display()
-            ));
-            let step = reporter.step(&format!("provisioning overlay {}", o.name));
-            let mut env = provision::base_env();
-            env.push(("APPLIANCE_PROFILE".into(), profile.file.name.clone()));
-            env.push(("APPLIANCE_OVERLAY".into(), o.name.clone()));
-            for (k, v) in &profile.variables {
-                let v = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                env.push((format!("APPLIANCE_VAR_{}", k.to_ascii_uppercase()), v));
-            }
-            provision::run_script(&tree, &o.name, &script, env, &log_path)?;
-            step.done();
-        }
-        chroot.restore()?;
-        for o in &profile.overlays {
-            o.apply_attrs(&tree)?;
-        }
-        timed("overlays_and_provision", t);
         let t = Instant::now();
         save_stage(&tree, &opts.cache, &key, reporter)?;
         log.note(&format!("provisioned tree cached as {}", &key[..16]));
@@ -572,6 +779,9 @@ pub fn build(profile: &Profile, opts: &BuildOptions, reporter: &Reporter) -> Res
         base: &plan.base,
         overlays: &plan.overlays,
         variables: &plan.variables,
+        components: &plan.components,
+        mirrors: &plan.mirrors,
+        bundle: &plan.bundle,
         stage_key: &key,
         stage_cached: plan.stage_cached,
         late_files: late

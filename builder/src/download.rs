@@ -13,6 +13,7 @@
 //! and `NO_PROXY`), as ureq reads them: one proxy for both schemes.
 
 use crate::host;
+use crate::inputs::Unreachable;
 use crate::partial::PartialFile;
 use crate::progress::{Reporter, Step};
 use crate::size::human;
@@ -144,6 +145,12 @@ impl DownloadCache {
     /// A small file whose hash is not known in advance (SHA256SUMS, its signature): fetched
     /// fresh when online and stored by URL, so that `--offline` can reuse it.
     pub fn fetch_small(&self, url: &str, offline: bool) -> Result<PathBuf> {
+        self.fetch_small_via(url, url, offline)
+    }
+
+    /// [`DownloadCache::fetch_small`] of `url` downloaded from `from` (its mirror), stored
+    /// under `url`: another mirror, or none, finds it again.
+    pub fn fetch_small_via(&self, url: &str, from: &str, offline: bool) -> Result<PathBuf> {
         let dir = self.root.join("by-url");
         let dest = dir.join(hex::encode(Sha256::digest(url.as_bytes())));
         if offline {
@@ -156,8 +163,8 @@ impl DownloadCache {
             );
         }
         let data = self
-            .get_small(url)
-            .with_context(|| format!("downloading {url}"))?;
+            .get_small(from)
+            .with_context(|| format!("downloading {from}"))?;
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut out = PartialFile::create(&dest)?;
         out.file_mut()
@@ -184,7 +191,13 @@ impl DownloadCache {
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
         }
-        req.call().context("sending the request")
+        req.call().map_err(|e| match no_answer(url, &e) {
+            Some(reason) => anyhow::Error::new(Unreachable {
+                url: url.to_string(),
+                reason,
+            }),
+            None => anyhow::Error::new(e).context("sending the request"),
+        })
     }
 
     /// Downloads `url` into `part`, continuing what is there when `resume` is set; returns the
@@ -314,6 +327,30 @@ impl Progress {
             }
         }
     }
+}
+
+/// Why a request got no answer from the server at all, in a few words; `None` for other
+/// errors (a bad URL, a broken answer).
+fn no_answer(url: &str, e: &ureq::Error) -> Option<String> {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    Some(match e {
+        ureq::Error::HostNotFound => format!("cannot resolve {host}"),
+        // getaddrinfo's failure, which ureq passes on as an I/O error.
+        ureq::Error::Io(io) if io.to_string().contains("failed to lookup address") => {
+            format!("cannot resolve {host}")
+        }
+        ureq::Error::Io(io) => format!("cannot connect to {host}: {io}"),
+        ureq::Error::ConnectionFailed => format!("cannot connect to {host}"),
+        ureq::Error::Timeout(_) => format!("{host} did not answer in time"),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => format!("TLS with {host} failed: {e}"),
+        _ => return None,
+    })
 }
 
 fn http_error(status: ureq::http::StatusCode) -> String {

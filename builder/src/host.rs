@@ -13,6 +13,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("grub-mkimage", "grub-common"),
     ("qemu-img", "qemu-utils"),
     ("qemu-system-x86_64", "qemu-system-x86"),
+    ("apt-ftparchive", "apt-utils"),
 ];
 
 /// The package that provides `tool`, for the install hint.

@@ -5,7 +5,9 @@
 //!
 //! - [`build`]: a profile ([`profile`]) to images: the base ([`base`], [`download`]), overlays
 //!   ([`overlay`]), provisioning in a chroot ([`provision`]), [`scrub`] and audit, a cache of the
-//!   provisioned tree, then assembly, the package [`manifest`] and the build info.
+//!   provisioned tree, then assembly, the package [`manifest`] and the build info. Its inputs
+//!   come from the network through [`mirror`]s, or from a bundle ([`bundle`], made by
+//!   [`fetch`]); [`inputs`] says which, for the stages and the chroot.
 //! - [`tree`]: the root tree to put on the disk (a directory, or a tarball unpacked for the run),
 //!   and what it holds that assembly needs (kernels, GRUB platforms, shim).
 //! - [`assemble`]: a root tree to a partitioned, bootable raw disk ([`disk`], [`ext4`], [`fat`],
@@ -20,15 +22,19 @@
 pub mod assemble;
 pub mod base;
 pub mod build;
+pub mod bundle;
 pub mod disk;
 pub mod download;
 pub mod export;
 pub mod ext4;
 pub mod fat;
+pub mod fetch;
 pub mod grub;
 pub mod host;
 pub mod ids;
+pub mod inputs;
 pub mod manifest;
+pub mod mirror;
 pub mod overlay;
 pub mod partial;
 pub mod profile;

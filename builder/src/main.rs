@@ -27,12 +27,27 @@ enum Command {
     /// apt. Each step's output goes to OUT/logs/; a failing step shows its last lines and its
     /// log. Outputs appear only when complete: NAME.<format>, SHA256SUMS, NAME.manifest
     /// (packages and versions) and NAME.build.json (inputs, hashes, tool versions, timings).
+    ///
+    /// Inputs are downloaded (through --mirror NAME=URL where given) or, with --bundle DIR,
+    /// taken only from a bundle made by `appliance fetch`, with no network. Without a network
+    /// and neither, the build stops at its first download with one line saying so.
     Build(BuildArgs),
+    /// Download every external input of a build into a bundle, for builds without a network.
+    ///
+    /// Runs the build's provisioning in a scratch tree and keeps what it downloads: the base
+    /// (tarball with its signed SHA256SUMS, or debootstrap's .debs), every .deb apt installs
+    /// (as a flat apt repository), and every file and key the overlays' helpers fetch. Every
+    /// file is listed with its SHA-256 in DIR/bundle.json and DIR/SHA256SUMS. The bundle
+    /// appears only when complete; logs are in DIR.logs/. Then, on a machine without network:
+    /// `appliance build PROFILE --bundle DIR`.
+    Fetch(FetchArgs),
     /// Show everything a build would do, without doing any of it.
     ///
     /// Every resolved input (base URL or suite and mirror, checksums and how they are
-    /// verified), every overlay with its content hash, the variables, each step in order
-    /// (marked when the cache will skip it) and every output file.
+    /// verified), every overlay with its content hash, the variables, every external
+    /// component (version, URL, checksum or pinned key fingerprint), the repositories and
+    /// their mirrors, each step in order (marked when the cache will skip it) and every
+    /// output file.
     Plan(PlanArgs),
     /// List the profiles in a directory (default ./profiles) with their descriptions.
     Profiles(ProfilesArgs),
@@ -78,12 +93,21 @@ struct ProfileArgs {
     /// Rebuild the debootstrap base and the provisioned tree even when cached (and re-cache).
     #[arg(long)]
     no_cache: bool,
+    /// Download from URL instead of the repository NAME of the profile's [mirrors] (an apt
+    /// cache or a mirror: the URL prefix replaces the profile's); repeatable. The image keeps
+    /// its original apt sources.
+    #[arg(long = "mirror", value_name = "NAME=URL", value_parser = appliance::mirror::parse_mirror)]
+    mirrors: Vec<(String, String)>,
 }
 
 #[derive(Args)]
 struct BuildArgs {
     #[command(flatten)]
     profile: ProfileArgs,
+    /// Take every input from this bundle (made by `appliance fetch`), with no network: the
+    /// bundle is checked file by file first, and apt and the overlays' helpers read only it.
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
     /// Threads for compression (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -102,6 +126,25 @@ struct PlanArgs {
 }
 
 #[derive(Args)]
+struct FetchArgs {
+    /// The profile: a .toml file, or a name in ./profiles.
+    profile: String,
+    /// The bundle directory to make (it must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Set a variable the profile or an overlay declares (NAME=VALUE); repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::profile::parse_var)]
+    vars: Vec<(String, String)>,
+    /// Download from URL instead of the repository NAME of the profile's [mirrors];
+    /// repeatable. The bundle holds what the mirror served, under the original URLs.
+    #[arg(long = "mirror", value_name = "NAME=URL", value_parser = appliance::mirror::parse_mirror)]
+    mirrors: Vec<(String, String)>,
+    /// Print what was made as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct ProfilesArgs {
     /// Where to look.
     #[arg(long, value_name = "DIR", default_value = "profiles")]
@@ -111,9 +154,11 @@ struct ProfilesArgs {
 fn load_profile(
     a: &ProfileArgs,
     threads: Option<usize>,
+    bundle: Option<PathBuf>,
 ) -> Result<(appliance::profile::Profile, appliance::build::BuildOptions)> {
     let path = appliance::profile::locate(&a.profile);
     let profile = appliance::profile::Profile::load(&path, &a.vars)?;
+    let mirrors = appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?;
     let opts = appliance::build::BuildOptions {
         out: a
             .out
@@ -124,6 +169,8 @@ fn load_profile(
         cache: appliance::base::Cache::from_env(),
         threads: threads.unwrap_or_else(default_threads),
         source_date_epoch: source_date_epoch()?,
+        mirrors,
+        bundle,
     };
     Ok((profile, opts))
 }
@@ -135,7 +182,7 @@ fn default_threads() -> usize {
 }
 
 fn run_build(a: BuildArgs) -> Result<()> {
-    let (profile, opts) = load_profile(&a.profile, a.threads)?;
+    let (profile, opts) = load_profile(&a.profile, a.threads, a.bundle.clone())?;
     let built = appliance::build::build(&profile, &opts, &Reporter::new())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&built)?);
@@ -150,12 +197,31 @@ fn run_build(a: BuildArgs) -> Result<()> {
 }
 
 fn run_plan(a: PlanArgs) -> Result<()> {
-    let (profile, opts) = load_profile(&a.profile, None)?;
-    let (plan, _) = appliance::build::make_plan(&profile, &opts, false)?;
+    let (profile, opts) = load_profile(&a.profile, None, None)?;
+    let inputs = appliance::inputs::Inputs::Network(&opts.mirrors);
+    let (plan, _) = appliance::build::make_plan(&profile, &opts, &inputs, false)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
         print!("{plan}");
+    }
+    Ok(())
+}
+
+fn run_fetch(a: FetchArgs) -> Result<()> {
+    let path = appliance::profile::locate(&a.profile);
+    let profile = appliance::profile::Profile::load(&path, &a.vars)?;
+    let opts = appliance::fetch::FetchOptions {
+        to: a.to,
+        mirrors: appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?,
+        cache: appliance::base::Cache::from_env(),
+        source_date_epoch: source_date_epoch()?,
+    };
+    let fetched = appliance::fetch::fetch(&profile, &opts, &Reporter::new())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&fetched)?);
+    } else {
+        println!("{}", fetched.bundle.display());
     }
     Ok(())
 }
@@ -435,6 +501,7 @@ fn main() {
     }
     let result = match cli.command {
         Command::Build(a) => run_build(a),
+        Command::Fetch(a) => run_fetch(a),
         Command::Plan(a) => run_plan(a),
         Command::Profiles(a) => run_profiles(a),
         Command::Assemble(a) => run_assemble(a),

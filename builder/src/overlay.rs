@@ -46,6 +46,10 @@ pub struct OverlaySpec {
     /// Files put in after scrub, from outside the overlay (`source` is a template).
     #[serde(default)]
     pub late: BTreeMap<String, LateFile>,
+    /// The external components the overlay installs, for `plan` and the build info. (Left
+    /// out of the serialized spec when empty, which keeps content hashes as they were.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -66,6 +70,42 @@ pub struct LateFile {
     pub source: String,
     #[serde(flatten)]
     pub attrs: FileAttrs,
+}
+
+/// The fields a component may have (`[components.NAME]`), in the order `plan` shows them:
+/// what it is, its version, its apt packages, the file it is downloaded from (`url`) with its
+/// SHA-256 and detached signature, or the apt repository ("URI SUITE [COMPONENT...]") it is
+/// installed from, and the key that signs either (fetched from `key_url`, refused unless it has
+/// `key_fingerprint`).
+pub const COMPONENT_FIELDS: &[&str] = &[
+    "description",
+    "version",
+    "packages",
+    "url",
+    "sha256",
+    "signature",
+    "repository",
+    "key_url",
+    "key_fingerprint",
+];
+
+/// An external component an overlay installs (a package set, a tarball, an app): what it is
+/// and how the build pins it. `fields` are [`COMPONENT_FIELDS`], rendered from the variables;
+/// one that renders empty is left out. Declarative only: it does not change what provision.sh
+/// does, nor the provisioned tree's cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Component {
+    pub name: String,
+    /// Empty for the base, which the profile names.
+    pub overlay: String,
+    #[serde(flatten)]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Component {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).map(String::as_str)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +176,20 @@ impl Overlay {
         for p in &spec.secrets {
             check_tree_path(p).map_err(|e| at("secrets", e))?;
         }
+        for (c, fields) in &spec.components {
+            if let Some(k) = fields
+                .keys()
+                .find(|k| !COMPONENT_FIELDS.contains(&k.as_str()))
+            {
+                return Err(at(
+                    &format!("components.{c}.{k}"),
+                    anyhow!(
+                        "unknown key, expected one of {}",
+                        COMPONENT_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
         let provision = dir.join("provision.sh");
         if provision.exists() {
             let head = std::fs::read(&provision)
@@ -184,29 +238,7 @@ impl Overlay {
     /// Renders one template; errors name the overlay, the file and the line.
     fn render(&self, hb: &Handlebars, rel: &Path, text: &str, vars: &Variables) -> Result<String> {
         let where_ = format!("overlay '{}': files/{}", self.name, rel.display());
-        hb.render_template(text, vars).map_err(|e| {
-            let line = e.line_no.map(|l| format!(", line {l}")).unwrap_or_default();
-            match e.reason() {
-                handlebars::RenderErrorReason::MissingVariable(Some(v)) => {
-                    anyhow!("{where_}{line}: unknown variable `{v}`")
-                }
-                handlebars::RenderErrorReason::TemplateError(t) => {
-                    let line = t
-                        .pos()
-                        .map(|(l, _)| format!(", line {l}"))
-                        .unwrap_or_default();
-                    // pest's list of expected tokens helps nobody: keep the reason's first part.
-                    let reason = t.reason().to_string();
-                    let reason = reason
-                        .split(": expected")
-                        .next()
-                        .unwrap_or(&reason)
-                        .to_string();
-                    anyhow!("{where_}{line}: {reason}")
-                }
-                other => anyhow!("{where_}{line}: {other}"),
-            }
-        })
+        render_at(hb, &where_, text, vars)
     }
 
     /// Renders every template once (to nothing), so a bad template fails before any work.
@@ -250,12 +282,39 @@ impl Overlay {
         Ok(out)
     }
 
-    /// SHA-256 over what shapes the provisioned tree: overlay.toml without its late table,
-    /// files/ (names, types, modes, contents, link targets) and provision.sh.
+    /// The components of overlay.toml, rendered with the variables.
+    pub fn components(&self, vars: &Variables) -> Result<Vec<Component>> {
+        let hb = self.renderer();
+        let mut out = Vec::new();
+        for (name, templates) in &self.spec.components {
+            let mut fields = BTreeMap::new();
+            for (key, template) in templates {
+                let where_ = format!(
+                    "overlay '{}': overlay.toml: components.{name}.{key}",
+                    self.name
+                );
+                let text = render_at(&hb, &where_, template, vars)?;
+                if !text.trim().is_empty() {
+                    fields.insert(key.clone(), text.trim().to_string());
+                }
+            }
+            out.push(Component {
+                name: name.clone(),
+                overlay: self.name.clone(),
+                fields,
+            });
+        }
+        Ok(out)
+    }
+
+    /// SHA-256 over what shapes the provisioned tree: overlay.toml without its late and
+    /// components tables, files/ (names, types, modes, contents, link targets) and
+    /// provision.sh.
     pub fn content_hash(&self) -> Result<String> {
         let mut h = Sha256::new();
         let mut spec = self.spec.clone();
         spec.late.clear();
+        spec.components.clear();
         h.update(serde_json::to_vec(&spec)?);
         let mut feed = |tag: &str, rel: &Path, meta: &std::fs::Metadata, data: &[u8]| {
             h.update(format!(
@@ -341,6 +400,33 @@ impl Overlay {
         }
         Ok(())
     }
+}
+
+/// Renders `text`; an error says `where_` and the line.
+fn render_at(hb: &Handlebars, where_: &str, text: &str, vars: &Variables) -> Result<String> {
+    hb.render_template(text, vars).map_err(|e| {
+        let line = e.line_no.map(|l| format!(", line {l}")).unwrap_or_default();
+        match e.reason() {
+            handlebars::RenderErrorReason::MissingVariable(Some(v)) => {
+                anyhow!("{where_}{line}: unknown variable `{v}`")
+            }
+            handlebars::RenderErrorReason::TemplateError(t) => {
+                let line = t
+                    .pos()
+                    .map(|(l, _)| format!(", line {l}"))
+                    .unwrap_or_default();
+                // pest's list of expected tokens helps nobody: keep the reason's first part.
+                let reason = t.reason().to_string();
+                let reason = reason
+                    .split(": expected")
+                    .next()
+                    .unwrap_or(&reason)
+                    .to_string();
+                anyhow!("{where_}{line}: {reason}")
+            }
+            other => anyhow!("{where_}{line}: {other}"),
+        }
+    })
 }
 
 /// Installs late files into the tree.
@@ -534,6 +620,55 @@ mod tests {
         assert_ne!(h1, h0);
         std::fs::write(o.join("provision.sh"), "#!/bin/sh\n").unwrap();
         assert_ne!(h(d.path()), h1);
+    }
+
+    #[test]
+    fn components_render_and_do_not_change_the_content_hash() {
+        let d = tempfile::tempdir().unwrap();
+        overlay(d.path(), "c", "");
+        let h0 = Overlay::load(d.path(), "c")
+            .unwrap()
+            .content_hash()
+            .unwrap();
+        std::fs::write(
+            d.path().join("c/overlay.toml"),
+            "[components.node]\nversion = \"{{v}}\"\nurl = \"https://e.org/node-v{{v}}.tar.xz\"\nsha256 = \"{{sum}}\"\n",
+        )
+        .unwrap();
+        let ov = Overlay::load(d.path(), "c").unwrap();
+        assert_eq!(ov.content_hash().unwrap(), h0);
+        let got = ov
+            .components(&vars(&[("v", "14.21.3"), ("sum", "")]))
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (
+                got[0].name.as_str(),
+                got[0].overlay.as_str(),
+                got[0].get("version"),
+                got[0].get("url")
+            ),
+            (
+                "node",
+                "c",
+                Some("14.21.3"),
+                Some("https://e.org/node-v14.21.3.tar.xz")
+            )
+        );
+        // An empty pin is left out, not shown as "".
+        assert_eq!(got[0].get("sha256"), None);
+        let e = ov.components(&vars(&[("v", "1")])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "overlay 'c': overlay.toml: components.node.sha256, line 1: unknown variable `sum`"
+        );
+        std::fs::write(
+            d.path().join("c/overlay.toml"),
+            "[components.node]\nversoin = \"1\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Overlay::load(d.path(), "c").unwrap_err());
+        assert_eq!(e, "overlay 'c': overlay.toml: components.node.versoin: unknown key, expected one of description, version, packages, url, sha256, signature, repository, key_url, key_fingerprint");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct ProfileFile {
     pub overlays_dir: Option<PathBuf>,
     #[serde(default)]
     pub variables: BTreeMap<String, toml::Value>,
+    /// The repositories the build downloads from, by name: `NAME = "URL prefix"`, so that
+    /// `--mirror NAME=URL` can replace one (see [`crate::mirror`]).
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, String>,
     #[serde(default)]
     pub disk: DiskSpec,
     #[serde(default)]
@@ -109,6 +113,8 @@ pub struct Profile {
     pub base: Base,
     pub overlays: Vec<Overlay>,
     pub variables: Variables,
+    /// `[mirrors]`, checked, prefixes without trailing slashes.
+    pub mirrors: BTreeMap<String, String>,
     pub disk_size: Option<u64>,
     pub boot: BootModes,
     pub ext4_features: Option<FeatureSet>,
@@ -250,6 +256,14 @@ impl Profile {
             }
         })?;
 
+        let mut mirrors = BTreeMap::new();
+        for (name, prefix) in &file.mirrors {
+            let key = format!("mirrors.{name}");
+            crate::mirror::check_name(name).map_err(|e| at(&key, e))?;
+            let prefix = crate::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
+            mirrors.insert(name.clone(), prefix);
+        }
+
         let overlays_dir = dir.join(
             file.overlays_dir
                 .clone()
@@ -304,6 +318,7 @@ impl Profile {
         for o in &overlays {
             o.check_templates(&variables)?;
             o.late_sources(&variables)?;
+            o.components(&variables)?;
         }
 
         let disk_size = file
@@ -357,6 +372,7 @@ impl Profile {
             base,
             overlays,
             variables,
+            mirrors,
             disk_size,
             boot,
             ext4_features,
@@ -554,6 +570,13 @@ formats = ["qcow2", "raw"]
         assert!(p.boot.bios && !p.boot.uefi);
         assert_eq!(p.formats, vec![Format::Raw, Format::Qcow2]);
         assert_eq!(p.image_name, "demo");
+        assert!(p.mirrors.is_empty());
+        let with_mirror = GOOD.replace(
+            "[disk]\n",
+            "[mirrors]\ndebian = \"http://deb.debian.org/debian/\"\n[disk]\n",
+        );
+        let p = load_with(d.path(), &with_mirror, &[]).unwrap();
+        assert_eq!(p.mirrors["debian"], "http://deb.debian.org/debian");
     }
 
     #[test]
@@ -573,6 +596,9 @@ formats = ["qcow2", "raw"]
             ("port = 3000", "port = [1]", "profile D/profiles/p.toml: variables.port: must be a string, an integer or a boolean"),
             ("port = 3000", "Port = 1", "profile D/profiles/p.toml: variables.Port: variable name 'Port' must be lowercase"),
             ("name = \"demo\"\n", "", "profile D/profiles/p.toml, line 1: missing key `name`"),
+            ("[disk]\n", "[mirrors]\nDebian = \"http://x\"\n[disk]\n", "profile D/profiles/p.toml: mirrors.Debian: 'Debian' is not a repository name (lowercase letters, digits and '-')"),
+            ("[disk]\n", "[mirrors]\ndebian = \"ftp://x\"\n[disk]\n", "profile D/profiles/p.toml: mirrors.debian: 'ftp://x' is not an http:// or https:// URL"),
+            ("[disk]\n", "[mirrors]\ndebian = 1\n[disk]\n", "profile D/profiles/p.toml, line 14: mirrors.debian: invalid type: integer `1`, expected a string"),
         ];
         let mut wrong = Vec::new();
         for (from, to, want) in cases {

@@ -10,10 +10,28 @@
 //!
 //! Each step writes its output to its own log file. A failing step prints the log's last lines
 //! and its path, and the error names the step.
+//!
+//! Where the inputs come from ([`Inputs`]) adds to that, for the provisioning steps only:
+//! - with `--mirror`: the rules in `/run/appliance-build/mirrors` (`APPLIANCE_MIRRORS`),
+//!   `appliance-mirror` (rewrites a URL; writes the tree's apt sources rewritten into
+//!   `/run/appliance-build/apt`), and `apt-get`/`apt` wrappers first on PATH that make apt read
+//!   those rewritten sources (`-o Dir::Etc::SourceList=...`). The tree's own sources are never
+//!   changed, so the image ships them as they are. (apt has no URL rewriting of its own, and
+//!   its `APT::Update::Pre-Invoke` hook runs after the sources are read, too late to rewrite
+//!   the ones a step has just added.)
+//! - `appliance fetch`: the bundle being made bound read-write at `/run/appliance-fetch`
+//!   (`APPLIANCE_FETCH`), and an apt `DPkg::Pre-Install-Pkgs` hook that copies every .deb apt
+//!   installs there (whatever the script does to apt's cache afterwards).
+//! - a bundle: bound read-only at `/run/appliance-bundle` (`APPLIANCE_BUNDLE`); apt's
+//!   `Dir::Etc::SourceList`/`SourceParts` point at a list with only the bundle's repository.
+//!
+//! All of it is in `/run/appliance-build` and one apt.conf.d file, removed by
+//! [`Chroot::restore`].
 
+use crate::inputs::{Inputs, BUNDLE_IN_CHROOT, FETCH_IN_CHROOT};
 use crate::partial;
 use crate::rootpath;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +43,20 @@ Dpkg::Options { \"--force-confdef\"; \"--force-confold\"; };\n\
 APT::Get::Assume-Yes \"true\";\n\
 Dpkg::Use-Pty \"0\";\n";
 const SAVED: &str = ".appliance-build-saved";
+/// The builder's own files in the tree while provisioning.
+const BUILD_DIR: &str = "run/appliance-build";
+const MIRROR_TOOL: &str = include_str!("chroot/appliance-mirror");
+const APT_MIRRORED: &str = include_str!("chroot/apt-mirrored");
+const SAVE_DEBS: &str = include_str!("chroot/save-debs");
+
+/// A directory of the host bound into a step's chroot.
+#[derive(Clone, Debug)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Relative to the tree's root; made by [`Chroot::prepare`].
+    pub target: PathBuf,
+    pub read_only: bool,
+}
 
 /// The chroot's temporary files, put in place by [`Chroot::prepare`] and taken out by
 /// [`Chroot::restore`] (or on drop).
@@ -32,14 +64,22 @@ pub struct Chroot {
     root: PathBuf,
     /// (path in the tree, whether an original was saved beside it)
     placed: Vec<(PathBuf, bool)>,
+    /// Directories made in the tree, removed on restore.
+    made: Vec<PathBuf>,
+    binds: Vec<Bind>,
+    env: Vec<(String, String)>,
     restored: bool,
 }
 
 impl Chroot {
-    pub fn prepare(root: &Path) -> Result<Chroot> {
+    /// Puts the chroot's files in place for provisioning with inputs from `inputs`.
+    pub fn prepare(root: &Path, inputs: &Inputs) -> Result<Chroot> {
         let mut c = Chroot {
             root: root.to_path_buf(),
             placed: Vec::new(),
+            made: Vec::new(),
+            binds: Vec::new(),
+            env: Vec::new(),
             restored: false,
         };
         for d in ["proc", "sys", "dev", "dev/pts", "run", "tmp"] {
@@ -52,14 +92,108 @@ impl Chroot {
         let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
         c.place("usr/sbin/policy-rc.d", POLICY_RC_D.as_bytes(), 0o755)?;
         c.place("etc/resolv.conf", &resolv, 0o644)?;
+        c.make_dir(BUILD_DIR)?;
+        let mut apt_conf = APT_CONF.to_string();
+        if let Some(m) = inputs.mirrors().filter(|m| !m.is_empty()) {
+            c.make_dir(&format!("{BUILD_DIR}/bin"))?;
+            c.place(
+                &format!("{BUILD_DIR}/mirrors"),
+                m.rules_text().as_bytes(),
+                0o644,
+            )?;
+            c.place(
+                &format!("{BUILD_DIR}/bin/appliance-mirror"),
+                MIRROR_TOOL.as_bytes(),
+                0o755,
+            )?;
+            for tool in ["apt-get", "apt"] {
+                c.place(
+                    &format!("{BUILD_DIR}/bin/{tool}"),
+                    APT_MIRRORED.as_bytes(),
+                    0o755,
+                )?;
+            }
+            c.env
+                .push(("APPLIANCE_MIRRORS".into(), format!("/{BUILD_DIR}/mirrors")));
+            c.env
+                .push(("PATH".into(), format!("/{BUILD_DIR}/bin:{PATH}")));
+        }
+        match inputs {
+            Inputs::Network(_) => {}
+            Inputs::Fetch { staging, .. } => {
+                c.make_dir(FETCH_IN_CHROOT)?;
+                c.binds.push(Bind {
+                    source: staging.to_path_buf(),
+                    target: FETCH_IN_CHROOT.into(),
+                    read_only: false,
+                });
+                c.place(
+                    &format!("{BUILD_DIR}/save-debs"),
+                    SAVE_DEBS.as_bytes(),
+                    0o755,
+                )?;
+                apt_conf.push_str(&format!(
+                    "DPkg::Pre-Install-Pkgs {{ \"/{BUILD_DIR}/save-debs\"; }};\n"
+                ));
+                c.env
+                    .push(("APPLIANCE_FETCH".into(), format!("/{FETCH_IN_CHROOT}")));
+            }
+            Inputs::Bundle(bundle) => {
+                c.make_dir(BUNDLE_IN_CHROOT)?;
+                c.binds.push(Bind {
+                    source: bundle.dir().to_path_buf(),
+                    target: BUNDLE_IN_CHROOT.into(),
+                    read_only: true,
+                });
+                let list = format!(
+                    "# The appliance builder: only the bundle's packages while provisioning.\n\
+                     deb [trusted=yes] file:/{BUNDLE_IN_CHROOT}/{} ./\n",
+                    crate::bundle::APT
+                );
+                c.make_dir(&format!("{BUILD_DIR}/apt"))?;
+                c.make_dir(&format!("{BUILD_DIR}/apt/sources.list.d"))?;
+                c.place(
+                    &format!("{BUILD_DIR}/apt/sources.list"),
+                    list.as_bytes(),
+                    0o644,
+                )?;
+                apt_conf.push_str(&format!(
+                    "Dir::Etc::SourceList \"/{BUILD_DIR}/apt/sources.list\";\n\
+                     Dir::Etc::SourceParts \"/{BUILD_DIR}/apt/sources.list.d\";\n\
+                     Acquire::Languages \"none\";\n"
+                ));
+                c.env
+                    .push(("APPLIANCE_BUNDLE".into(), format!("/{BUNDLE_IN_CHROOT}")));
+            }
+        }
         if rootpath::resolve(root, Path::new("etc/apt/apt.conf.d"))?.is_dir() {
             c.place(
                 "etc/apt/apt.conf.d/00appliance-build",
-                APT_CONF.as_bytes(),
+                apt_conf.as_bytes(),
                 0o644,
             )?;
         }
         Ok(c)
+    }
+
+    /// Makes a directory in the tree (with its parents), to be removed on restore.
+    fn make_dir(&mut self, rel: &str) -> Result<()> {
+        let p = rootpath::resolve(&self.root, Path::new(rel))?;
+        if !p.is_dir() {
+            std::fs::create_dir_all(&p).with_context(|| format!("creating /{rel} in the tree"))?;
+            self.made.push(p);
+        }
+        Ok(())
+    }
+
+    /// The environment of a provisioning step: [`base_env`] with what the inputs add.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = base_env();
+        for (k, v) in &self.env {
+            env.retain(|(e, _)| e != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env
     }
 
     /// Writes `data` at `rel`, moving whatever was there (file or symlink) aside.
@@ -94,6 +228,13 @@ impl Chroot {
                     .with_context(|| format!("restoring {}", p.display()))?;
             }
         }
+        // What steps left in the builder's directories (the mirrored sources) goes with them;
+        // never below a mount (the binds are the steps' own, gone with them).
+        for d in self.made.drain(..).rev() {
+            if partial::mounts_below(&d).is_empty() {
+                let _ = std::fs::remove_dir_all(&d);
+            }
+        }
         Ok(())
     }
 }
@@ -110,13 +251,12 @@ fn saved_name(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The environment a provisioning step sees: nothing of the host's but a proxy.
 pub fn base_env() -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        ),
+        ("PATH", PATH),
         ("HOME", "/root"),
         ("LANG", "C.UTF-8"),
         ("LC_ALL", "C.UTF-8"),
@@ -151,7 +291,19 @@ pub struct Step<'a> {
     pub env: Vec<(String, String)>,
     /// Run inside this tree (chroot with /proc, /sys, /dev, /dev/pts).
     pub chroot: Option<&'a Path>,
+    /// Bound into the chroot for this step.
+    pub binds: &'a [Bind],
     pub log: &'a Path,
+}
+
+/// A step that ran and failed; its log says why (the caller may read it: see
+/// [`crate::inputs::explain`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} failed ({status}); the lines above end its log {}", log.display())]
+pub struct StepFailed {
+    pub what: String,
+    pub status: std::process::ExitStatus,
+    pub log: PathBuf,
 }
 
 fn cstr(p: &Path) -> Result<CString> {
@@ -166,6 +318,8 @@ struct Mounts {
     proc_sys: CString,
     sys: CString,
     dev: CString,
+    /// (source, target, read-only)
+    binds: Vec<(CString, CString, bool)>,
 }
 
 fn io_check(rc: libc::c_int) -> std::io::Result<()> {
@@ -176,20 +330,38 @@ fn io_check(rc: libc::c_int) -> std::io::Result<()> {
     }
 }
 
+/// mount(2) without a file system type or data: binds, remounts, propagation changes.
+///
+/// # Safety
+/// `source` is null or a NUL-terminated string.
+unsafe fn remount(
+    source: *const libc::c_char,
+    target: *const libc::c_char,
+    flags: libc::c_ulong,
+) -> std::io::Result<()> {
+    // SAFETY: as the caller promises; `target` comes from a CStr or CString.
+    io_check(unsafe { libc::mount(source, target, std::ptr::null(), flags, std::ptr::null()) })
+}
+
 /// In the child, between fork and exec: own process group, private mount namespace, and the
 /// chroot with its mounts. Only async-signal-safe calls.
 fn enter(m: Option<&Mounts>) -> std::io::Result<()> {
+    use libc::{MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT};
+    let read_only = |dir: &CString| {
+        // SAFETY: a null source and a C string.
+        unsafe {
+            remount(
+                std::ptr::null(),
+                dir.as_ptr(),
+                MS_REMOUNT | MS_BIND | MS_RDONLY,
+            )
+        }
+    };
     // SAFETY: plain system calls on C strings prepared before the fork.
     unsafe {
         io_check(libc::setpgid(0, 0))?;
         io_check(libc::unshare(libc::CLONE_NEWNS))?;
-        io_check(libc::mount(
-            c"none".as_ptr(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
+        remount(c"none".as_ptr(), c"/".as_ptr(), MS_REC | MS_PRIVATE)?;
         if let Some(m) = m {
             io_check(libc::mount(
                 c"proc".as_ptr(),
@@ -198,35 +370,19 @@ fn enter(m: Option<&Mounts>) -> std::io::Result<()> {
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 std::ptr::null(),
             ))?;
-            for (src, dst) in [(c"/sys", &m.sys), (c"/dev", &m.dev)] {
-                // Recursive: /dev/pts, /dev/shm and /dev/mqueue come along.
-                io_check(libc::mount(
-                    src.as_ptr(),
-                    dst.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                ))?;
-            }
+            // Recursive: /dev/pts, /dev/shm and /dev/mqueue come along.
+            remount(c"/sys".as_ptr(), m.sys.as_ptr(), MS_BIND | MS_REC)?;
+            remount(c"/dev".as_ptr(), m.dev.as_ptr(), MS_BIND | MS_REC)?;
             // The kernel is the host's: a postinst's `sysctl --system` or `udevadm trigger`
             // must not reach it, so /proc/sys and /sys are read-only.
-            for dir in [&m.proc_sys, &m.sys] {
-                if dir == &m.proc_sys {
-                    io_check(libc::mount(
-                        dir.as_ptr(),
-                        dir.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    ))?;
+            remount(m.proc_sys.as_ptr(), m.proc_sys.as_ptr(), MS_BIND)?;
+            read_only(&m.proc_sys)?;
+            read_only(&m.sys)?;
+            for (src, dst, ro) in &m.binds {
+                remount(src.as_ptr(), dst.as_ptr(), MS_BIND | MS_REC)?;
+                if *ro {
+                    read_only(dst)?;
                 }
-                io_check(libc::mount(
-                    std::ptr::null(),
-                    dir.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-                    std::ptr::null(),
-                ))?;
             }
             io_check(libc::chroot(m.root.as_ptr()))?;
             io_check(libc::chdir(c"/".as_ptr()))?;
@@ -245,12 +401,22 @@ pub fn run(step: &Step) -> Result<()> {
             let root = root
                 .canonicalize()
                 .with_context(|| format!("finding {}", root.display()))?;
+            let mut binds = Vec::new();
+            for b in step.binds {
+                let source = b
+                    .source
+                    .canonicalize()
+                    .with_context(|| format!("finding {}", b.source.display()))?;
+                let target = rootpath::resolve(&root, &b.target)?;
+                binds.push((cstr(&source)?, cstr(&target)?, b.read_only));
+            }
             Some(Mounts {
                 proc_: cstr(&root.join("proc"))?,
                 proc_sys: cstr(&root.join("proc/sys"))?,
                 sys: cstr(&root.join("sys"))?,
                 dev: cstr(&root.join("dev"))?,
                 root: cstr(&root)?,
+                binds,
             })
         }
         None => None,
@@ -286,40 +452,46 @@ pub fn run(step: &Step) -> Result<()> {
         for l in &lines[lines.len().saturating_sub(15)..] {
             eprintln!("  | {l}");
         }
-        bail!(
-            "{} failed ({status}); the lines above end its log {}",
-            step.what,
-            step.log.display()
-        );
+        return Err(StepFailed {
+            what: step.what.clone(),
+            status,
+            log: step.log.to_path_buf(),
+        }
+        .into());
     }
     Ok(())
 }
 
-/// Runs an overlay's provision.sh in the tree (prepared with [`Chroot::prepare`]).
-pub fn run_script(
-    tree: &Path,
-    overlay: &str,
-    script: &Path,
-    env: Vec<(String, String)>,
-    log: &Path,
-) -> Result<()> {
-    let dir = rootpath::resolve(tree, Path::new("run/appliance-build"))?;
-    std::fs::create_dir_all(&dir).context("creating /run/appliance-build in the tree")?;
-    let inside = format!("/run/appliance-build/{overlay}.sh");
-    let copy = dir.join(format!("{overlay}.sh"));
-    std::fs::copy(script, &copy).with_context(|| format!("copying {}", script.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
-    let result = run(&Step {
-        what: format!("provision.sh of overlay '{overlay}'"),
-        program: &inside,
-        args: Vec::new(),
-        env,
-        chroot: Some(tree),
-        log,
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+impl Chroot {
+    /// Runs an overlay's provision.sh in the tree; `env` comes on top of [`Chroot::env`].
+    pub fn run_script(
+        &self,
+        overlay: &str,
+        script: &Path,
+        env: Vec<(String, String)>,
+        log: &Path,
+    ) -> Result<()> {
+        let dir = rootpath::resolve(&self.root, Path::new(BUILD_DIR))?;
+        std::fs::create_dir_all(&dir).context("creating /run/appliance-build in the tree")?;
+        let inside = format!("/{BUILD_DIR}/{overlay}.sh");
+        let copy = dir.join(format!("{overlay}.sh"));
+        std::fs::copy(script, &copy).with_context(|| format!("copying {}", script.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+        let mut all = self.env();
+        all.extend(env);
+        let result = run(&Step {
+            what: format!("provision.sh of overlay '{overlay}'"),
+            program: &inside,
+            args: Vec::new(),
+            env: all,
+            chroot: Some(&self.root),
+            binds: &self.binds,
+            log,
+        });
+        let _ = std::fs::remove_file(&copy);
+        result
+    }
 }
 
 #[cfg(test)]
@@ -337,7 +509,8 @@ mod tests {
             r.join("etc/resolv.conf"),
         )
         .unwrap();
-        let c = Chroot::prepare(r).unwrap();
+        let mirrors = crate::mirror::Mirrors::default();
+        let c = Chroot::prepare(r, &Inputs::Network(&mirrors)).unwrap();
         assert_eq!(
             std::fs::read_to_string(r.join("usr/sbin/policy-rc.d")).unwrap(),
             POLICY_RC_D
@@ -375,6 +548,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             env: base_env(),
             chroot: None,
+            binds: &[],
             log: &log,
         };
         run(&step("echo hello; echo $DEBIAN_FRONTEND")).unwrap();
@@ -401,5 +575,184 @@ mod tests {
         .unwrap();
         assert!(partial::mounts_below(&m).is_empty());
         assert!(!m.join("x").exists());
+    }
+
+    fn mirrors() -> crate::mirror::Mirrors {
+        let profile = [
+            ("debian", "http://deb.debian.org/debian"),
+            ("debian-security", "http://deb.debian.org/debian-security"),
+            ("github", "https://github.com"),
+            ("apps", "https://github.com/RocketChat"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let over = [
+            ("debian", "http://127.0.0.1:3142/deb.debian.org/debian"),
+            ("github", "https://gh.example"),
+            ("apps", "https://apps.example/rc"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<Vec<_>>();
+        crate::mirror::Mirrors::new(&profile, &over).unwrap()
+    }
+
+    #[test]
+    fn the_chroot_mirror_tool_rewrites_as_the_builder_does() {
+        let d = tempfile::tempdir().unwrap();
+        let m = mirrors();
+        let rules = d.path().join("mirrors");
+        std::fs::write(&rules, m.rules_text()).unwrap();
+        let tool = d.path().join("appliance-mirror");
+        std::fs::write(&tool, MIRROR_TOOL).unwrap();
+        for url in [
+            "http://deb.debian.org/debian/dists/bookworm/InRelease",
+            "http://deb.debian.org/debian",
+            "http://deb.debian.org/debian-security/dists/x",
+            "https://github.com/a/b?c=d",
+            "https://github.com/RocketChat/Apps.Jitsi/x.zip",
+            "https://github.company.example/x",
+            "https://example.org/",
+        ] {
+            let out = Command::new("sh")
+                .arg(&tool)
+                .args(["url", url])
+                .env("APPLIANCE_MIRRORS", &rules)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{}\n", m.apply(url)),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_kind_of_inputs_sets_up_the_chroot_and_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("tree");
+        std::fs::create_dir_all(r.join("etc/apt/apt.conf.d")).unwrap();
+        std::fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        let before = |r: &Path| {
+            let mut v: Vec<_> = walkdir::WalkDir::new(r)
+                .into_iter()
+                .map(|e| e.unwrap().path().to_path_buf())
+                .collect();
+            v.sort();
+            v
+        };
+        let conf = r.join("etc/apt/apt.conf.d/00appliance-build");
+
+        let m = mirrors();
+        let c = Chroot::prepare(&r, &Inputs::Network(&m)).unwrap();
+        assert!(r.join("run/appliance-build/bin/apt-get").is_file());
+        assert_eq!(
+            std::fs::read_to_string(r.join("run/appliance-build/mirrors")).unwrap(),
+            m.rules_text()
+        );
+        let env = c.env();
+        let path = env.iter().find(|(k, _)| k == "PATH").unwrap();
+        assert!(
+            path.1
+                .starts_with("/run/appliance-build/bin:/usr/local/sbin:"),
+            "{path:?}"
+        );
+        assert!(env
+            .iter()
+            .any(|(k, v)| k == "APPLIANCE_MIRRORS" && v == "/run/appliance-build/mirrors"));
+        assert!(c.binds.is_empty());
+        c.restore().unwrap();
+        assert!(!r.join("run/appliance-build").exists());
+
+        let staging = d.path().join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let c = Chroot::prepare(
+            &r,
+            &Inputs::Fetch {
+                mirrors: &crate::mirror::Mirrors::default(),
+                staging: &staging,
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(
+            text.contains("DPkg::Pre-Install-Pkgs { \"/run/appliance-build/save-debs\"; };"),
+            "{text}"
+        );
+        assert!(!text.contains("Dir::Etc"), "{text}");
+        assert!(
+            !r.join("run/appliance-build/bin").exists(),
+            "no mirrors, no wrappers"
+        );
+        assert!(c
+            .env()
+            .iter()
+            .any(|(k, v)| k == "APPLIANCE_FETCH" && v == "/run/appliance-fetch"));
+        assert_eq!(c.binds.len(), 1);
+        assert!(!c.binds[0].read_only && r.join("run/appliance-fetch").is_dir());
+        c.restore().unwrap();
+
+        let made = d.path().join("made");
+        std::fs::create_dir_all(made.join("apt")).unwrap();
+        crate::bundle::seal(
+            &made,
+            &d.path().join("bundle"),
+            "p",
+            &"0".repeat(64),
+            &Default::default(),
+            Default::default(),
+            0,
+        )
+        .unwrap();
+        let bundle = crate::bundle::Bundle::open(
+            &d.path().join("bundle"),
+            &crate::progress::Reporter::new(),
+        )
+        .unwrap();
+        let c = Chroot::prepare(&r, &Inputs::Bundle(&bundle)).unwrap();
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(
+            text.contains("Dir::Etc::SourceList \"/run/appliance-build/apt/sources.list\";"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("run/appliance-build/apt/sources.list")).unwrap(),
+            "# The appliance builder: only the bundle's packages while provisioning.\ndeb [trusted=yes] file:/run/appliance-bundle/apt ./\n"
+        );
+        assert!(c.binds[0].read_only);
+        assert!(c
+            .env()
+            .iter()
+            .any(|(k, v)| k == "APPLIANCE_BUNDLE" && v == "/run/appliance-bundle"));
+        c.restore().unwrap();
+        // Only what the tree had (and the directories a chroot needs) is left.
+        let left: Vec<String> = before(&r)
+            .iter()
+            .map(|p| p.strip_prefix(&r).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "",
+                "dev",
+                "dev/pts",
+                "etc",
+                "etc/apt",
+                "etc/apt/apt.conf.d",
+                "proc",
+                "run",
+                "sys",
+                "tmp",
+                "usr",
+                "usr/sbin"
+            ]
+        );
     }
 }

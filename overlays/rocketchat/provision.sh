@@ -79,9 +79,31 @@ if [ -f "$work/bundle/.node_version.txt" ]; then
 	}
 fi
 # --unsafe-perm: npm 6 runs as root here and would otherwise run the install scripts of
-# native modules as nobody, who cannot write in the tree.
+# native modules as nobody, who cannot write in the tree. nodedir: node-gyp takes Node's
+# headers from the tarball instead of downloading them.
+# The npm registry is an input like the others: `appliance fetch` keeps npm's cache in the
+# bundle (overlays/rocketchat/npm-cache), a build from the bundle installs from it with
+# --offline, and --mirror npm=URL is the registry to use.
+npm_cache=$work/npm-cache
+npm_offline=
+if [ -n "${APPLIANCE_FETCH:-}" ]; then
+	npm_cache=$APPLIANCE_FETCH/overlays/rocketchat/npm-cache
+elif [ -n "${APPLIANCE_BUNDLE:-}" ]; then
+	[ -d "$APPLIANCE_BUNDLE/overlays/rocketchat/npm-cache" ] || {
+		echo "appliance: missing input: npm packages of Rocket.Chat's server (overlays/rocketchat/npm-cache)" >&2
+		exit 1
+	}
+	cp -R "$APPLIANCE_BUNDLE/overlays/rocketchat/npm-cache" "$npm_cache"
+	npm_offline=--offline
+fi
+npm_registry=https://registry.npmjs.org/
+if [ -n "${APPLIANCE_MIRRORS:-}" ]; then
+	npm_registry=$(appliance-mirror url "$npm_registry")
+fi
 (cd "$work/bundle/programs/server" &&
-	PATH="/usr/local/bin:$PATH" HOME="$work/home" npm_config_cache="$work/npm-cache" npm install --production --unsafe-perm=true --no-audit --no-fund)
+	PATH="/usr/local/bin:$PATH" HOME="$work/home" npm_config_cache="$npm_cache" \
+		npm_config_registry="$npm_registry" npm_config_nodedir="$node_dir" \
+		npm install --production --unsafe-perm=true --no-audit --no-fund $npm_offline)
 rm -rf /opt/Rocket.Chat
 mv "$work/bundle" /opt/Rocket.Chat
 printf '%s\n' "$rc_version" >/opt/Rocket.Chat/.appliance-version
