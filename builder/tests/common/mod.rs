@@ -194,3 +194,89 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A Python HTTP server on 127.0.0.1 (a `python3` command line whose first line of output
+/// has the port as its last number, as `http.server` prints it), stopped on drop.
+pub struct PythonServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl PythonServer {
+    pub fn start(args: &[&str], dir: &Path) -> PythonServer {
+        let mut child = Command::new("python3")
+            .arg("-u")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting python3 {args:?}: {e}"));
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // http.server: "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        let port = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .filter_map(|w| w.parse::<u16>().ok())
+            .find(|p| *p > 1024)
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        PythonServer { child, port }
+    }
+
+    /// Serves the files in `dir` (Python's http.server).
+    pub fn files(dir: &Path) -> PythonServer {
+        PythonServer::start(&["-m", "http.server", "--bind", "127.0.0.1", "0"], dir)
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads files of an image's root file system (partition 1) with debugfs, from a raw copy
+/// of the image made by qemu-img (removed on drop).
+pub struct ImageReader {
+    raw: PathBuf,
+    offset: u64,
+}
+
+impl ImageReader {
+    pub fn open(qcow2: &Path) -> ImageReader {
+        let raw = qcow2.with_extension("test.raw");
+        run_ok(
+            tool("qemu-img")
+                .args(["convert", "-O", "raw"])
+                .arg(qcow2)
+                .arg(&raw),
+        );
+        let offset = partition_offset(&raw, 1);
+        ImageReader { raw, offset }
+    }
+
+    pub fn debugfs(&self, request: &str) -> String {
+        stdout(&run_ok(
+            tool("debugfs").arg("-R").arg(request).arg(format!(
+                "{}?offset={}",
+                self.raw.display(),
+                self.offset
+            )),
+        ))
+    }
+
+    pub fn cat(&self, path: &str) -> String {
+        self.debugfs(&format!("cat {path}"))
+    }
+}
+
+impl Drop for ImageReader {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.raw);
+    }
+}
