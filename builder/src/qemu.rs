@@ -206,13 +206,24 @@ impl Vm {
     /// Waits until a line containing `needle` appears in `serial` and returns it; `None` when
     /// QEMU exits or `limit` passes first.
     pub fn wait_for(&mut self, serial: &Path, needle: &str, limit: Duration) -> Option<String> {
+        self.wait_for_line(serial, limit, |l| l.contains(needle))
+    }
+
+    /// Waits until a line of `serial` matches `wanted` and returns it; `None` when QEMU exits
+    /// or `limit` passes first.
+    pub fn wait_for_line(
+        &mut self,
+        serial: &Path,
+        limit: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(line) = find_line(serial, needle) {
+            if let Some(line) = find_line(serial, &wanted) {
                 return Some(line);
             }
             if let Ok(Some(_)) = self.child.try_wait() {
-                return find_line(serial, needle);
+                return find_line(serial, &wanted);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -228,12 +239,13 @@ impl Drop for Vm {
     }
 }
 
-fn find_line(serial: &Path, needle: &str) -> Option<String> {
+fn find_line(serial: &Path, wanted: &impl Fn(&str) -> bool) -> Option<String> {
     let text = std::fs::read(serial).ok()?;
     String::from_utf8_lossy(&text)
         .lines()
-        .find(|l| l.contains(needle))
-        .map(|l| l.trim_end_matches('\r').to_string())
+        .map(|l| l.trim_end_matches('\r'))
+        .find(|l| wanted(l))
+        .map(str::to_string)
 }
 
 /// The last `n` lines of a serial log, for error messages.

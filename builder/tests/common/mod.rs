@@ -180,6 +180,22 @@ impl TestVm {
             })
     }
 
+    /// The first serial line containing any of `needles`, waiting as [`TestVm::wait_for`]
+    /// does.
+    pub fn wait_for_any(&mut self, needles: &[&str]) -> String {
+        let limit = Duration::from_secs(420);
+        self.vm
+            .wait_for_line(&self.serial, limit, |l| {
+                needles.iter().any(|n| l.contains(n))
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "none of {needles:?} on the serial console within {limit:?}; last lines:\n{}",
+                    qemu::tail(&self.serial, 40)
+                )
+            })
+    }
+
     /// Everything on the serial console so far.
     pub fn console(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
