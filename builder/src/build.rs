@@ -331,9 +331,20 @@ pub fn make_plan(
     ));
     let secrets: usize = overlays.iter().map(|o| o.secrets.len()).sum();
     steps.push(format!("scrub: machine-id, SSH host keys, cloud-init state and logs, apt lists, histories, /tmp, logs; {secrets} declared secret(s)"));
-    for o in &overlays {
-        for l in &o.late {
-            steps.push(format!("late file {l} (overlay {})", o.name));
+    for o in &profile.overlays {
+        for l in o.late_sources(&profile.variables, false)? {
+            let missing = if l.source.is_file() {
+                String::new()
+            } else {
+                format!(
+                    " [{} does not exist yet: the build needs it]",
+                    l.source.display()
+                )
+            };
+            steps.push(format!(
+                "late file {} (overlay {}){missing}",
+                l.dest, o.name
+            ));
         }
     }
     steps.push("audit: fail if anything scrub removes, or a declared secret, is present".into());
@@ -687,15 +698,17 @@ fn build_from(
         );
     };
 
-    let (plan, id) = make_plan(profile, opts, inputs, true)?;
-    let id = id.expect("identify with fetch = true names the base");
-    let key = plan.stage_key.clone().expect("known once the base is");
+    // Late files first: a missing one (the firstboot binary not built yet) stops the build
+    // before any download.
     let late: Vec<LateSource> = profile
         .overlays
         .iter()
-        .map(|o| o.late_sources(&profile.variables))
+        .map(|o| o.late_sources(&profile.variables, true))
         .collect::<Result<Vec<_>>>()?
         .concat();
+    let (plan, id) = make_plan(profile, opts, inputs, true)?;
+    let id = id.expect("identify with fetch = true names the base");
+    let key = plan.stage_key.clone().expect("known once the base is");
 
     let work = WorkDir::create(&opts.out, &profile.image_name)?;
     let tree = work.path().join("tree");

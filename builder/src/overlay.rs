@@ -257,8 +257,9 @@ impl Overlay {
         Ok(n)
     }
 
-    /// Late files with their sources rendered and checked to exist.
-    pub fn late_sources(&self, vars: &Variables) -> Result<Vec<LateSource>> {
+    /// Late files with their sources rendered; with `require`, each source must exist (a
+    /// build needs them; a profile can be loaded and planned before they are made).
+    pub fn late_sources(&self, vars: &Variables, require: bool) -> Result<Vec<LateSource>> {
         let hb = self.renderer();
         let mut out = Vec::new();
         for (dest, late) in &self.spec.late {
@@ -266,7 +267,7 @@ impl Overlay {
                 .render_template(&late.source, vars)
                 .map_err(|e| anyhow!("overlay '{}': late file {dest}: source: {e}", self.name))?;
             let source = self.dir.join(&src);
-            if !source.is_file() {
+            if require && !source.is_file() {
                 bail!(
                     "overlay '{}': late file {dest}: source {} does not exist",
                     self.name,
@@ -681,14 +682,19 @@ mod tests {
         );
         std::fs::write(o.join("fb"), "ELF").unwrap();
         let ov = Overlay::load(d.path(), "l").unwrap();
-        let late = ov.late_sources(&vars(&[("bin", "fb")])).unwrap();
+        let late = ov.late_sources(&vars(&[("bin", "fb")]), true).unwrap();
         let tree = d.path().join("tree");
         std::fs::create_dir_all(&tree).unwrap();
         install_late(&tree, &late).unwrap();
         let m = tree.join("usr/local/bin/fb").metadata().unwrap();
         assert_eq!(m.mode() & 0o777, 0o755);
+        // A profile may name a source that is not made yet; a build may not.
+        let planned = ov
+            .late_sources(&vars(&[("bin", "missing")]), false)
+            .unwrap();
+        assert!(!planned[0].source.exists());
         let e = ov
-            .late_sources(&vars(&[("bin", "missing")]))
+            .late_sources(&vars(&[("bin", "missing")]), true)
             .unwrap_err()
             .to_string();
         assert!(

@@ -317,7 +317,7 @@ impl Profile {
         }
         for o in &overlays {
             o.check_templates(&variables)?;
-            o.late_sources(&variables)?;
+            o.late_sources(&variables, false)?;
             o.components(&variables)?;
         }
 

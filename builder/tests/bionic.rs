@@ -198,7 +198,13 @@ fn the_plan_resolves_offline_and_names_every_pin() {
         })
         .expect("`unshare -n` does not work here: this test runs the plan with no network");
     let dir = tempfile::tempdir().unwrap();
-    let vars = firstboot_standin(dir.path());
+    // Planned before the firstboot binary is built (as on a fresh clone): the plan says it is
+    // missing; the build stops on it before any download.
+    let missing = dir.path().join("not-built/appliance-firstboot");
+    let vars = vec![(
+        "firstboot_binary".to_string(),
+        missing.to_str().unwrap().to_string(),
+    )];
     let plan = |json: bool| {
         let mut cmd = Command::new("unshare");
         cmd.args(unshare)
@@ -216,6 +222,32 @@ fn the_plan_resolves_offline_and_names_every_pin() {
         common::run_ok(&mut cmd)
     };
     let text = stdout(&plan(false));
+    assert!(
+        text.contains(&format!(
+            "late file /usr/local/sbin/appliance-firstboot (overlay firstboot) [{} does not exist yet: the build needs it]",
+            missing.display()
+        )),
+        "{text}"
+    );
+    let mut build = Command::new("unshare");
+    build
+        .args(unshare)
+        .arg(env!("CARGO_BIN_EXE_appliance"))
+        .arg("build")
+        .arg(profile_path())
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--var")
+        .arg(format!("firstboot_binary={}", missing.display()))
+        .env("APPLIANCE_CACHE", dir.path().join("cache"));
+    common::assert_one_error(
+        &mut build,
+        1,
+        &format!(
+            "error: overlay 'firstboot': late file /usr/local/sbin/appliance-firstboot: source {} does not exist",
+            missing.display()
+        ),
+    );
 
     // What plan shows now: the profile, the base with its checks, the overlays in order, the
     // variables, the outputs.
