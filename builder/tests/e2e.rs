@@ -360,6 +360,13 @@ impl Boot {
         }
     }
 
+    /// Asserts Jitsi Meet (its stand-in page) is served at https://DNS/, verified with `ca`.
+    fn assert_jitsi_served(&self, ca: &Path) {
+        let jitsi = self.curl(443, DNS, "/", true, Some(ca));
+        assert_eq!(jitsi.status, 200);
+        assert!(jitsi.body.contains("jitsi-meet-stand-in"), "{}", jitsi.body);
+    }
+
     /// The SSH host keys the guest presents (key type and blob), read with ssh-keyscan.
     fn ssh_host_keys(&self) -> BTreeSet<String> {
         for _ in 0..30 {
@@ -437,11 +444,6 @@ fn pem_blocks(text: &str) -> Vec<String> {
         }
     }
     blocks
-}
-
-/// A PEM chain's certificates, normalized.
-fn chain_of(pem: &str) -> Vec<String> {
-    pem_blocks(pem)
 }
 
 /// What openssl says of a certificate: `-subject`, `-issuer`, `-ext subjectAltName`, ...
@@ -526,8 +528,8 @@ fn s1_own_certificate() {
     assert_eq!(r.get("hostname"), DNS);
     assert!(boot.console.contains("meet login:"), "{}", boot.console);
     // nginx presents exactly the given chain, on 443 and on ROOT_URL's 3000 (the default).
-    assert_eq!(boot.served_chain(443, DNS), chain_of(&cert.chain));
-    assert_eq!(boot.served_chain(3000, DNS), chain_of(&cert.chain));
+    assert_eq!(boot.served_chain(443, DNS), pem_blocks(&cert.chain));
+    assert_eq!(boot.served_chain(3000, DNS), pem_blocks(&cert.chain));
     // Port 80 redirects to https, path kept.
     let http = boot.curl(80, DNS, "/some/room?x=1", false, None);
     assert_eq!(
@@ -536,9 +538,7 @@ fn s1_own_certificate() {
     );
     // Jitsi Meet at https://DNS/, Rocket.Chat at ROOT_URL (its stand-in says what systemd
     // started it with: the drop-in's environment); both verified against the user's CA.
-    let jitsi = boot.curl(443, DNS, "/", true, Some(&pki.ca_file()));
-    assert_eq!(jitsi.status, 200);
-    assert!(jitsi.body.contains("jitsi-meet-stand-in"), "{}", jitsi.body);
+    boot.assert_jitsi_served(&pki.ca_file());
     let chat = boot.curl(3000, DNS, "/", true, Some(&pki.ca_file()));
     assert_eq!(chat.status, 200);
     chat.assert_settings(&[
@@ -635,9 +635,8 @@ fn s3_root_url_on_another_name_then_on_port_3000() {
     let chat = boot.curl(443, CHAT, "/", true, Some(&pki.ca_file()));
     assert_eq!(chat.status, 200);
     chat.assert_settings(&[("ROOT_URL", "https://chat.example.test/"), ("PORT", "3000")]);
-    let jitsi = boot.curl(443, DNS, "/", true, Some(&pki.ca_file()));
-    assert!(jitsi.body.contains("jitsi-meet-stand-in"), "{}", jitsi.body);
-    assert_eq!(boot.served_chain(443, CHAT), chain_of(&both.chain));
+    boot.assert_jitsi_served(&pki.ca_file());
+    assert_eq!(boot.served_chain(443, CHAT), pem_blocks(&both.chain));
     drop(boot);
 
     // The same disk as a new instance whose ROOT_URL is the DNS name's port 3000.
@@ -651,7 +650,7 @@ fn s3_root_url_on_another_name_then_on_port_3000() {
     );
     let boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
-    assert_eq!(boot.served_chain(3000, DNS), chain_of(&meet.chain));
+    assert_eq!(boot.served_chain(3000, DNS), pem_blocks(&meet.chain));
     let chat = boot.curl(3000, DNS, "/", true, Some(&pki.ca_file()));
     assert_eq!(chat.status, 200);
     chat.assert_settings(&[
@@ -664,8 +663,7 @@ fn s3_root_url_on_another_name_then_on_port_3000() {
         (plain.status, plain.location.as_str()),
         (301, format!("https://{DNS}:3000/x").as_str())
     );
-    let jitsi = boot.curl(443, DNS, "/", true, Some(&pki.ca_file()));
-    assert!(jitsi.body.contains("jitsi-meet-stand-in"), "{}", jitsi.body);
+    boot.assert_jitsi_served(&pki.ca_file());
 }
 
 /// Scenario 4: bad user-data leaves the last good configuration in force, says so on the
@@ -680,7 +678,7 @@ fn s4_bad_user_data_keeps_the_last_good_configuration() {
     let boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
     let served = boot.served_chain(443, DNS);
-    assert_eq!(served, chain_of(&good.chain));
+    assert_eq!(served, pem_blocks(&good.chain));
     drop(boot);
 
     let other = pki.issue("other", &[DNS]);

@@ -35,6 +35,16 @@ fn snapshot(f: &Fixture) -> Vec<(String, String)> {
     })
 }
 
+/// `apply --no-restart` through the binary, which must succeed.
+fn apply_binary_ok(f: &Fixture) {
+    let out = f.run_binary(&["apply", "--no-restart"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn config_yaml_with(f: &Fixture, from: &str, to: &str) {
     let text = f.read("/etc/appliance/config.yaml");
     assert!(text.contains(from), "{text}");
@@ -465,12 +475,7 @@ fn invalid_user_data_touches_nothing() {
 fn a_failed_run_is_shown_by_status_until_a_run_succeeds() {
     let f = Fixture::new(Flavor::Debian);
     f.set_user_data(MINIMAL);
-    let out = f.run_binary(&["apply", "--no-restart"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_binary_ok(&f);
     let good = String::from_utf8_lossy(&f.run_binary(&["status"], &[]).stdout).into_owned();
 
     // A new instance with bad user-data: one line per problem on stderr, the same lines in
@@ -504,12 +509,7 @@ fn a_failed_run_is_shown_by_status_until_a_run_succeeds() {
 
     // Fixed: the next run applies, and the record is gone.
     f.set_user_data(MINIMAL);
-    let out = f.run_binary(&["apply", "--no-restart"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_binary_ok(&f);
     assert!(!f.path("/var/lib/appliance/last-failure").exists());
     let status = String::from_utf8_lossy(&f.run_binary(&["status"], &[]).stdout).into_owned();
     assert!(!status.contains("last run"), "{status}");
@@ -607,12 +607,7 @@ fn the_no_op_boot_reports_up_to_date_and_changes_nothing() {
             .unwrap();
         assert!(copied.success(), "copying the tree to {dir:?}");
     }
-    let out = f.run_binary(&["apply", "--no-restart"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_binary_ok(&f);
     let before = snapshot(&f);
     let log = tempfile::NamedTempFile::new().unwrap();
     let services = [(
