@@ -881,6 +881,12 @@ fn s8_lets_encrypt_from_pebble_with_a_retry() {
     let mut boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
     boot.wait_for("APPLIANCE-REPORT acme valid");
+    // Each ACME report is a state line then an issuer line: the console may have been read
+    // between the two.
+    boot.vm.wait_for_match("no issuer line naming Pebble", |l| {
+        l.contains("APPLIANCE-REPORT cert-issuer ") && l.contains("Pebble")
+    });
+    boot.console = boot.vm.console();
     let acme = Reports::parse(&boot.console);
     let states = acme.all("acme");
     let issuers = acme.all("cert-issuer");

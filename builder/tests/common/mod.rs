@@ -183,14 +183,20 @@ impl TestVm {
     /// The first serial line containing any of `needles`, waiting as [`TestVm::wait_for`]
     /// does.
     pub fn wait_for_any(&mut self, needles: &[&str]) -> String {
+        self.wait_for_match(&format!("none of {needles:?}"), |l| {
+            needles.iter().any(|n| l.contains(n))
+        })
+    }
+
+    /// The first serial line for which `matches` holds, waiting as [`TestVm::wait_for`] does;
+    /// `what` says in the panic what was waited for.
+    pub fn wait_for_match(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         let limit = Duration::from_secs(420);
         self.vm
-            .wait_for_line(&self.serial, limit, |l| {
-                needles.iter().any(|n| l.contains(n))
-            })
+            .wait_for_line(&self.serial, limit, matches)
             .unwrap_or_else(|| {
                 panic!(
-                    "none of {needles:?} on the serial console within {limit:?}; last lines:\n{}",
+                    "{what} on the serial console within {limit:?}; last lines:\n{}",
                     qemu::tail(&self.serial, 40)
                 )
             })
