@@ -147,6 +147,26 @@ fn user_data(dns_name: &str, rest: &str) -> String {
     format!("#cloud-config\nappliance:\n  dns_name: {dns_name}\n{rest}")
 }
 
+/// The ACME reports on a console, in order: each state line with the issuer line that
+/// follows it (a state whose issuer line is missing is left out).
+fn acme_reports(console: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut state: Option<String> = None;
+    for line in console.lines() {
+        let Some((_, rest)) = line.trim_end_matches('\r').split_once("APPLIANCE-REPORT ") else {
+            continue;
+        };
+        if let Some(s) = rest.strip_prefix("acme ") {
+            state = Some(s.to_owned());
+        } else if let Some(issuer) = rest.strip_prefix("cert-issuer ") {
+            if let Some(s) = state.take() {
+                pairs.push((s, issuer.to_owned()));
+            }
+        }
+    }
+    pairs
+}
+
 /// The `certificate:` lines for a chain and key.
 fn certificate(issued: &Issued) -> String {
     let indent = |pem: &str| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
@@ -881,31 +901,32 @@ fn s8_lets_encrypt_from_pebble_with_a_retry() {
     let mut boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
     boot.wait_for("APPLIANCE-REPORT acme valid");
-    // Each ACME report is a state line then an issuer line: the console may have been read
-    // between the two.
     boot.vm.wait_for_match("no issuer line naming Pebble", |l| {
         l.contains("APPLIANCE-REPORT cert-issuer ") && l.contains("Pebble")
     });
     boot.console = boot.vm.console();
-    let acme = Reports::parse(&boot.console);
-    let states = acme.all("acme");
-    let issuers = acme.all("cert-issuer");
-    let failed = states
+    // Each ACME report is a state line then an issuer line, paired here in console order
+    // (not by index: a kernel message written into the middle of a line can spoil one).
+    let acme = acme_reports(&boot.console);
+    let failed = acme
         .iter()
-        .position(|s| s.starts_with("failed failures=1 "))
-        .unwrap_or_else(|| panic!("no failed attempt first: {states:?}"));
-    let valid = states.iter().position(|s| s.starts_with("valid ")).unwrap();
-    assert!(failed < valid, "{states:?}");
+        .position(|(state, _)| state.starts_with("failed failures=1 "))
+        .unwrap_or_else(|| panic!("no failed attempt first: {acme:?}"));
+    let valid = acme
+        .iter()
+        .position(|(state, _)| state.starts_with("valid "))
+        .unwrap_or_else(|| panic!("no valid state with its issuer: {acme:?}"));
+    assert!(failed < valid, "{acme:?}");
     assert!(
-        states[failed].contains("127.0.0.1:14000"),
-        "the failure names the CA: {states:?}"
+        acme[failed].0.contains("127.0.0.1:14000"),
+        "the failure names the CA: {acme:?}"
     );
     // While it failed, the self-signed certificate was in place; then pebble's.
     assert!(
-        issuers[failed].contains("Appliance (self-signed)"),
-        "{issuers:?}"
+        acme[failed].1.contains("Appliance (self-signed)"),
+        "{acme:?}"
     );
-    assert!(issuers[valid].contains("Pebble"), "{issuers:?}");
+    assert!(acme[valid].1.contains("Pebble"), "{acme:?}");
     let served = boot.served_chain(443, DNS);
     assert!(
         x509(&served[0], &["-issuer"]).contains("Pebble"),
