@@ -167,6 +167,32 @@ fn acme_reports(console: &str) -> Vec<(String, String)> {
     pairs
 }
 
+#[test]
+fn acme_reports_pair_states_with_the_next_issuer_line() {
+    let console = "\
+APPLIANCE-REPORT acme failed failures=1 connect 127.0.0.1:14000\r
+APPLIANCE-REPORT cert-issuer issuer=self-signed\r
+[  166.1] clocksource: watchdog
+APPLIANCE-REPORT acme pending failures=1
+APPLIANCE-REPORT cert-iss[  170.2] clocksource: watchdog
+uer issuer=spoilt
+meet login: APPLIANCE-REPORT acme valid failures=0
+APPLIANCE-REPORT cert-issuer issuer=Pebble
+";
+    let pairs = acme_reports(console);
+    let pair = |s: &str, i: &str| (s.to_owned(), i.to_owned());
+    assert_eq!(
+        pairs,
+        [
+            pair(
+                "failed failures=1 connect 127.0.0.1:14000",
+                "issuer=self-signed"
+            ),
+            pair("valid failures=0", "issuer=Pebble"),
+        ]
+    );
+}
+
 /// The `certificate:` lines for a chain and key.
 fn certificate(issued: &Issued) -> String {
     let indent = |pem: &str| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
