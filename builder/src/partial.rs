@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Temporary paths and child processes to clean up on Ctrl-C.
@@ -16,11 +17,14 @@ struct Registry {
     paths: Mutex<Vec<PathBuf>>,
     /// Process ids; negative for a whole process group.
     children: Mutex<Vec<i32>>,
+    /// Set once Ctrl-C has removed the paths: nothing may be created after that.
+    abandoned: AtomicBool,
 }
 
 static REGISTRY: Registry = Registry {
     paths: Mutex::new(Vec::new()),
     children: Mutex::new(Vec::new()),
+    abandoned: AtomicBool::new(false),
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -36,10 +40,34 @@ impl Registry {
                 libc::kill(pid, libc::SIGTERM);
             }
         }
-        for path in lock(&self.paths).drain(..) {
+        let mut paths = lock(&self.paths);
+        // Under the lock, so that no thread creates a path after this (see `create_registered`).
+        self.abandoned.store(true, Ordering::SeqCst);
+        for path in paths.drain(..) {
             remove_path(&path);
         }
     }
+}
+
+impl Registry {
+    /// Runs `make`, which creates a path (in `place`) and returns it, and registers that path,
+    /// both while holding the lock: Ctrl-C (which takes the same lock) then sees either no path
+    /// yet, and refuses to let one be made, or a path that exists and is registered; never one
+    /// made but not yet removable.
+    fn create<T>(&self, place: &Path, make: impl FnOnce() -> Result<(T, PathBuf)>) -> Result<T> {
+        let mut paths = lock(&self.paths);
+        if self.abandoned.load(Ordering::SeqCst) {
+            anyhow::bail!("interrupted: not creating anything in {}", place.display());
+        }
+        let (made, path) = make()?;
+        paths.push(path);
+        Ok(made)
+    }
+}
+
+/// [`Registry::create`] in the registry Ctrl-C cleans.
+fn create_registered<T>(place: &Path, make: impl FnOnce() -> Result<(T, PathBuf)>) -> Result<T> {
+    REGISTRY.create(place, make)
 }
 
 pub fn register_child(pid: u32) {
@@ -57,10 +85,6 @@ pub fn register_group(pgid: u32) {
 
 pub fn unregister_group(pgid: u32) {
     lock(&REGISTRY.children).retain(|p| *p != -(pgid as i32));
-}
-
-fn register(path: &Path) {
-    lock(&REGISTRY.paths).push(path.to_path_buf());
 }
 
 fn unregister(path: &Path) {
@@ -154,26 +178,22 @@ impl PartialFile {
             .file_name()
             .with_context(|| format!("{} has no file name", dest.display()))?;
         let tmp = dest.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-        register(&tmp);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()));
-        match file {
-            Ok(file) => Ok(PartialFile {
-                tmp,
-                dest: dest.to_path_buf(),
-                file,
-                committed: false,
-            }),
-            Err(e) => {
-                unregister(&tmp);
-                Err(e)
-            }
-        }
+        let file = create_registered(&tmp, || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map(|file| (file, tmp.clone()))
+                .with_context(|| format!("creating {}", tmp.display()))
+        })?;
+        Ok(PartialFile {
+            tmp,
+            dest: dest.to_path_buf(),
+            file,
+            committed: false,
+        })
     }
 
     pub fn file(&self) -> &File {
@@ -227,12 +247,14 @@ impl WorkDir {
     /// Creates a hidden scratch directory inside `parent` (the output directory, so that large
     /// scratch files live on the file system the user chose for outputs).
     pub fn create(parent: &Path, name: &str) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!(".{name}.work-"))
-            .tempdir_in(parent)
-            .with_context(|| format!("creating a work directory in {}", parent.display()))?;
-        let path = dir.keep();
-        register(&path);
+        let path = create_registered(parent, || {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!(".{name}.work-"))
+                .tempdir_in(parent)
+                .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+            let path = dir.keep();
+            Ok((path.clone(), path))
+        })?;
         Ok(WorkDir { path })
     }
 
@@ -310,5 +332,12 @@ mod tests {
         assert!(!file.exists() && !sub.exists());
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        // Once abandoned, nothing more is made (a worker thread racing the handler).
+        let late = dir.path().join("late.partial");
+        let made = reg.create(dir.path(), || {
+            std::fs::write(&late, b"3")?;
+            Ok(((), late.clone()))
+        });
+        assert!(made.is_err() && !late.exists());
     }
 }
