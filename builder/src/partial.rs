@@ -41,15 +41,13 @@ impl Registry {
             }
         }
         let mut paths = lock(&self.paths);
-        // Under the lock, so that no thread creates a path after this (see `create_registered`).
+        // Under the lock, so that no thread creates a path after this (see `Registry::create`).
         self.abandoned.store(true, Ordering::SeqCst);
         for path in paths.drain(..) {
             remove_path(&path);
         }
     }
-}
 
-impl Registry {
     /// Runs `make`, which creates a path (in `place`) and returns it, and registers that path,
     /// both while holding the lock: Ctrl-C (which takes the same lock) then sees either no path
     /// yet, and refuses to let one be made, or a path that exists and is registered; never one
