@@ -147,21 +147,31 @@ fn user_data(dns_name: &str, rest: &str) -> String {
     format!("#cloud-config\nappliance:\n  dns_name: {dns_name}\n{rest}")
 }
 
+/// The guest's reports on a console, in order: (key, value) of each `APPLIANCE-REPORT key value`
+/// line.
+fn report_lines(console: &str) -> impl Iterator<Item = (&str, &str)> {
+    console.lines().filter_map(|line| {
+        let (_, rest) = line
+            .trim_end_matches('\r')
+            .split_once("APPLIANCE-REPORT ")?;
+        Some(rest.split_once(' ').unwrap_or((rest, "")))
+    })
+}
+
 /// The ACME reports on a console, in order: each state line with the issuer line that
 /// follows it (a state whose issuer line is missing is left out).
 fn acme_reports(console: &str) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
-    let mut state: Option<String> = None;
-    for line in console.lines() {
-        let Some((_, rest)) = line.trim_end_matches('\r').split_once("APPLIANCE-REPORT ") else {
-            continue;
-        };
-        if let Some(s) = rest.strip_prefix("acme ") {
-            state = Some(s.to_owned());
-        } else if let Some(issuer) = rest.strip_prefix("cert-issuer ") {
-            if let Some(s) = state.take() {
-                pairs.push((s, issuer.to_owned()));
+    let mut state: Option<&str> = None;
+    for (key, value) in report_lines(console) {
+        match key {
+            "acme" => state = Some(value),
+            "cert-issuer" => {
+                if let Some(s) = state.take() {
+                    pairs.push((s.to_owned(), value.to_owned()));
+                }
             }
+            _ => {}
         }
     }
     pairs
@@ -210,11 +220,8 @@ struct Reports(BTreeMap<String, Vec<String>>);
 impl Reports {
     fn parse(console: &str) -> Reports {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for line in console.lines() {
-            if let Some((_, rest)) = line.trim_end_matches('\r').split_once("APPLIANCE-REPORT ") {
-                let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-                map.entry(k.to_owned()).or_default().push(v.to_owned());
-            }
+        for (k, v) in report_lines(console) {
+            map.entry(k.to_owned()).or_default().push(v.to_owned());
         }
         Reports(map)
     }
