@@ -496,6 +496,7 @@ fn debootstrap(
         env,
         chroot: None,
         binds: &[],
+        cwd: None,
         log: &log,
     })?;
     step.done();

@@ -292,6 +292,20 @@ pub fn make_plan(
             b.dir().display()
         ));
     }
+    let late = late_files(profile)?;
+    for l in &late {
+        if let Some(cmd) = &l.make {
+            steps.push(format!(
+                "make {} (late file {}, overlay {}): `{}` in {}; log {}",
+                l.source.display(),
+                l.dest,
+                l.overlay,
+                cmd.join(" "),
+                l.make_dir.display(),
+                late_log(&opts.out.join("logs"), l).display()
+            ));
+        }
+    }
     let cached_note = if stage_cached {
         " [cached: skipped]"
     } else {
@@ -331,21 +345,18 @@ pub fn make_plan(
     ));
     let secrets: usize = overlays.iter().map(|o| o.secrets.len()).sum();
     steps.push(format!("scrub: machine-id, SSH host keys, cloud-init state and logs, apt lists, histories, /tmp, logs; {secrets} declared secret(s)"));
-    for o in &profile.overlays {
-        for l in o.late_sources(&profile.variables, false)? {
-            let missing = if l.source.is_file() {
-                String::new()
-            } else {
-                format!(
-                    " [{} does not exist yet: the build needs it]",
-                    l.source.display()
-                )
-            };
-            steps.push(format!(
-                "late file {} (overlay {}){missing}",
-                l.dest, o.name
-            ));
-        }
+    for l in &late {
+        let note = match (&l.make, l.source.is_file()) {
+            (Some(_), _) => " [made in the first steps]".to_string(),
+            (None, true) => String::new(),
+            (None, false) => " [does not exist yet: the build needs it]".to_string(),
+        };
+        steps.push(format!(
+            "late file {} (overlay {}) from {}{note}",
+            l.dest,
+            l.overlay,
+            l.source.display()
+        ));
     }
     steps.push("audit: fail if anything scrub removes, or a declared secret, is present".into());
     steps.push(format!(
@@ -698,14 +709,17 @@ fn build_from(
         );
     };
 
-    // Late files first: a missing one (the firstboot binary not built yet) stops the build
-    // before any download.
-    let late: Vec<LateSource> = profile
-        .overlays
-        .iter()
-        .map(|o| o.late_sources(&profile.variables, true))
-        .collect::<Result<Vec<_>>>()?
-        .concat();
+    // Late files first: one the build makes from this checkout (the static firstboot binary)
+    // is made now, and a missing one stops the build before any download.
+    let late = late_files(profile)?;
+    let t = Instant::now();
+    for l in &late {
+        if let Some(cmd) = &l.make {
+            make_late(l, cmd, &logs, &mut log, reporter)?;
+        }
+        l.require()?;
+    }
+    timed("make_late_files", t);
     let (plan, id) = make_plan(profile, opts, inputs, true)?;
     let id = id.expect("identify with fetch = true names the base");
     let key = plan.stage_key.clone().expect("known once the base is");
@@ -836,6 +850,72 @@ fn build_from(
         logs,
         stage_cached: plan.stage_cached,
     })
+}
+
+/// Every overlay's late files, in profile order.
+fn late_files(profile: &Profile) -> Result<Vec<LateSource>> {
+    Ok(profile
+        .overlays
+        .iter()
+        .map(|o| o.late_sources(&profile.variables))
+        .collect::<Result<Vec<_>>>()?
+        .concat())
+}
+
+/// The log of the command that makes a late file: `00-make-<file name>.log`.
+fn late_log(logs: &Path, l: &LateSource) -> PathBuf {
+    let name = Path::new(&l.dest)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    logs.join(format!("00-make-{name}.log"))
+}
+
+/// Runs the command that makes a late file's source, in the overlay's directory, with the
+/// builder's environment (cargo's PATH and caches) and its output in the step's log.
+fn make_late(
+    l: &LateSource,
+    cmd: &[String],
+    logs: &Path,
+    log: &mut BuildLog,
+    reporter: &Reporter,
+) -> Result<()> {
+    let log_path = late_log(logs, l);
+    // A program named by a path is relative to the overlay, wherever the builder runs.
+    let program = if cmd[0].contains('/') {
+        let p = std::path::absolute(l.make_dir.join(&cmd[0]))
+            .with_context(|| format!("finding {}", cmd[0]))?;
+        crate::rootpath::lexical(&p).display().to_string()
+    } else {
+        cmd[0].clone()
+    };
+    log.note(&format!(
+        "late file {}: making {} with `{}` (log {})",
+        l.dest,
+        l.source.display(),
+        cmd.join(" "),
+        log_path.display()
+    ));
+    let step = reporter.step(&format!("making {} (overlay {})", l.dest, l.overlay));
+    crate::provision::run(&crate::provision::Step {
+        what: format!(
+            "overlay '{}': late file {}: making it with `{}`",
+            l.overlay,
+            l.dest,
+            cmd.join(" ")
+        ),
+        program: &program,
+        args: cmd[1..].to_vec(),
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        chroot: None,
+        binds: &[],
+        cwd: Some(&l.make_dir),
+        log: &log_path,
+    })?;
+    step.done();
+    Ok(())
 }
 
 /// Copies the provisioned tree into the cache under its key (atomically: a temporary

@@ -68,6 +68,12 @@ pub struct FileAttrs {
 #[serde(deny_unknown_fields)]
 pub struct LateFile {
     pub source: String,
+    /// How the source is made from this checkout: a command run in the overlay's directory
+    /// before the build downloads anything (e.g. `["../../scripts/build-firstboot"]`). Run
+    /// only while the source is the overlay's default: a profile or `--var` that names another
+    /// file ships that file as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub make: Vec<String>,
     #[serde(flatten)]
     pub attrs: FileAttrs,
 }
@@ -118,9 +124,28 @@ pub struct Overlay {
 /// A late file with its source resolved.
 #[derive(Clone, Debug)]
 pub struct LateSource {
+    pub overlay: String,
     pub dest: String,
     pub source: PathBuf,
     pub attrs: FileAttrs,
+    /// The command that makes `source`, run in `make_dir`, when the build is to make it.
+    pub make: Option<Vec<String>>,
+    pub make_dir: PathBuf,
+}
+
+impl LateSource {
+    /// Fails, naming the file, unless the source is there (a build needs it).
+    pub fn require(&self) -> Result<()> {
+        if !self.source.is_file() {
+            bail!(
+                "overlay '{}': late file {}: source {} does not exist",
+                self.overlay,
+                self.dest,
+                self.source.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 fn parse_mode(text: &str) -> Result<u32> {
@@ -175,6 +200,14 @@ impl Overlay {
         }
         for p in &spec.secrets {
             check_tree_path(p).map_err(|e| at("secrets", e))?;
+        }
+        for (p, l) in &spec.late {
+            if l.make.first().is_some_and(|c| c.is_empty()) {
+                return Err(at(
+                    &format!("late.\"{p}\".make"),
+                    anyhow!("the command's first word (the program) is empty"),
+                ));
+            }
         }
         for (c, fields) in &spec.components {
             if let Some(k) = fields
@@ -257,27 +290,32 @@ impl Overlay {
         Ok(n)
     }
 
-    /// Late files with their sources rendered; with `require`, each source must exist (a
-    /// build needs them; a profile can be loaded and planned before they are made).
-    pub fn late_sources(&self, vars: &Variables, require: bool) -> Result<Vec<LateSource>> {
+    /// Late files with their sources rendered. A profile can be loaded and planned before the
+    /// sources are made; a build makes them ([`LateSource::make`]) and then requires them.
+    pub fn late_sources(&self, vars: &Variables) -> Result<Vec<LateSource>> {
         let hb = self.renderer();
+        let defaults: Variables = self
+            .spec
+            .variables
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), scalar(v)?)))
+            .collect();
         let mut out = Vec::new();
         for (dest, late) in &self.spec.late {
             let src = hb
                 .render_template(&late.source, vars)
                 .map_err(|e| anyhow!("overlay '{}': late file {dest}: source: {e}", self.name))?;
-            let source = self.dir.join(&src);
-            if require && !source.is_file() {
-                bail!(
-                    "overlay '{}': late file {dest}: source {} does not exist",
-                    self.name,
-                    source.display()
-                );
-            }
+            // The make command makes the overlay's own default source, not a file a profile
+            // or --var named instead.
+            let default_source = hb.render_template(&late.source, &defaults).ok();
+            let made_here = !late.make.is_empty() && default_source.is_none_or(|d| d == src);
             out.push(LateSource {
+                overlay: self.name.clone(),
                 dest: dest.clone(),
-                source,
+                source: rootpath::lexical(&self.dir.join(&src)),
                 attrs: late.attrs.clone(),
+                make: made_here.then(|| late.make.clone()),
+                make_dir: self.dir.clone(),
             });
         }
         Ok(out)
@@ -682,24 +720,46 @@ mod tests {
         );
         std::fs::write(o.join("fb"), "ELF").unwrap();
         let ov = Overlay::load(d.path(), "l").unwrap();
-        let late = ov.late_sources(&vars(&[("bin", "fb")]), true).unwrap();
+        let late = ov.late_sources(&vars(&[("bin", "fb")])).unwrap();
+        late[0].require().unwrap();
         let tree = d.path().join("tree");
         std::fs::create_dir_all(&tree).unwrap();
         install_late(&tree, &late).unwrap();
         let m = tree.join("usr/local/bin/fb").metadata().unwrap();
         assert_eq!(m.mode() & 0o777, 0o755);
         // A profile may name a source that is not made yet; a build may not.
-        let planned = ov
-            .late_sources(&vars(&[("bin", "missing")]), false)
-            .unwrap();
+        let planned = ov.late_sources(&vars(&[("bin", "missing")])).unwrap();
         assert!(!planned[0].source.exists());
-        let e = ov
-            .late_sources(&vars(&[("bin", "missing")]), true)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("overlay 'l': late file /usr/local/bin/fb: source "),
-            "{e}"
+        assert!(planned[0].make.is_none());
+        let e = planned[0].require().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "overlay 'l': late file /usr/local/bin/fb: source {}/l/missing does not exist",
+                d.path().display()
+            )
         );
+    }
+
+    #[test]
+    fn late_files_are_made_only_while_the_source_is_the_default() {
+        let d = tempfile::tempdir().unwrap();
+        overlay(
+            d.path(),
+            "m",
+            "[variables]\nbin = \"../out/fb\"\n[late.\"/usr/bin/fb\"]\nsource = \"{{bin}}\"\nmake = [\"./mk\", \"fb\"]\n",
+        );
+        let ov = Overlay::load(d.path(), "m").unwrap();
+        let own = ov.late_sources(&vars(&[("bin", "../out/fb")])).unwrap();
+        assert_eq!(
+            own[0].make,
+            Some(vec!["./mk".to_string(), "fb".to_string()])
+        );
+        assert_eq!(own[0].make_dir, d.path().join("m"));
+        // Normalized: no `m/../` in what messages show.
+        assert_eq!(own[0].source, d.path().join("out/fb"));
+        let other = ov.late_sources(&vars(&[("bin", "/opt/fb")])).unwrap();
+        assert_eq!(other[0].make, None);
+        assert_eq!(other[0].source, PathBuf::from("/opt/fb"));
     }
 }

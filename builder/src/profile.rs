@@ -264,10 +264,12 @@ impl Profile {
             mirrors.insert(name.clone(), prefix);
         }
 
-        let overlays_dir = dir.join(
-            file.overlays_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("../overlays")),
+        let overlays_dir = crate::rootpath::lexical(
+            &dir.join(
+                file.overlays_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("../overlays")),
+            ),
         );
         let mut overlays: Vec<Overlay> = Vec::new();
         for name in &file.overlays {
@@ -317,7 +319,7 @@ impl Profile {
         }
         for o in &overlays {
             o.check_templates(&variables)?;
-            o.late_sources(&variables, false)?;
+            o.late_sources(&variables)?;
             o.components(&variables)?;
         }
 
@@ -585,7 +587,7 @@ formats = ["qcow2", "raw"]
         let cases: &[(&str, &str, &str)] = &[
             ("name = \"demo\"\n", "name = \"demo\"\nsize = 3\n", "profile D/profiles/p.toml, line 3: size: unknown key `size`, expected one of"),
             ("[disk]\n", "[disk]\nsise = \"2G\"\n", "profile D/profiles/p.toml, line 14: disk.sise: unknown key `sise`, expected one of `size`, `boot`, `ext4_features`"),
-            ("overlays = [\"a\", \"b\"]", "overlays = [\"a\", \"nope\"]", "profile D/profiles/p.toml: overlays: no overlay 'nope' (no directory D/profiles/../overlays/nope)"),
+            ("overlays = [\"a\", \"b\"]", "overlays = [\"a\", \"nope\"]", "profile D/profiles/p.toml: overlays: no overlay 'nope' (no directory D/overlays/nope)"),
             ("overlays = [\"a\", \"b\"]", "overlays = [\"b\", \"a\"]", "profile D/profiles/p.toml: overlays: overlay 'b' depends on 'a', which is not listed before it"),
             ("path = \"tree\"", "path = \"gone\"", "profile D/profiles/p.toml: base.path: D/profiles/gone does not exist"),
             ("kind = \"local\"", "kind = \"floppy\"", "profile D/profiles/p.toml, line 7: base.kind: unknown variant `floppy`, expected one of `tarball`, `debootstrap`, `local`"),

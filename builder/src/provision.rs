@@ -293,6 +293,8 @@ pub struct Step<'a> {
     pub chroot: Option<&'a Path>,
     /// Bound into the chroot for this step.
     pub binds: &'a [Bind],
+    /// The working directory of a step outside a chroot (default: the builder's).
+    pub cwd: Option<&'a Path>,
     pub log: &'a Path,
 }
 
@@ -428,6 +430,9 @@ pub fn run(step: &Step) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
+    if let (Some(dir), None) = (step.cwd, step.chroot) {
+        cmd.current_dir(dir);
+    }
     // SAFETY: `enter` only makes system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || enter(mounts.as_ref()));
@@ -487,6 +492,7 @@ impl Chroot {
             env: all,
             chroot: Some(&self.root),
             binds: &self.binds,
+            cwd: None,
             log,
         });
         let _ = std::fs::remove_file(&copy);
@@ -549,6 +555,7 @@ mod tests {
             env: base_env(),
             chroot: None,
             binds: &[],
+            cwd: None,
             log: &log,
         };
         run(&step("echo hello; echo $DEBIAN_FRONTEND")).unwrap();

@@ -55,6 +55,30 @@ pub fn resolve(root: &Path, inner: &Path) -> Result<PathBuf> {
     Ok(root.join(done.iter().collect::<PathBuf>()))
 }
 
+/// `p` with `.` and `dir/..` folded away, without asking the file system: for host paths the
+/// builder puts together itself (`profiles/../overlays/x`), so that messages and logs show
+/// `overlays/x`. A leading `..` stays (there is nothing to fold it into).
+pub fn lexical(p: &Path) -> PathBuf {
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
+}
+
 fn components(p: &Path) -> Vec<OsString> {
     p.components()
         .filter_map(|c| match c {
@@ -94,5 +118,19 @@ mod tests {
         assert!(resolve(r, Path::new("/file/x")).is_err());
         symlink("loop", r.join("loop")).unwrap();
         assert!(resolve(r, Path::new("/loop/x")).is_err());
+    }
+
+    #[test]
+    fn lexical_folds_dots() {
+        for (given, want) in [
+            ("profiles/../overlays/firstboot/../../target/x", "target/x"),
+            ("/a/./b/../c", "/a/c"),
+            ("/../a", "/a"),
+            ("../a/../../b", "../../b"),
+            ("a/..", "."),
+            ("./x", "x"),
+        ] {
+            assert_eq!(lexical(Path::new(given)), PathBuf::from(want), "{given}");
+        }
     }
 }
