@@ -539,7 +539,9 @@ impl BuildLog {
 
     pub(crate) fn note(&mut self, msg: &str) {
         let line = format!("[{:>6.1}s] {msg}", self.started.elapsed().as_secs_f64());
-        eprintln!("{line}");
+        if crate::progress::verbosity() > crate::progress::Verbosity::Quiet {
+            eprintln!("{line}");
+        }
         let _ = writeln!(self.file, "{line}");
     }
 }

@@ -1,6 +1,6 @@
 //! Bundles: every external input of a build in one directory, for builds without a network.
 //!
-//! `appliance fetch PROFILE --to DIR` makes one; `appliance build PROFILE --bundle DIR` builds
+//! `appliance fetch PROFILE --out DIR` makes one; `appliance build PROFILE --bundle DIR` builds
 //! from it. The layout:
 //!
 //! ```text
@@ -131,7 +131,7 @@ impl Bundle {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| {
             at(anyhow!(
-                "no readable {MANIFEST} ({e}): make the bundle with `appliance fetch PROFILE --to DIR`"
+                "no readable {MANIFEST} ({e}): make the bundle with `appliance fetch PROFILE --out DIR`"
             ))
         })?;
         let manifest = parse_manifest(&text).map_err(at)?;

@@ -1,4 +1,4 @@
-//! `appliance fetch PROFILE --to DIR`: every external input of a build, in a bundle
+//! `appliance fetch PROFILE --out DIR`: every external input of a build, in a bundle
 //! ([`crate::bundle`]) that `appliance build PROFILE --bundle DIR` builds from with no network.
 //!
 //! Fetch runs the build's own provisioning in a scratch tree and keeps what it downloads,
@@ -64,7 +64,7 @@ pub fn fetch(profile: &Profile, opts: &FetchOptions, reporter: &Reporter) -> Res
     let to = &opts.to;
     if to.symlink_metadata().is_ok() {
         bail!(
-            "--to {}: already exists; a bundle is made in a new directory",
+            "--out {}: already exists; a bundle is made in a new directory",
             to.display()
         );
     }

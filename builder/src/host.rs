@@ -78,6 +78,7 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<Output> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    crate::progress::show_command(cmd);
     let child = cmd
         .spawn()
         .with_context(|| format!("{what}: starting {:?}", cmd.get_program()))?;

@@ -5,13 +5,20 @@ use appliance::assemble::{self, AssembleOptions, BootModes};
 use appliance::export::Format;
 use appliance::ext4::FeatureSet;
 use appliance::progress::Reporter;
+use appliance::progress::{self, Verbosity};
 use appliance::size;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Build bootable cloud appliance images", long_about = None)]
 struct Cli {
+    /// Print only errors and results: no progress, no build log lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print every external command as it starts (`+ mke2fs ...`).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +56,13 @@ enum Command {
     /// their mirrors, each step in order (marked when the cache will skip it) and every
     /// output file.
     Plan(PlanArgs),
-    /// List the profiles in a directory (default ./profiles) with their descriptions.
+    /// List the profiles a NAME finds, with their descriptions and files.
+    ///
+    /// Profiles named without a path are looked for in ./profiles, then in each directory of
+    /// $APPLIANCE_PROFILES (colon-separated), then in the profiles/ of the source tree this
+    /// binary was built from, then in /usr/share/appliance/profiles (an installed copy, with
+    /// its overlays in /usr/share/appliance/overlays). A name in an earlier place hides the
+    /// same name in a later one.
     Profiles(ProfilesArgs),
     /// Turn a root tree into a bootable disk image and export it to the requested formats.
     ///
@@ -75,17 +88,38 @@ enum Command {
     /// SHA256SUMS) stays as built. KVM is used only where it is proven to boot the image's
     /// kernel; otherwise TCG (slower, always works).
     Boot(BootArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `appliance completions bash > /etc/bash_completion.d/appliance`; zsh: into a
+    /// directory of $fpath as `_appliance`; fish: `~/.config/fish/completions/appliance.fish`.
+    Completions(CompletionsArgs),
+    /// Print the manual page appliance(1) (roff; `appliance man | man -l -`), or write one
+    /// page per command into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write appliance.1 and appliance-COMMAND.1 for every command into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct ProfileArgs {
-    /// The profile: a .toml file, or a name in ./profiles.
+    /// The profile: a .toml file, or a NAME (see `appliance profiles` for where it is found).
     profile: String,
     /// Set a variable the profile or an overlay declares (NAME=VALUE); repeatable.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::profile::parse_var)]
     vars: Vec<(String, String)>,
     /// Directory for the outputs and logs. Default: build/<profile name>.
-    #[arg(long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Use only cached downloads and bases; fail naming the first input that is missing.
     #[arg(long)]
@@ -127,11 +161,11 @@ struct PlanArgs {
 
 #[derive(Args)]
 struct FetchArgs {
-    /// The profile: a .toml file, or a name in ./profiles.
+    /// The profile: a .toml file, or a NAME (see `appliance profiles` for where it is found).
     profile: String,
     /// The bundle directory to make (it must not exist yet).
-    #[arg(long, value_name = "DIR")]
-    to: PathBuf,
+    #[arg(short, long, value_name = "DIR", alias = "to")]
+    out: PathBuf,
     /// Set a variable the profile or an overlay declares (NAME=VALUE); repeatable.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::profile::parse_var)]
     vars: Vec<(String, String)>,
@@ -146,9 +180,12 @@ struct FetchArgs {
 
 #[derive(Args)]
 struct ProfilesArgs {
-    /// Where to look.
-    #[arg(long, value_name = "DIR", default_value = "profiles")]
-    dir: PathBuf,
+    /// List only this directory's profiles.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print the list as JSON (name, description, path; error for one that does not parse).
+    #[arg(long)]
+    json: bool,
 }
 
 fn load_profile(
@@ -156,7 +193,7 @@ fn load_profile(
     threads: Option<usize>,
     bundle: Option<PathBuf>,
 ) -> Result<(appliance::profile::Profile, appliance::build::BuildOptions)> {
-    let path = appliance::profile::locate(&a.profile);
+    let path = appliance::profile::locate(&a.profile)?;
     let profile = appliance::profile::Profile::load(&path, &a.vars)?;
     let mirrors = appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?;
     let opts = appliance::build::BuildOptions {
@@ -209,10 +246,10 @@ fn run_plan(a: PlanArgs) -> Result<()> {
 }
 
 fn run_fetch(a: FetchArgs) -> Result<()> {
-    let path = appliance::profile::locate(&a.profile);
+    let path = appliance::profile::locate(&a.profile)?;
     let profile = appliance::profile::Profile::load(&path, &a.vars)?;
     let opts = appliance::fetch::FetchOptions {
-        to: a.to,
+        to: a.out,
         mirrors: appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?,
         cache: appliance::base::Cache::from_env(),
         source_date_epoch: source_date_epoch()?,
@@ -227,8 +264,30 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
 }
 
 fn run_profiles(a: ProfilesArgs) -> Result<()> {
-    for (path, name, description) in appliance::profile::list(&a.dir)? {
-        println!("{name:<20} {description}  ({})", path.display());
+    let found = match &a.dir {
+        Some(dir) => appliance::profile::list(dir)?,
+        None => appliance::profile::available(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    if found.is_empty() {
+        let dirs = appliance::profile::search_dirs();
+        anyhow::bail!(
+            "no profiles in {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for p in found {
+        let description = match &p.error {
+            Some(e) => format!("invalid: {e}"),
+            None => p.description,
+        };
+        println!("{:<24} {description}  ({})", p.name, p.path.display());
     }
     Ok(())
 }
@@ -252,12 +311,20 @@ struct BootArgs {
     /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT (TCP); repeatable.
     #[arg(long, value_name = "HOSTPORT:GUESTPORT")]
     forward: Vec<appliance::qemu::Forward>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 2048)]
+    /// Guest memory in MiB (the appliance's Rocket.Chat, MongoDB and Jitsi need about 4 GiB).
+    #[arg(long, default_value_t = appliance::qemu::DEFAULT_MEMORY_MIB)]
     memory: u32,
     /// Guest CPUs.
     #[arg(long, default_value_t = 2)]
     cpus: u32,
+    /// QEMU CPU model. Default: one with AVX (MongoDB needs it): `host` under KVM, `max`
+    /// under TCG.
+    #[arg(long, value_name = "MODEL")]
+    cpu: Option<String>,
+    /// Print the QEMU command line and exit without booting (with --accel auto, the
+    /// accelerator known without a probe: TCG until KVM has been proven on this host).
+    #[arg(long)]
+    print_command: bool,
     /// Write the serial console to FILE instead of this terminal.
     #[arg(long, value_name = "FILE")]
     serial_log: Option<PathBuf>,
@@ -305,6 +372,7 @@ fn run_boot(a: BootArgs) -> Result<()> {
         },
         memory_mib: a.memory,
         cpus: a.cpus,
+        cpu: a.cpu.clone(),
         seed,
         forwards: a.forward.clone(),
         snapshot: !a.persist,
@@ -315,15 +383,25 @@ fn run_boot(a: BootArgs) -> Result<()> {
     let accel = match a.accel.as_str() {
         "kvm" => Accel::Kvm,
         "tcg" => Accel::Tcg,
+        _ if a.print_command => qemu::known_accel().unwrap_or(Accel::Tcg),
         _ => qemu::choose_accel(&spec, work.path())?,
     };
-    eprintln!(
-        "booting {} with {} ({:?})",
-        a.image.display(),
-        accel.name(),
-        spec.firmware
-    );
-    let mut vm = Vm::start(spec.command(accel, work.path())?)?;
+    let cmd = spec.command(accel, work.path())?;
+    if a.print_command {
+        println!("{}", progress::command_line(&cmd));
+        return Ok(());
+    }
+    if progress::verbosity() > Verbosity::Quiet {
+        eprintln!(
+            "booting {} with {}, CPU {} ({:?})",
+            a.image.display(),
+            accel.name(),
+            a.cpu.as_deref().unwrap_or(accel.default_cpu()),
+            spec.firmware
+        );
+    }
+    progress::show_command(&cmd);
+    let mut vm = Vm::start(cmd)?;
     match (&a.expect, &serial) {
         (Some(text), Serial::File(log)) => {
             match vm.wait_for(log, text, std::time::Duration::from_secs(a.timeout)) {
@@ -360,8 +438,8 @@ struct SeedArgs {
     #[arg(long, value_name = "FILE")]
     network_config: Option<PathBuf>,
     /// Where to write the seed volume.
-    #[arg(short, long, value_name = "FILE")]
-    output: PathBuf,
+    #[arg(short, long, value_name = "FILE", alias = "output")]
+    out: PathBuf,
 }
 
 fn read_input(what: &str, path: &PathBuf) -> Result<Vec<u8>> {
@@ -383,13 +461,13 @@ fn run_seed(a: SeedArgs) -> Result<()> {
     let names = |p: &PathBuf| p.display().to_string();
     let meta_name = a.meta_data.as_ref().map(names).unwrap_or_default();
     appliance::seed::write_seed(
-        &a.output,
+        &a.out,
         (&names(&a.user_data), &user_data),
         meta_data.as_deref().map(|m| (meta_name.as_str(), m)),
         network.as_deref(),
         source_date_epoch()?.unwrap_or_else(assemble::now),
     )?;
-    println!("{}", a.output.display());
+    println!("{}", a.out.display());
     Ok(())
 }
 
@@ -399,7 +477,7 @@ struct AssembleArgs {
     #[arg(long, value_name = "DIR|TARBALL")]
     rootfs: PathBuf,
     /// Directory for the artifacts (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
     /// Disk size, e.g. 10GiB or 2G (rounded up to a whole MiB). Default: what the tree needs
     /// plus room, rounded up to a whole GiB; the root grows to the real disk at first boot.
@@ -416,8 +494,8 @@ struct AssembleArgs {
     name: String,
     /// Seed for the disk, partition and file system ids. Default: derived from --name and
     /// SOURCE_DATE_EPOCH when that is set (reproducible), random otherwise.
-    #[arg(long)]
-    seed: Option<String>,
+    #[arg(long = "id-seed", value_name = "TEXT", alias = "seed")]
+    id_seed: Option<String>,
     /// ext4 feature set: auto (from the tree's e2fsprogs and GRUB), compat (readable by
     /// Ubuntu 18.04's e2fsck and GRUB 2.02) or current (adds metadata_csum_seed, orphan_file).
     #[arg(long, value_name = "SET", default_value = "auto", value_parser = parse_ext4_features)]
@@ -469,7 +547,7 @@ fn run_assemble(a: AssembleArgs) -> Result<()> {
         size: a.size,
         boot: a.boot,
         formats: a.formats.0,
-        seed: a.seed,
+        seed: a.id_seed,
         ext4_features: a.ext4_features.0,
         source_date_epoch: source_date_epoch()?,
         threads,
@@ -478,14 +556,16 @@ fn run_assemble(a: AssembleArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else {
-        eprintln!(
-            "assembled {} ({}, kernel {}, boots {}, ext4 {}):",
-            done.name,
-            size::human(done.disk_size),
-            done.kernel,
-            done.boot.join("+"),
-            done.ext4_features
-        );
+        if progress::verbosity() > Verbosity::Quiet {
+            eprintln!(
+                "assembled {} ({}, kernel {}, boots {}, ext4 {}):",
+                done.name,
+                size::human(done.disk_size),
+                done.kernel,
+                done.boot.join("+"),
+                done.ext4_features
+            );
+        }
         for art in &done.artifacts {
             println!("{}", art.path.display());
         }
@@ -493,8 +573,39 @@ fn run_assemble(a: AssembleArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_completions(a: CompletionsArgs) -> Result<()> {
+    clap_complete::generate(
+        a.shell,
+        &mut Cli::command(),
+        "appliance",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+fn run_man(a: ManArgs) -> Result<()> {
+    let cmd = Cli::command();
+    match a.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+            println!("{}", dir.display());
+        }
+        None => clap_mangen::Man::new(cmd)
+            .render(&mut std::io::stdout())
+            .context("writing the manual page")?,
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
+    progress::set_verbosity(match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    });
     if let Err(e) = appliance::partial::install_interrupt_handler() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -507,6 +618,8 @@ fn main() {
         Command::Assemble(a) => run_assemble(a),
         Command::Seed(a) => run_seed(a),
         Command::Boot(a) => run_boot(a),
+        Command::Completions(a) => run_completions(a),
+        Command::Man(a) => run_man(a),
     };
     if let Err(e) = result {
         // One line: the chain of what was being done, outermost first.

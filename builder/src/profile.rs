@@ -180,13 +180,64 @@ pub fn scalar(value: &toml::Value) -> Option<serde_json::Value> {
     }
 }
 
-/// Finds a profile given as a path, or as a name in `./profiles`.
-pub fn locate(arg: &str) -> PathBuf {
+/// Where profiles named without a path are looked for, in this order: `./profiles`, the
+/// directories of `$APPLIANCE_PROFILES` (colon-separated), the `profiles/` of the source tree
+/// this binary was built from, and the installed data directory
+/// `/usr/share/appliance/profiles` (with its overlays in `/usr/share/appliance/overlays`).
+pub fn search_dirs() -> Vec<PathBuf> {
+    search_dirs_with(std::env::var_os("APPLIANCE_PROFILES"))
+}
+
+fn search_dirs_with(env: Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("profiles")];
+    if let Some(v) = env {
+        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+    }
+    dirs.push(crate::rootpath::lexical(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles"),
+    ));
+    dirs.push(PathBuf::from("/usr/share/appliance/profiles"));
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let fresh = !seen.contains(d);
+        seen.push(d.clone());
+        fresh
+    });
+    dirs
+}
+
+/// Finds a profile given as a path (it has a `/` or ends in `.toml`), or as a name in the
+/// first of [`search_dirs`] that has `NAME.toml`. An unknown name fails with one line saying
+/// where it looked and which names it found.
+pub fn locate(arg: &str) -> Result<PathBuf> {
+    locate_in(arg, &search_dirs())
+}
+
+fn locate_in(arg: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     let p = PathBuf::from(arg);
     if p.exists() || arg.contains('/') || arg.ends_with(".toml") {
-        return p;
+        return Ok(p);
     }
-    PathBuf::from("profiles").join(format!("{arg}.toml"))
+    if let Some(found) = dirs
+        .iter()
+        .map(|d| d.join(format!("{arg}.toml")))
+        .find(|f| f.is_file())
+    {
+        return Ok(found);
+    }
+    let names: Vec<String> = available_in(dirs).into_iter().map(|e| e.name).collect();
+    bail!(
+        "no profile '{arg}': looked for {arg}.toml in {}; found {}",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
 }
 
 /// Parses TOML into `T`, turning the parser's multi-line report into one line that names the
@@ -483,24 +534,64 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
     })
 }
 
-/// The profiles in a directory: (file, name, description), sorted by name. A profile that
-/// does not parse is listed with its error as the description.
-pub fn list(dir: &Path) -> Result<Vec<(PathBuf, String, String)>> {
+/// A profile `appliance profiles` lists: `name` is what `plan NAME` takes (the file's stem).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProfileEntry {
+    pub name: String,
+    pub description: String,
+    pub path: PathBuf,
+    /// Set when the file does not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The profiles in one directory, sorted by name. A profile that does not parse is listed with
+/// its error.
+pub fn list(dir: &Path) -> Result<Vec<ProfileEntry>> {
     let mut out = Vec::new();
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("listing profiles in {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            match parse_toml::<ProfileFile>(&path, &text) {
-                Ok(f) => out.push((path, f.name, f.description)),
-                Err(e) => out.push((path.clone(), "?".into(), format!("invalid: {e}"))),
+        let (Some(stem), true) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().is_some_and(|e| e == "toml"),
+        ) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let (description, error) = match parse_toml::<ProfileFile>(&path, &text) {
+            Ok(f) => (f.description, None),
+            Err(e) => (String::new(), Some(format!("{e:#}"))),
+        };
+        out.push(ProfileEntry {
+            name: stem.to_string(),
+            description,
+            path,
+            error,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// Every profile a name finds, from [`search_dirs`]: a name in an earlier directory hides the
+/// same name in a later one, as [`locate`] does.
+pub fn available() -> Vec<ProfileEntry> {
+    available_in(&search_dirs())
+}
+
+fn available_in(dirs: &[PathBuf]) -> Vec<ProfileEntry> {
+    let mut out: Vec<ProfileEntry> = Vec::new();
+    for d in dirs.iter().filter(|d| d.is_dir()) {
+        for e in list(d).unwrap_or_default() {
+            if !out.iter().any(|o| o.name == e.name) {
+                out.push(e);
             }
         }
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    Ok(out)
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 #[cfg(test)]
@@ -643,6 +734,55 @@ formats = ["qcow2", "raw"]
         assert!(format!("{e:#}").starts_with("--var gretting: no such variable in profile"));
         assert!(parse_var("a=b=c").unwrap() == ("a".into(), "b=c".into()));
         assert!(parse_var("nonsense").is_err());
+    }
+
+    #[test]
+    fn names_are_found_in_order_and_an_unknown_one_says_where_it_looked() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        write(&a, "one.toml", "name = \"one\"\ndescription = \"first\"\n");
+        write(&b, "one.toml", "name = \"one\"\ndescription = \"hidden\"\n");
+        write(&b, "two.toml", "name = \"two\"\n");
+        write(&b, "bad.toml", "name = \n");
+        let dirs = [a.clone(), b.clone(), d.path().join("none")];
+        assert_eq!(locate_in("one", &dirs).unwrap(), a.join("one.toml"));
+        assert_eq!(locate_in("two", &dirs).unwrap(), b.join("two.toml"));
+        // A path is taken as it is, whether or not it exists.
+        assert_eq!(locate_in("x/one", &dirs).unwrap(), PathBuf::from("x/one"));
+        let listed = available_in(&dirs);
+        let names: Vec<(&str, &str)> = listed
+            .iter()
+            .map(|e| (e.name.as_str(), e.description.as_str()))
+            .collect();
+        assert_eq!(names, [("bad", ""), ("one", "first"), ("two", "")]);
+        assert!(listed[0].error.is_some());
+        let e = locate_in("three", &dirs).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "no profile 'three': looked for three.toml in {}, {}, {}; found bad, one, two",
+                a.display(),
+                b.display(),
+                d.path().join("none").display()
+            )
+        );
+    }
+
+    #[test]
+    fn search_dirs_follow_the_environment() {
+        let dirs = search_dirs_with(Some("/x:/y:".into()));
+        assert_eq!(
+            dirs[..3],
+            [PathBuf::from("profiles"), "/x".into(), "/y".into()]
+        );
+        let source = dirs[3].clone();
+        assert!(
+            source.join("debian12-test.toml").is_file(),
+            "{}",
+            source.display()
+        );
+        assert!(!source.to_string_lossy().contains(".."));
+        assert_eq!(search_dirs_with(None).len(), 3);
     }
 
     #[test]

@@ -433,6 +433,7 @@ pub fn run(step: &Step) -> Result<()> {
     if let (Some(dir), None) = (step.cwd, step.chroot) {
         cmd.current_dir(dir);
     }
+    crate::progress::show_command(&cmd);
     // SAFETY: `enter` only makes system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || enter(mounts.as_ref()));

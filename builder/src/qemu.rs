@@ -36,7 +36,21 @@ impl Accel {
             Accel::Tcg => "tcg",
         }
     }
+
+    /// The CPU model a guest gets unless told otherwise: one with AVX, which the appliance's
+    /// MongoDB needs (QEMU's own default, qemu64, has none). Under KVM the host's CPU; under
+    /// TCG `max`, everything QEMU emulates.
+    pub fn default_cpu(self) -> &'static str {
+        match self {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        }
+    }
 }
+
+/// Guest memory `appliance boot` gives by default, in MiB: what Rocket.Chat, MongoDB, Jitsi's
+/// JVMs, prosody and nginx need together.
+pub const DEFAULT_MEMORY_MIB: u32 = 4096;
 
 /// Where the guest's serial console goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +91,8 @@ pub struct VmSpec {
     pub firmware: Firmware,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// QEMU's `-cpu` model; `None` for the accelerator's [`Accel::default_cpu`].
+    pub cpu: Option<String>,
     /// A NoCloud seed volume attached as a second, read-only disk.
     pub seed: Option<PathBuf>,
     pub forwards: Vec<Forward>,
@@ -120,6 +136,8 @@ impl VmSpec {
         c.args([
             "-accel",
             accel.name(),
+            "-cpu",
+            self.cpu.as_deref().unwrap_or(accel.default_cpu()),
             "-m",
             &self.memory_mib.to_string(),
             "-smp",
@@ -273,27 +291,39 @@ fn probe_cache_key() -> String {
     hex::encode(&digest[..8])
 }
 
-/// KVM if it demonstrably boots `spec`'s kernel, TCG otherwise.
-pub fn choose_accel(spec: &VmSpec, work: &Path) -> Result<Accel> {
+fn probe_cache_dir() -> PathBuf {
+    std::env::var_os("APPLIANCE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/appliance".into())
+}
+
+/// The accelerator, when it is known without booting anything: TCG without a usable
+/// /dev/kvm, else the cached verdict of an earlier probe.
+pub fn known_accel() -> Option<Accel> {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .is_err()
     {
-        return Ok(Accel::Tcg);
+        return Some(Accel::Tcg);
     }
-    let cache_dir = std::env::var_os("APPLIANCE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/appliance".into());
+    let cache = probe_cache_dir().join(format!("kvm-probe-{}", probe_cache_key()));
+    let v = std::fs::read_to_string(cache).ok()?;
+    Some(if v.trim() == "kvm" {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    })
+}
+
+/// KVM if it demonstrably boots `spec`'s kernel, TCG otherwise.
+pub fn choose_accel(spec: &VmSpec, work: &Path) -> Result<Accel> {
+    if let Some(known) = known_accel() {
+        return Ok(known);
+    }
+    let cache_dir = probe_cache_dir();
     let cache = cache_dir.join(format!("kvm-probe-{}", probe_cache_key()));
-    if let Ok(v) = std::fs::read_to_string(&cache) {
-        return Ok(if v.trim() == "kvm" {
-            Accel::Kvm
-        } else {
-            Accel::Tcg
-        });
-    }
     eprintln!("checking whether KVM boots this image's kernel (once per host, up to 25 s)");
     let serial = work.join("kvm-probe.log");
     // Without Secure Boot: its SMM emulation is a separate question from whether KVM runs
@@ -352,6 +382,7 @@ mod tests {
             firmware: Firmware::Bios,
             memory_mib: 1024,
             cpus: 1,
+            cpu: None,
             seed: None,
             forwards: vec![
                 Forward {
@@ -371,6 +402,28 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
+        let after = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+        // A CPU with AVX by default (MongoDB needs it): `max` under TCG, `host` under KVM.
+        assert_eq!(after("-cpu"), "max");
+        let kvm = spec.command(Accel::Kvm, dir.path()).unwrap();
+        let kvm: Vec<String> = kvm
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            kvm[kvm.iter().position(|a| a == "-cpu").unwrap() + 1],
+            "host"
+        );
+        let chosen = VmSpec {
+            cpu: Some("Haswell".into()),
+            ..spec.clone()
+        };
+        let chosen = chosen.command(Accel::Kvm, dir.path()).unwrap();
+        assert!(
+            chosen.get_args().any(|a| a == "Haswell"),
+            "{:?}",
+            chosen.get_args().collect::<Vec<_>>()
+        );
         assert!(args.contains(&"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8443-:443".to_string()), "{args:?}");
         assert!(
             args.iter()

@@ -187,7 +187,7 @@ fn bad_mirrors_and_bundles_get_one_line() {
     let out = dir.path().join("out");
     assert_one_error(
         cmd(&["fetch", "--mirror", "ubuntu=http://127.0.0.1:9/ubuntu"])
-            .arg("--to")
+            .arg("--out")
             .arg(&out),
         1,
         "error: --mirror ubuntu: the profile names no such repository (known: debian)",
@@ -293,7 +293,7 @@ fn a_fetched_bundle_builds_with_no_network_and_a_changed_one_is_refused() {
         appliance()
             .arg("fetch")
             .arg(&profile)
-            .arg("--to")
+            .arg("--out")
             .arg(&bundle)
             .arg("--json")
             .env("APPLIANCE_CACHE", dir.path().join("fetch-cache")),
@@ -561,7 +561,7 @@ fn a_failed_fetch_leaves_no_bundle() {
     let mut cmd = appliance();
     cmd.arg("fetch")
         .arg(&profile)
-        .arg("--to")
+        .arg("--out")
         .arg(&to)
         .args(["--mirror", "debian=http://127.0.0.1:9/debian"])
         .env("APPLIANCE_CACHE", dir.path().join("cache"));
@@ -695,7 +695,7 @@ fn a_tarball_base_is_fetched_with_its_signed_sums_and_built_from_the_bundle() {
         appliance()
             .arg("fetch")
             .arg(&profile)
-            .arg("--to")
+            .arg("--out")
             .arg(&bundle)
             .env("APPLIANCE_CACHE", dir.path().join("fetch-cache")),
     );

@@ -304,3 +304,420 @@ fn seed_volume_and_its_bad_inputs() {
         );
     }
 }
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn profiles_are_found_by_name_from_any_directory() {
+    let dir = scratch("cli-anywhere");
+    let elsewhere = dir.path().join("elsewhere");
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&mine).unwrap();
+    let written = debian12_profile(&mine, "[disk]\nboot = [\"bios\"]\n");
+    std::fs::rename(&written, mine.join("own.toml")).unwrap();
+    let source_profiles = repo().join("profiles");
+    let in_elsewhere = |cmd: &mut std::process::Command| {
+        cmd.current_dir(&elsewhere)
+            .env("APPLIANCE_PROFILES", &mine)
+            .env_remove("APPLIANCE_CACHE");
+    };
+
+    // `profiles`: $APPLIANCE_PROFILES, then the source tree's profiles.
+    let mut c = appliance();
+    c.args(["profiles", "--json"]);
+    in_elsewhere(&mut c);
+    let listed = json(&run_ok(&mut c));
+    let by_name = |n: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap_or_else(|| panic!("{n} not in {listed}"))
+            .clone()
+    };
+    assert_eq!(
+        by_name("own")["path"],
+        mine.join("own.toml").to_str().unwrap()
+    );
+    assert_eq!(
+        by_name("debian12-test")["path"],
+        source_profiles.join("debian12-test.toml").to_str().unwrap()
+    );
+    assert!(by_name("rocketchat-jitsi-bionic")["description"]
+        .as_str()
+        .unwrap()
+        .contains("Ubuntu 18.04"));
+
+    // `plan NAME`: resolved there, outputs under a relative -o, paths without `..`.
+    for (name, file) in [
+        ("own", mine.join("own.toml")),
+        ("debian12-test", source_profiles.join("debian12-test.toml")),
+    ] {
+        let mut c = appliance();
+        c.args(["plan", name, "--json", "-o", "out"]);
+        in_elsewhere(&mut c);
+        let plan = json(&run_ok(&mut c));
+        assert_eq!(plan["profile_file"], file.to_str().unwrap());
+        assert_eq!(plan["outputs"][0], "out/debian12-test.qcow2");
+        let steps: Vec<&str> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .all(|s| !s.contains("profiles/../") && !s.contains("firstboot/../")),
+            "{steps:#?}"
+        );
+        // The static firstboot binary is made by the build itself, first, with its log.
+        assert_eq!(
+            steps[0],
+            format!(
+                "make {root}/target/x86_64-unknown-linux-gnu/release/appliance-firstboot (late file /usr/local/sbin/appliance-firstboot, overlay firstboot): `../../scripts/build-firstboot` in {root}/overlays/firstboot; log out/logs/00-make-appliance-firstboot.log",
+                root = repo().display()
+            )
+        );
+    }
+
+    // ./profiles comes first.
+    let local = elsewhere.join("profiles");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::copy(mine.join("own.toml"), local.join("debian12-test.toml")).unwrap();
+    let mut c = appliance();
+    c.args(["plan", "debian12-test", "--json"]);
+    in_elsewhere(&mut c);
+    assert_eq!(
+        json(&run_ok(&mut c))["profile_file"],
+        "profiles/debian12-test.toml"
+    );
+
+    // An unknown name: where it looked and what it found, on one line.
+    for sub in ["plan", "build", "fetch"] {
+        let mut c = appliance();
+        c.args([sub, "nope", "-o", "x"]);
+        in_elsewhere(&mut c);
+        assert_one_error(
+            &mut c,
+            1,
+            &format!(
+                "error: no profile 'nope': looked for nope.toml in profiles, {}, {}, /usr/share/appliance/profiles; found debian12-test, own, rocketchat-jitsi-bionic",
+                mine.display(),
+                source_profiles.display()
+            ),
+        );
+        assert!(!elsewhere.join("x").exists());
+    }
+}
+
+/// A profile with a local base and one overlay whose late file is made by `make`.
+fn make_profile(dir: &Path, make: &str) -> std::path::PathBuf {
+    let ov = dir.join("overlays/mk");
+    std::fs::create_dir_all(&ov).unwrap();
+    std::fs::write(
+        ov.join("overlay.toml"),
+        format!("[variables]\nmade = \"made.bin\"\n[late.\"/usr/bin/made\"]\nsource = \"{{{{made}}}}\"\nmake = {make}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("profiles")).unwrap();
+    let p = dir.join("profiles/mk.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"mk\"\noverlays = [\"mk\"]\n[base]\nkind = \"local\"\npath = \"{}\"\n",
+            dir.join("empty-tree").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("empty-tree")).unwrap();
+    p
+}
+
+#[test]
+fn late_files_are_made_by_the_build_with_a_log_and_quiet_and_verbose_change_the_output() {
+    let dir = scratch("cli-make");
+    let good = make_profile(
+        &dir.path().join("good"),
+        r#"["sh", "-c", "echo compiling; echo ELF > made.bin"]"#,
+    );
+    let run = |flags: &[&str], profile: &Path, out: &str| {
+        let mut c = appliance();
+        c.args(flags)
+            .arg("build")
+            .arg(profile)
+            .arg("-o")
+            .arg(dir.path().join(out))
+            .env("APPLIANCE_CACHE", dir.path().join("cache"));
+        c.output().unwrap()
+    };
+    // The build makes the late file first, then stops at the empty base (no /usr/sbin).
+    let normal = run(&[], &good, "n");
+    let made = dir.path().join("good/overlays/mk/made.bin");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "ELF\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("n/logs/00-make-made.log")).unwrap(),
+        "compiling\n"
+    );
+    let err = stderr_of(&normal);
+    assert!(
+        err.contains("==> making /usr/bin/made (overlay mk)"),
+        "{err}"
+    );
+    assert!(err.contains("] building profile mk"), "{err}");
+    assert!(!err.contains("+ sh -c"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("policy-rc.d"), "{err}");
+
+    // -q: the error line only; -v: also the commands run.
+    std::fs::remove_file(&made).unwrap();
+    let quiet = run(&["-q"], &good, "q");
+    assert!(made.exists());
+    assert_eq!(stderr_of(&quiet).lines().collect::<Vec<_>>(), errors);
+    let verbose = run(&["--verbose"], &good, "v");
+    let err = stderr_of(&verbose);
+    assert!(
+        err.contains("+ sh -c 'echo compiling; echo ELF > made.bin'"),
+        "{err}"
+    );
+    assert!(err.contains("==> making /usr/bin/made"), "{err}");
+    assert_one_error(
+        appliance().args(["-q", "-v", "profiles"]),
+        2,
+        "error: the argument '--quiet' cannot be used with '--verbose'",
+    );
+
+    // A make that fails: one line naming the file, the command and its log.
+    let bad = make_profile(
+        &dir.path().join("bad"),
+        r#"["sh", "-c", "echo boom; exit 3"]"#,
+    );
+    let out = dir.path().join("b");
+    assert_one_error(
+        appliance()
+            .args(["build", bad.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .env("APPLIANCE_CACHE", dir.path().join("cache")),
+        1,
+        &format!(
+            "error: overlay 'mk': late file /usr/bin/made: making it with `sh -c echo boom; exit 3` failed (exit status: 3); the lines above end its log {}/logs/00-make-made.log",
+            out.display()
+        ),
+    );
+    assert_eq!(dir_names(&out), ["logs"]);
+    // `plan` works before the file exists, and shows the step.
+    let plan = json(&run_ok(appliance().args([
+        "plan",
+        bad.to_str().unwrap(),
+        "--json",
+    ])));
+    assert!(
+        plan["steps"][0].as_str().unwrap().starts_with("make ")
+            && plan["steps"][0]
+                .as_str()
+                .unwrap()
+                .contains("`sh -c echo boom; exit 3`"),
+        "{plan}"
+    );
+    // A source named by --var is shipped as it is: nothing is made.
+    let plan = json(&run_ok(appliance().args([
+        "plan",
+        bad.to_str().unwrap(),
+        "--json",
+        "--var",
+        "made=/bin/true",
+    ])));
+    assert!(
+        plan["steps"][0].as_str().unwrap().starts_with("base: "),
+        "{plan}"
+    );
+}
+
+#[test]
+fn renamed_flags_and_their_hidden_aliases() {
+    let dir = scratch("cli-flags");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    // assemble: --out/-o and --id-seed, with the old --seed; all accepted (the error is the
+    // tree's, exit 1, not a usage error).
+    for out_flag in ["--out", "-o"] {
+        for seed_flag in ["--id-seed", "--seed"] {
+            let out = dir.path().join("a");
+            assert_one_error(
+                appliance()
+                    .args([
+                        "assemble",
+                        "--rootfs",
+                        empty.to_str().unwrap(),
+                        seed_flag,
+                        "s",
+                    ])
+                    .arg(out_flag)
+                    .arg(&out),
+                1,
+                "error: the tree has no kernel",
+            );
+            assert!(!out.exists());
+        }
+    }
+    // seed: -o, --out and the old --output.
+    let ud = dir.path().join("ud");
+    std::fs::write(&ud, "#cloud-config\n").unwrap();
+    for flag in ["-o", "--out", "--output"] {
+        let img = dir.path().join(format!("seed{flag}.img"));
+        run_ok(
+            appliance()
+                .arg("seed")
+                .arg("--user-data")
+                .arg(&ud)
+                .arg(flag)
+                .arg(&img),
+        );
+        assert!(img.is_file(), "{flag}");
+    }
+    // fetch: -o, --out and the old --to (an existing directory is refused, before anything).
+    for flag in ["-o", "--out", "--to"] {
+        assert_one_error(
+            appliance()
+                .args(["fetch", "debian12-test", flag])
+                .arg(&empty)
+                .current_dir(dir.path()),
+            1,
+            &format!(
+                "error: --out {}: already exists; a bundle is made in a new directory",
+                empty.display()
+            ),
+        );
+    }
+    // build and plan: -o and --out.
+    for flag in ["-o", "--out"] {
+        let plan = json(&run_ok(appliance().args([
+            "plan",
+            "debian12-test",
+            "--json",
+            flag,
+            "/x/y",
+        ])));
+        assert_eq!(plan["outputs"][0], "/x/y/debian12-test.qcow2");
+    }
+    // The old spellings are hidden from --help; the new ones are shown.
+    let help = |sub: &str| stdout(&run_ok(appliance().args([sub, "--help"])));
+    let assemble = help("assemble");
+    assert!(
+        assemble.contains("-o, --out <DIR>") && assemble.contains("--id-seed <TEXT>"),
+        "{assemble}"
+    );
+    assert!(!assemble.contains("--seed"), "{assemble}");
+    let fetch = help("fetch");
+    assert!(
+        fetch.contains("-o, --out <DIR>") && !fetch.contains("--to"),
+        "{fetch}"
+    );
+    let seed = help("seed");
+    assert!(
+        seed.contains("-o, --out <FILE>") && !seed.contains("--output"),
+        "{seed}"
+    );
+    for sub in ["build", "plan"] {
+        assert!(help(sub).contains("-o, --out <DIR>"), "{sub}");
+    }
+}
+
+#[test]
+fn boot_gives_a_cpu_with_avx_and_the_appliance_memory_by_default() {
+    let dir = scratch("cli-boot");
+    let image = dir.path().join("d.qcow2");
+    std::fs::write(&image, b"").unwrap();
+    let command = |args: &[&str]| {
+        stdout(&run_ok(
+            appliance()
+                .arg("boot")
+                .arg(&image)
+                .arg("--print-command")
+                .args(args),
+        ))
+    };
+    let tcg = command(&["--accel", "tcg"]);
+    assert!(tcg.contains(" -accel tcg -cpu max -m 4096 "), "{tcg}");
+    let kvm = command(&["--accel", "kvm"]);
+    assert!(kvm.contains(" -accel kvm -cpu host -m 4096 "), "{kvm}");
+    let chosen = command(&["--accel", "tcg", "--cpu", "Haswell-v4", "--memory", "1024"]);
+    assert!(chosen.contains(" -cpu Haswell-v4 -m 1024 "), "{chosen}");
+    let help = stdout(&run_ok(appliance().args(["boot", "--help"])));
+    assert!(
+        help.contains("--cpu <MODEL>") && help.contains("[default: 4096]"),
+        "{help}"
+    );
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let dir = scratch("cli-completions");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = stdout(&run_ok(appliance().args(["completions", shell])));
+        for word in ["assemble", "profiles", "id-seed", "cpu"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+        if shell == "bash" {
+            let f = dir.path().join("appliance.bash");
+            std::fs::write(&f, &script).unwrap();
+            run_ok(tool("bash").arg("-n").arg(&f));
+            // Sourced, it registers the completion function.
+            let got = stdout(&run_ok(
+                tool("bash")
+                    .arg("-c")
+                    .arg(format!("source {}; complete -p appliance", f.display())),
+            ));
+            assert!(got.contains("appliance"), "{got}");
+        }
+    }
+    assert_one_error(
+        appliance().args(["completions", "tcsh"]),
+        2,
+        "error: invalid value 'tcsh' for '<SHELL>'",
+    );
+
+    let page = run_ok(appliance().arg("man")).stdout;
+    let f = dir.path().join("appliance.1");
+    std::fs::write(&f, &page).unwrap();
+    let text = String::from_utf8(page).unwrap();
+    assert!(text.contains(".TH appliance 1"), "{text}");
+    // man renders it (through groff), with every command listed.
+    let rendered = stdout(&run_ok(
+        tool("man")
+            .arg("-l")
+            .arg(&f)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"),
+    ));
+    for word in ["NAME", "SYNOPSIS", "build", "completions", "--quiet"] {
+        assert!(rendered.contains(word), "man lacks {word}: {rendered}");
+    }
+    let pages = dir.path().join("man");
+    run_ok(appliance().arg("man").arg("--dir").arg(&pages));
+    let names = dir_names(&pages);
+    for want in [
+        "appliance.1",
+        "appliance-build.1",
+        "appliance-boot.1",
+        "appliance-assemble.1",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{names:?}");
+    }
+    let boot = stdout(&run_ok(
+        tool("man")
+            .arg("-l")
+            .arg(pages.join("appliance-boot.1"))
+            .env("MANPAGER", "cat"),
+    ));
+    assert!(boot.contains("--cpu"), "{boot}");
+}
