@@ -740,9 +740,18 @@ formats = ["qcow2", "raw"]
     fn names_are_found_in_order_and_an_unknown_one_says_where_it_looked() {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a"), d.path().join("b"));
-        write(&a, "one.toml", "name = \"one\"\ndescription = \"first\"\n");
-        write(&b, "one.toml", "name = \"one\"\ndescription = \"hidden\"\n");
-        write(&b, "two.toml", "name = \"two\"\n");
+        let base = "[base]\nkind = \"local\"\npath = \"/x\"\n";
+        write(
+            &a,
+            "one.toml",
+            &format!("name = \"one\"\ndescription = \"first\"\n{base}"),
+        );
+        write(
+            &b,
+            "one.toml",
+            &format!("name = \"one\"\ndescription = \"hidden\"\n{base}"),
+        );
+        write(&b, "two.toml", &format!("name = \"two\"\n{base}"));
         write(&b, "bad.toml", "name = \n");
         let dirs = [a.clone(), b.clone(), d.path().join("none")];
         assert_eq!(locate_in("one", &dirs).unwrap(), a.join("one.toml"));
@@ -756,6 +765,7 @@ formats = ["qcow2", "raw"]
             .collect();
         assert_eq!(names, [("bad", ""), ("one", "first"), ("two", "")]);
         assert!(listed[0].error.is_some());
+        assert!(listed[1..].iter().all(|e| e.error.is_none()), "{listed:?}");
         let e = locate_in("three", &dirs).unwrap_err().to_string();
         assert_eq!(
             e,

@@ -198,8 +198,8 @@ fn the_plan_resolves_offline_and_names_every_pin() {
         })
         .expect("`unshare -n` does not work here: this test runs the plan with no network");
     let dir = tempfile::tempdir().unwrap();
-    // Planned before the firstboot binary is built (as on a fresh clone): the plan says it is
-    // missing; the build stops on it before any download.
+    // A firstboot binary named by --var (so the build does not make it) that is not there:
+    // the plan says it is missing; the build stops on it before any download.
     let missing = dir.path().join("not-built/appliance-firstboot");
     let vars = vec![(
         "firstboot_binary".to_string(),
@@ -224,7 +224,7 @@ fn the_plan_resolves_offline_and_names_every_pin() {
     let text = stdout(&plan(false));
     assert!(
         text.contains(&format!(
-            "late file /usr/local/sbin/appliance-firstboot (overlay firstboot) [{} does not exist yet: the build needs it]",
+            "late file /usr/local/sbin/appliance-firstboot (overlay firstboot) from {} [does not exist yet: the build needs it]",
             missing.display()
         )),
         "{text}"

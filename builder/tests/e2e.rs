@@ -40,14 +40,14 @@ fn image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let dir = scratch("e2e-image").keep();
-        let profile = debian12_profile(&dir, "[disk]\nboot = [\"bios\", \"uefi\"]\n");
+        debian12_profile(&dir, "[disk]\nboot = [\"bios\", \"uefi\"]\n");
         let out = dir.join("out");
+        // By name, from another directory, as a user would: found through $APPLIANCE_PROFILES.
         run_ok(
             appliance()
-                .arg("build")
-                .arg(&profile)
-                .arg("--out")
-                .arg(&out),
+                .args(["build", "debian12-test", "-o", "out"])
+                .current_dir(&dir)
+                .env("APPLIANCE_PROFILES", &dir),
         );
         out.join("debian12-test.qcow2")
     })
