@@ -373,35 +373,72 @@ pub(crate) fn lock(tree: &Tree) -> Result<File> {
     Ok(file)
 }
 
+/// What `status` reports: the state of the last apply, whether a run was cut short, and the
+/// last failed run (its time and its errors), for people ([`std::fmt::Display`]) and `--json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    /// `None`: not applied yet.
+    pub state: Option<State>,
+    pub interrupted: bool,
+    pub last_failure: Option<LastFailure>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LastFailure {
+    pub when: String,
+    pub errors: Vec<String>,
+}
+
 /// `status`: the state of the last apply, and whether a run was cut short.
-pub fn status(root: &std::path::Path) -> Result<String> {
+pub fn status(root: &std::path::Path) -> Result<Status> {
     let tree = Tree::new(root);
     let state = tree
         .read(&format!("/{STATE_FILE}"))
         .context("reading the state")?;
-    let mut out = match state {
-        None => "not applied yet".to_owned(),
+    let state = match state {
+        None => None,
         Some(bytes) => match State::parse(&bytes) {
-            Some(state) => state.to_string(),
+            Some(state) => Some(state),
             None => anyhow::bail!("/{STATE_FILE} is not a state file this program wrote"),
         },
     };
-    if tree.exists(&format!("/{}", journal::JOURNAL_FILE)) {
-        out.push_str("\nan apply was interrupted: the next run finishes or rolls it back");
-    }
-    if let Some(failure) = tree
+    let last_failure = tree
         .read(&format!("/{LAST_FAILURE_FILE}"))
         .context("reading the last failure")?
-    {
-        let failure = String::from_utf8_lossy(&failure);
-        let mut lines = failure.lines();
-        let when = lines.next().unwrap_or_default();
-        out.push_str(&format!(
-            "\nlast run:     {when}, the configuration above stays in force"
-        ));
-        for line in lines {
-            out.push_str(&format!("\n  error: {line}"));
+        .map(|failure| {
+            let failure = String::from_utf8_lossy(&failure);
+            let mut lines = failure.lines();
+            LastFailure {
+                when: lines.next().unwrap_or_default().to_owned(),
+                errors: lines.map(str::to_owned).collect(),
+            }
+        });
+    Ok(Status {
+        state,
+        interrupted: tree.exists(&format!("/{}", journal::JOURNAL_FILE)),
+        last_failure,
+    })
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.state {
+            None => f.write_str("not applied yet")?,
+            Some(state) => write!(f, "{state}")?,
         }
+        if self.interrupted {
+            f.write_str("\nan apply was interrupted: the next run finishes or rolls it back")?;
+        }
+        if let Some(failure) = &self.last_failure {
+            write!(
+                f,
+                "\nlast run:     {}, the configuration above stays in force",
+                failure.when
+            )?;
+            for line in &failure.errors {
+                write!(f, "\n  error: {line}")?;
+            }
+        }
+        Ok(())
     }
-    Ok(out)
 }

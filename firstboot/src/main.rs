@@ -34,6 +34,10 @@ enum Command {
         /// A config.yaml to read as well
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Print the result as JSON on stdout: {"valid": true, the settings (no secrets)} or
+        /// {"valid": false, "errors": [...]}
+        #[arg(long)]
+        json: bool,
     },
     /// Apply the configuration to this machine, once per instance (what the boot runs)
     ///
@@ -59,6 +63,9 @@ enum Command {
         /// The root of the system to look at
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
+        /// Print it as JSON: {"state": state.json or null, "interrupted", "last_failure"}
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -101,13 +108,21 @@ struct AcmeArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Check { user_data, config } => check(&user_data, config.as_deref()),
+        Command::Check {
+            user_data,
+            config,
+            json,
+        } => check(&user_data, config.as_deref(), json),
         Command::Apply(target) => run(target, false),
         Command::Reconfigure(target) => run(target, true),
         Command::Acme(args) => run_acme(args),
-        Command::Status { root } => match apply::status(&root) {
-            Ok(text) => {
-                println!("{text}");
+        Command::Status { root, json } => match apply::status(&root) {
+            Ok(status) if json => {
+                println!("{}", serde_json::json!(status));
+                ExitCode::SUCCESS
+            }
+            Ok(status) => {
+                println!("{status}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -225,7 +240,28 @@ fn run(target: Target, reconfigure: bool) -> ExitCode {
     }
 }
 
-fn check(user_data: &Path, config_file: Option<&Path>) -> ExitCode {
+/// `check --json`'s summary of a valid configuration: what `check` prints, without secrets.
+fn summary_json(config: &firstboot::Config, not_read: &[String]) -> serde_json::Value {
+    use firstboot::config::CertificateMode;
+    let certificate = match &config.certificate {
+        CertificateMode::Provided { .. } => serde_json::json!({"mode": "provided"}),
+        CertificateMode::SelfSigned => serde_json::json!({"mode": "self-signed"}),
+        CertificateMode::LetsEncrypt { email, directory } => serde_json::json!({
+            "mode": "letsencrypt", "email": email.to_string(), "directory": directory,
+        }),
+    };
+    serde_json::json!({
+        "valid": true,
+        "dns_name": config.dns_name.to_string(),
+        "root_url": config.root_url.to_string(),
+        "certificate": certificate,
+        "admin": config.admin.as_ref().map(|a| a.username.clone()),
+        "mongo_url": config.mongo_url.as_ref().map(|m| m.redacted()),
+        "not_read": not_read,
+    })
+}
+
+fn check(user_data: &Path, config_file: Option<&Path>, json: bool) -> ExitCode {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|e| ConfigError::Io {
             file: path.display().to_string(),
@@ -240,6 +276,13 @@ fn check(user_data: &Path, config_file: Option<&Path>) -> ExitCode {
         Ok((config, sources))
     })();
     match result {
+        Ok((config, sources)) if json => {
+            println!(
+                "{}",
+                summary_json(&config, &sources.user_data.ignored_parts)
+            );
+            ExitCode::SUCCESS
+        }
         Ok((config, sources)) => {
             println!("{config}");
             if !sources.user_data.ignored_parts.is_empty() {
@@ -251,6 +294,10 @@ fn check(user_data: &Path, config_file: Option<&Path>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
+            if json {
+                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                println!("{}", serde_json::json!({"valid": false, "errors": lines}));
+            }
             for error in errors {
                 eprintln!("error: {error}");
             }

@@ -215,7 +215,7 @@ fn obtains_installs_renews_and_is_kept_by_apply() {
             & 0o777,
         0o600
     );
-    let status = apply::status(f.root()).unwrap();
+    let status = apply::status(f.root()).unwrap().to_string();
     assert!(
         status.contains(&format!(
             "(ACME account ops@example.com: valid, issued by {})",

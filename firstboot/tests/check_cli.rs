@@ -140,3 +140,59 @@ fn the_other_commands_take_a_root() {
     assert_eq!(run(&["check"]).status.code(), Some(2));
     assert_eq!(run(&[]).status.code(), Some(2));
 }
+
+#[test]
+fn check_and_status_print_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  root_url: https://chat.example.com/\n  admin: {username: admin, password: correct-horse-battery, email: ops@example.com}\n",
+    )
+    .unwrap();
+    let out = run(&["check", "--json", "--user-data", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["dns_name"], "meet.example.com");
+    assert_eq!(v["root_url"], "https://chat.example.com/");
+    assert_eq!(v["certificate"]["mode"], "self-signed");
+    assert_eq!(v["admin"], "admin");
+    assert_eq!(v["mongo_url"], serde_json::Value::Null);
+    assert!(!text(&out.stdout).contains("correct-horse-battery"));
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "#cloud-config\nappliance:\n  dns_name: -bad-\n  colour: red\n",
+    )
+    .unwrap();
+    let out = run(&["check", "--json", "--user-data", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{v}");
+    // The same lines as without --json, on stderr.
+    let stderr: Vec<String> = text(&out.stderr)
+        .lines()
+        .map(|l| l.strip_prefix("error: ").unwrap().to_string())
+        .collect();
+    let json_lines: Vec<String> = errors
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stderr, json_lines);
+
+    // status: nothing applied yet on an empty root.
+    let root = tempfile::tempdir().unwrap();
+    let out = run(&["status", "--json", "--root", root.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"state": null, "interrupted": false, "last_failure": null})
+    );
+    let out = run(&["status", "--root", root.path().to_str().unwrap()]);
+    assert_eq!(text(&out.stdout), "not applied yet\n");
+}
