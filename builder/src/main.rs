@@ -622,6 +622,14 @@ fn main() {
         Command::Man(a) => run_man(a),
     };
     if let Err(e) = result {
+        // A reader that stopped reading (`appliance man | head`) is not a failure of ours.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         // One line: the chain of what was being done, outermost first.
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -720,4 +720,19 @@ fn completions_and_man_page_are_generated() {
             .env("MANPAGER", "cat"),
     ));
     assert!(boot.contains("--cpu"), "{boot}");
+
+    // A reader that stopped reading (`appliance man | head`) gets no error and status 0: the
+    // pipe's read end is closed before the command starts, so its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let piped = appliance()
+        .arg("man")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        piped.status.success() && piped.stderr.is_empty(),
+        "{piped:?}"
+    );
 }
