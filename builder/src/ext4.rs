@@ -142,6 +142,11 @@ pub fn make_root_fs(disk: &Path, spec: &RootFsSpec, work: &Path) -> Result<()> {
         Some(t) => cmd.env("SOURCE_DATE_EPOCH", t.to_string()),
         None => cmd.env_remove("SOURCE_DATE_EPOCH"),
     };
+    // Before mke2fs reads anything (see stale_atimes).
+    let stale = match spec.source_date_epoch {
+        Some(t) => stale_atimes(spec.tree, t)?,
+        None => Vec::new(),
+    };
     host::run(&mut cmd, "mke2fs (making the root file system)").map_err(|e| {
         let text = e.to_string();
         if text.contains("Could not allocate") || text.contains("No space left") {
@@ -152,6 +157,95 @@ pub fn make_root_fs(disk: &Path, spec: &RootFsSpec, work: &Path) -> Result<()> {
             e
         }
     })?;
+    if let Some(epoch) = spec.source_date_epoch {
+        settle_access_times(disk, spec.offset, &stale, epoch, work)?;
+    }
+    Ok(())
+}
+
+/// Entries of `tree` (as absolute paths in the image) whose access time is before `epoch`.
+///
+/// mke2fs -d copies each entry's access time from the lstat it makes before reading the entry,
+/// clamped to SOURCE_DATE_EPOCH only from above. An entry nobody has read since it was unpacked
+/// (dpkg gives files and symlinks their package's date, years before the epoch) has an old
+/// atime until its first reader: this run's mke2fs or GRUB steps, or another build of the same
+/// tree at the same time. Whether the image got the old atime or the epoch depended on who came
+/// first, so two builds of a fresh tree differed, more often on a loaded machine (issue 17: 22
+/// inodes of /etc/alternatives symlinks). Access times only grow, so the entries old now are
+/// the only ones that can end up below the epoch in the image; [`settle_access_times`] sets
+/// them to the epoch, which every entry read since then gets from the clamping anyway.
+fn stale_atimes(tree: &Path, epoch: u64) -> Result<Vec<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut stale = Vec::new();
+    for entry in walkdir::WalkDir::new(tree).min_depth(1) {
+        let entry = entry.with_context(|| format!("reading the tree {}", tree.display()))?;
+        let meta = entry.metadata()?;
+        if meta.atime() < epoch as i64 {
+            let rel = entry.path().strip_prefix(tree).expect("below the tree");
+            let mut path = b"/".to_vec();
+            path.extend_from_slice(rel.as_os_str().as_bytes());
+            stale.push(path);
+        }
+    }
+    Ok(stale)
+}
+
+/// Sets the access time of `paths` in the file system at `offset` of `disk` to `epoch` (see
+/// [`stale_atimes`]), in one debugfs run, and zeroes the superblock's lifetime-writes counter.
+///
+/// libext2fs adds what each writing session wrote to `s_kbytes_written`, and how much this run
+/// writes depends on how many entries were stale, i.e. again on who read the tree first (seen
+/// as 6 differing superblock bytes between two builds). A counter of 0 is left alone by
+/// libext2fs (it only adds to a non-zero one), so later sessions (add_files) keep it at 0.
+fn settle_access_times(
+    disk: &Path,
+    offset: u64,
+    paths: &[Vec<u8>],
+    epoch: u64,
+    work: &Path,
+) -> Result<()> {
+    let mut script = Vec::new();
+    for p in paths {
+        if p.contains(&b'\n') {
+            bail!(
+                "cannot make the root file system reproducible: the tree has a name with a newline ({})",
+                String::from_utf8_lossy(p).escape_debug()
+            );
+        }
+        // debugfs's quoting: a doubled quote inside quotes is a quote.
+        script.extend_from_slice(b"sif \"");
+        for &b in p {
+            if b == b'"' {
+                script.push(b'"');
+            }
+            script.push(b);
+        }
+        script.extend_from_slice(format!("\" atime @{epoch}\n").as_bytes());
+    }
+    script.extend_from_slice(b"ssv kbytes_written 0\n");
+    let script_path = work.join("debugfs-atimes.cmds");
+    std::fs::write(&script_path, &script).context("writing the debugfs script for access times")?;
+    let out = host::run(
+        Command::new(host::require("debugfs")?)
+            .arg("-w")
+            .arg("-f")
+            .arg(&script_path)
+            .arg(format!("{}?offset={offset}", disk.display())),
+        "debugfs (setting access times and the lifetime writes)",
+    )?;
+    // debugfs reports a failed command only as text on stderr, after its version banner.
+    let errors = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("debugfs "))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !errors.is_empty() {
+        bail!(
+            "setting access times and the lifetime writes in the root file system failed: {errors}"
+        );
+    }
     Ok(())
 }
 
@@ -283,6 +377,116 @@ pub fn add_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sets `path`'s access time (and its modification time, when given) without following a
+    /// symlink.
+    fn set_times(path: &Path, atime: libc::timespec, mtime: Option<libc::timespec>) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let omit = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        };
+        let times = [atime, mtime.unwrap_or(omit)];
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        assert_eq!(rc, 0, "utimensat {}", path.display());
+    }
+
+    #[test]
+    fn access_times_do_not_depend_on_who_read_the_tree_first() {
+        const EPOCH: u64 = 1_700_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc/alternatives")).unwrap();
+        std::fs::write(tree.join("etc/which"), "#!/bin/sh\n").unwrap();
+        std::fs::write(tree.join("etc/a \"quoted\" name"), "x").unwrap();
+        std::os::unix::fs::symlink("../which", tree.join("etc/alternatives/which")).unwrap();
+        // Inodes over more inode table blocks (16 inodes each) than libext2fs caches (8), so
+        // that how many entries are stale changes how much debugfs writes.
+        std::fs::create_dir(tree.join("many")).unwrap();
+        let many: Vec<String> = (0..320).map(|i| format!("many/f{i:03}")).collect();
+        for rel in &many {
+            std::fs::write(tree.join(rel), rel).unwrap();
+        }
+        // As dpkg leaves a tree: nothing read since, access time = package date < epoch.
+        let old = libc::timespec {
+            tv_sec: 1_600_000_000,
+            tv_nsec: 0,
+        };
+        for rel in [
+            "etc/which",
+            "etc/a \"quoted\" name",
+            "etc/alternatives/which",
+            "etc/alternatives",
+            "etc",
+            "many",
+        ]
+        .into_iter()
+        .chain(many.iter().map(String::as_str))
+        {
+            set_times(&tree.join(rel), old, Some(old));
+        }
+        let make = |name: &str| {
+            let disk = dir.path().join(name);
+            std::fs::File::create(&disk)
+                .unwrap()
+                .set_len(64 << 20)
+                .unwrap();
+            let work = dir.path().join(format!("{name}.work"));
+            std::fs::create_dir(&work).unwrap();
+            let spec = RootFsSpec {
+                tree: &tree,
+                label: "t",
+                uuid: Uuid::from_u128(1),
+                hash_seed: Uuid::from_u128(2),
+                features: FeatureSet::Compat,
+                offset: 1 << 20,
+                size: 32 << 20,
+                source_date_epoch: Some(EPOCH),
+            };
+            make_root_fs(&disk, &spec, &work).unwrap();
+            disk
+        };
+        let first = make("first.img");
+        let device = format!("{}?offset={}", first.display(), 1 << 20);
+        for path in ["/etc/alternatives/which", "/etc/which", "/etc"] {
+            let out = host::run(
+                Command::new("debugfs")
+                    .args(["-R", &format!("stat {path}")])
+                    .arg(&device),
+                "debugfs stat",
+            )
+            .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(text.contains(" atime: 0x6553f100:"), "{path}: {text}");
+            // The modification time is the tree's.
+            assert!(text.contains(" mtime: 0x5f5e1000:"), "{path}: {text}");
+        }
+        // The other side of the race: someone read the tree (relatime moved its access times
+        // past the epoch) before the second build.
+        let now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        };
+        for rel in ["etc/which", "etc/alternatives/which"]
+            .into_iter()
+            .chain(many.iter().map(String::as_str))
+        {
+            set_times(&tree.join(rel), now, None);
+        }
+        let second = make("second.img");
+        assert!(
+            std::fs::read(&first).unwrap() == std::fs::read(&second).unwrap(),
+            "the two images differ"
+        );
+    }
 
     #[test]
     fn feature_set_follows_the_target() {
