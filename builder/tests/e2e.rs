@@ -1010,15 +1010,17 @@ fn assert_ip_mode(boot: &Boot, address: &str) -> String {
     leaf
 }
 
-/// Scenario 9: no DNS name. With no user-data at all the appliance comes up on the guest's
-/// address (IP mode); then, as a new instance with cloud-init's `hostname: single-label`, the
+/// Scenario 9: no DNS name. With user-data that says nothing (an empty cloud-config: the
+/// nearest to none that a NoCloud seed holds, since cloud-init needs its user-data file and
+/// `appliance seed` refuses an empty one) the appliance comes up on the guest's address (IP
+/// mode); then, as a new instance with cloud-init's `hostname: single-label`, the
 /// host name is applied and it is IP mode again; in the same boot, dns_name set in
 /// config.yaml and `reconfigure` move it to the name.
 #[test]
 #[ignore = "builds profiles/debian12-test.toml and boots it under QEMU; run by scripts/test"]
 fn s9_no_dns_name_runs_on_the_address_until_given_one() {
     let mut guest = Guest::new("9");
-    let seed = guest.seed("", "iid-s9-a");
+    let seed = guest.seed("#cloud-config\n", "iid-s9-a");
     let boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
     let address = boot.reports.get("guest-address");
