@@ -142,7 +142,12 @@ impl fmt::Display for Config {
             Some(name) if name != self.dns_name.as_str() => writeln!(f, "host name:   {name}")?,
             _ => {}
         }
-        writeln!(f, "root_url:    {}", self.root_url)?;
+        let at_boot = self.dns_name.address().is_some_and(|a| a.is_unspecified());
+        if at_boot && self.root_url == RootUrl::default_for(&self.dns_name) {
+            writeln!(f, "root_url:    https://<address>:{}/", self.root_url.port)?;
+        } else {
+            writeln!(f, "root_url:    {}", self.root_url)?;
+        }
         match &self.certificate {
             CertificateMode::Provided { chain, .. } => writeln!(
                 f,

@@ -284,6 +284,10 @@ fn ip_mode_before_launch() {
         "{text}"
     );
     assert!(text.contains("\nhost name:   bar3-4242\n"), "{text}");
+    assert!(
+        text.contains("\nroot_url:    https://<address>:3000/\n"),
+        "{text}"
+    );
     // A ROOT_URL on a name is kept, and the certificate is made for it and the address.
     let config = check(
         b"#cloud-config\nappliance: {root_url: 'https://chat.example.com/'}\n",
