@@ -967,3 +967,109 @@ fn s8_lets_encrypt_from_pebble_with_a_retry() {
     );
     assert_eq!(san_names(&served[0]), BTreeSet::from([DNS.to_owned()]));
 }
+
+/// The IP addresses of a certificate's subjectAltName.
+fn san_addresses(pem: &str) -> BTreeSet<String> {
+    x509(pem, &["-ext", "subjectAltName"])
+        .split([',', '\n'])
+        .filter_map(|s| s.trim().strip_prefix("IP Address:").map(str::to_owned))
+        .collect()
+}
+
+/// Checks of IP mode on `address`, from outside: the certificate nginx presents names the
+/// address (and is self-signed), Jitsi Meet's page answers at `https://ADDRESS/` verified
+/// with that certificate as its own CA, and Rocket.Chat was started with
+/// `https://ADDRESS:3000/`. Returns the certificate.
+fn assert_ip_mode(boot: &Boot, address: &str) -> String {
+    let chain = boot.served_chain(443, address);
+    assert_eq!(chain.len(), 1, "a self-signed certificate alone");
+    let leaf = chain[0].clone();
+    assert_eq!(san_addresses(&leaf), BTreeSet::from([address.to_owned()]));
+    let dir = scratch("e2e-s9");
+    let ca = dir.path().join("self.pem");
+    std::fs::write(&ca, &leaf).unwrap();
+    let jitsi = boot.curl(443, address, "/", true, Some(&ca));
+    assert_eq!(jitsi.status, 200);
+    assert!(jitsi.body.contains("jitsi-meet-stand-in"), "{}", jitsi.body);
+    let url = format!("https://{address}:3000/");
+    let chat = boot.curl(3000, address, "/", true, Some(&ca));
+    chat.assert_settings(&[("ROOT_URL", &url), ("OVERWRITE_SETTING_Site_Url", &url)]);
+    let status = boot.reports.all("status");
+    assert!(
+        status.contains(&format!("dns_name:     none: IP mode, served on {address}")),
+        "{status:?}"
+    );
+    let motd = boot.reports.all("motd").join("\n");
+    assert!(
+        motd.contains(&format!("runs on its IP address {address} "))
+            && motd.contains("set dns_name in /etc/appliance/config.yaml"),
+        "{motd}"
+    );
+    assert_eq!(boot.reports.get("prosody-check"), "ok");
+    assert_eq!(boot.reports.get("login-focus"), "ok");
+    leaf
+}
+
+/// Scenario 9: no DNS name. With user-data that says nothing (an empty cloud-config: the
+/// nearest to none that a NoCloud seed holds, since cloud-init needs its user-data file and
+/// `appliance seed` refuses an empty one) the appliance comes up on the guest's address (IP
+/// mode); then, as a new instance with cloud-init's `hostname: single-label`, the
+/// host name is applied and it is IP mode again; in the same boot, dns_name set in
+/// config.yaml and `reconfigure` move it to the name.
+#[test]
+#[ignore = "builds profiles/debian12-test.toml and boots it under QEMU; run by scripts/test"]
+fn s9_no_dns_name_runs_on_the_address_until_given_one() {
+    let mut guest = Guest::new("9");
+    let seed = guest.seed("#cloud-config\n", "iid-s9-a");
+    let boot = guest.boot(&seed);
+    assert_services_run(&boot, "success exit=0");
+    let address = boot.reports.get("guest-address");
+    assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{address:?}");
+    assert_ip_mode(&boot, &address);
+    drop(boot);
+
+    let seed = guest.seed(
+        "#cloud-config\nhostname: single-label\nruncmd:\n  - [/usr/local/sbin/appliance-test-reconfigure, meet.example.test]\n",
+        "iid-s9-b",
+    );
+    let mut boot = guest.boot(&seed);
+    assert_services_run(&boot, "success exit=0");
+    assert_eq!(boot.reports.get("hostname"), "single-label");
+    assert!(
+        boot.console.contains("single-label login:"),
+        "{}",
+        boot.console
+    );
+    assert_ip_mode(&boot, &address);
+
+    // reconfigure to the name, in the same boot: then the second report.
+    let line = boot.wait_for("APPLIANCE-REPORT reconfigure ");
+    assert!(
+        line.contains("reconfigure ok applied meet.example.test "),
+        "{line}"
+    );
+    boot.wait_for("APPLIANCE-REPORT END again");
+    let at = boot.console.find("APPLIANCE-REPORT reconfigure ").unwrap();
+    boot.reports = Reports::parse(&boot.console[at..]);
+    assert_services_run(&boot, "success exit=0");
+    assert_eq!(boot.reports.get("hostname"), "single-label");
+    let status = boot.reports.all("status");
+    assert!(
+        status.contains(&format!("dns_name:     {DNS}")),
+        "{status:?}"
+    );
+    assert!(boot.reports.all("motd").is_empty(), "{:?}", boot.reports);
+    assert_eq!(
+        boot.reports.get("prosody-vhost"),
+        format!("/etc/prosody/conf.d/{DNS}.cfg.lua")
+    );
+    assert_eq!(boot.reports.get("login-focus"), "ok");
+    let chain = boot.served_chain(443, DNS);
+    assert_eq!(san_names(&chain[0]), BTreeSet::from([DNS.to_owned()]));
+    let dir = scratch("e2e-s9");
+    let ca = dir.path().join("self.pem");
+    std::fs::write(&ca, &chain[0]).unwrap();
+    boot.assert_jitsi_served(&ca);
+    let chat = boot.curl(3000, DNS, "/", true, Some(&ca));
+    chat.assert_settings(&[("ROOT_URL", "https://meet.example.test:3000/")]);
+}

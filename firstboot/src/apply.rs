@@ -26,6 +26,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
+use crate::address::Machine;
 use crate::error::ConfigError;
 use crate::hooks::{failpoint, TestHooks};
 use crate::journal::{self, Recovered, Transaction};
@@ -183,8 +184,10 @@ fn run_locked(
         previous.as_ref().map(|s| s.instance_id.as_str()),
         &instance_id,
     );
+    // IP mode's address is looked up on every run: a new one is a new configuration.
+    let machine = Machine::read(tree.root(), &options.hooks);
     let config = Sources::read(tree.root())
-        .and_then(|sources| sources.validate(precedence, now))
+        .and_then(|sources| sources.validate_on(precedence, now, &machine))
         .map_err(ApplyError::Invalid)?;
     let yaml = effective_yaml(&config);
     let hash = sha256_hex(&yaml);

@@ -347,6 +347,8 @@ fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
             .iter()
             .filter_map(|n| match n {
                 GeneralName::DNSName(name) => Some(name.to_string()),
+                // An IPv4 subjectAltName covers IP mode's served "name", the address.
+                GeneralName::IPAddress(&[a, b, c, d]) => Some(format!("{a}.{b}.{c}.{d}")),
                 _ => None,
             })
             .collect(),

@@ -3,7 +3,7 @@
 //!
 //! Keys (under `appliance:` in user-data, at the top of config.yaml):
 //! - `dns_name`: a fully qualified DNS name (see [`crate::names`]); else cloud-config `fqdn`,
-//!   else `hostname`. Required.
+//!   else `hostname` when it is not a single label. Absent: **IP mode**, below.
 //! - `root_url`: Rocket.Chat's URL (see [`crate::root_url`]); default `https://<dns_name>:3000/`.
 //! - `certificate`: `{cert, key}` (PEM chain leaf first, and its key; see [`crate::cert`]),
 //!   or `{letsencrypt: {email, directory}}`; absent or `{}`: a self-signed certificate.
@@ -20,6 +20,24 @@
 //! YAML's guesses cannot turn `0755` or `on` into something else), not empty, without control
 //! characters or line breaks; the PEM texts may hold line breaks. Unknown keys are refused, so
 //! a typo does not silently leave a default in place.
+//!
+//! **IP mode.** With no DNS name the appliance is served on the machine's IPv4 address (see
+//! [`crate::address`] for which one), as the install guide it automates allows: the address
+//! stands where the name would (`https://203.0.113.7/` for Jitsi Meet, ROOT_URL
+//! `https://203.0.113.7:3000/` unless given, a self-signed certificate with the address as an
+//! IP subjectAltName). Let's Encrypt is refused: it issues no certificates for addresses. A
+//! given certificate must cover the address. The address is part of the effective
+//! configuration (a comment of config.yaml, so also of its hash): a new address at the next
+//! boot, as when a cloud VM is stopped and started, is applied like a new configuration.
+//! Setting `dns_name` in config.yaml and running `reconfigure` moves the machine to the name.
+//! Without an address either (no public IPv4 in the instance data, no default route), the
+//! configuration is refused with why.
+//!
+//! **Host name** ([`Config::host_name`]), as cloud-init would set it (the image keeps
+//! cloud-init from setting it, `preserve_hostname`, so that it stays what firstboot sets):
+//! the user-data's `fqdn`, else its `hostname` (a single label is fine), else the DNS name,
+//! else meta-data's `local-hostname`; in IP mode with none of them, the host name is left as
+//! it is. An invalid `local-hostname` (the cloud's, not the user's) is passed over.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,10 +45,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::acme::{LETSENCRYPT, LETSENCRYPT_STAGING};
+use crate::address::IpAddress;
 use crate::cert::{CertificateChain, PrivateKeyPem};
 use crate::error::{shown, ConfigError, KeyPath, Origin};
 use crate::mongo_url::MongoUrl;
-use crate::names::{DnsName, Email};
+use crate::names::{host_name, DnsName, Email};
 use crate::root_url::RootUrl;
 use crate::userdata::{kind, Settings};
 
@@ -46,7 +65,10 @@ const ADMIN_KNOWN: &str = "username, password, email";
 /// A configuration that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The name served, or in IP mode the address (see [`DnsName::address`]).
     pub dns_name: DnsName,
+    /// The machine's host name, if anything names it (see the module doc).
+    pub host_name: Option<String>,
     pub root_url: RootUrl,
     pub certificate: CertificateMode,
     pub admin: Option<Admin>,
@@ -107,8 +129,25 @@ impl Config {
 impl fmt::Display for Config {
     /// A summary for people: no password, key or MongoDB credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "dns_name:    {}", self.dns_name)?;
-        writeln!(f, "root_url:    {}", self.root_url)?;
+        match self.dns_name.address() {
+            Some(a) if a.is_unspecified() => writeln!(
+                f,
+                "dns_name:    none: IP mode, on the instance's public IPv4 address (cloud \
+                 metadata) or its default route's address at boot"
+            )?,
+            Some(a) => writeln!(f, "dns_name:    none: IP mode, on {a}")?,
+            None => writeln!(f, "dns_name:    {}", self.dns_name)?,
+        }
+        match &self.host_name {
+            Some(name) if name != self.dns_name.as_str() => writeln!(f, "host name:   {name}")?,
+            _ => {}
+        }
+        let at_boot = self.dns_name.address().is_some_and(|a| a.is_unspecified());
+        if at_boot && self.root_url == RootUrl::default_for(&self.dns_name) {
+            writeln!(f, "root_url:    https://<address>:{}/", self.root_url.port)?;
+        } else {
+            writeln!(f, "root_url:    {}", self.root_url)?;
+        }
         match &self.certificate {
             CertificateMode::Provided { chain, .. } => writeln!(
                 f,
@@ -155,19 +194,36 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
     }
     let entry = |key: &str| settings.entries.get(key);
 
-    let dns_name = match entry("dns_name") {
-        Some(e) => ok(&mut errors, dns_name(&e.path, &e.value)),
-        None => {
-            errors.push(ConfigError::Missing {
+    let dns_name = match (entry("dns_name"), &settings.address) {
+        (Some(e), _) => ok(&mut errors, dns_name(&e.path, &e.value)),
+        (None, IpAddress::AtBoot) => Some(DnsName::for_address(std::net::Ipv4Addr::UNSPECIFIED)),
+        (None, IpAddress::Found { address, .. }) => Some(DnsName::for_address(*address)),
+        (None, IpAddress::NotFound(why)) => {
+            errors.push(ConfigError::NoAddress {
                 path: KeyPath::new(Origin::UserData, "dns_name"),
-                hint: if settings.user_data_has_cloud_config {
-                    ", and there is no cloud-config fqdn or hostname to use instead"
-                } else {
-                    ": the user-data holds no #cloud-config"
-                },
+                why: why.clone(),
             });
             None
         }
+    };
+    let host_name = match &settings.host_name {
+        // The same key standing in for dns_name: checked (and any problem said) once.
+        Some(e) if entry("dns_name").is_some_and(|d| d.path == e.path) => {
+            dns_name.as_ref().map(|d| Some(d.as_str().to_owned()))
+        }
+        Some(e) => ok(&mut errors, host_name_setting(&e.path, &e.value)).map(Some),
+        None => Some(
+            dns_name
+                .as_ref()
+                .filter(|d| d.address().is_none())
+                .map(|d| d.as_str().to_owned())
+                .or_else(|| {
+                    settings
+                        .local_hostname
+                        .as_deref()
+                        .and_then(|n| host_name(n).ok())
+                }),
+        ),
     };
     let root_url = match (entry("root_url"), &dns_name) {
         (Some(e), dns_name) => ok(&mut errors, root_url(&e.path, &e.value, dns_name.as_ref())),
@@ -175,7 +231,9 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
         (None, None) => None,
     };
     let served: Vec<&DnsName> = {
-        let mut names: Vec<&DnsName> = dns_name.iter().collect();
+        // Before launch, IP mode's address is not known: nothing to check a certificate for.
+        let known = |d: &&DnsName| d.address().is_none_or(|a| !a.is_unspecified());
+        let mut names: Vec<&DnsName> = dns_name.iter().filter(known).collect();
         match &root_url {
             Some(url) if Some(&url.host) != dns_name.as_ref() => names.push(&url.host),
             _ => {}
@@ -186,6 +244,13 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
         Some(e) => certificate(&e.path, &e.value, &served, now, &mut errors),
         None => Some(CertificateMode::SelfSigned),
     };
+    let ip_mode = dns_name.as_ref().is_some_and(|d| d.address().is_some());
+    if let (true, Some(CertificateMode::LetsEncrypt { .. })) = (ip_mode, &certificate) {
+        let path = entry("certificate").map(|e| e.path.child("letsencrypt"));
+        errors.push(ConfigError::LetsEncryptIpMode {
+            path: path.unwrap_or_else(|| KeyPath::new(Origin::UserData, "certificate")),
+        });
+    }
     let admin = match entry("admin") {
         Some(e) => admin(&e.path, &e.value, &mut errors),
         None => Some(None),
@@ -194,18 +259,22 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
         Some(e) => ok(&mut errors, mongo_url(&e.path, &e.value)).map(Some),
         None => Some(None),
     };
-    match (dns_name, root_url, certificate, admin, mongo_url) {
-        (Some(dns_name), Some(root_url), Some(certificate), Some(admin), Some(mongo_url))
-            if errors.is_empty() =>
-        {
-            Ok(Config {
-                dns_name,
-                root_url,
-                certificate,
-                admin,
-                mongo_url,
-            })
-        }
+    match (dns_name, host_name, root_url, certificate, admin, mongo_url) {
+        (
+            Some(dns_name),
+            Some(host_name),
+            Some(root_url),
+            Some(certificate),
+            Some(admin),
+            Some(mongo_url),
+        ) if errors.is_empty() => Ok(Config {
+            dns_name,
+            host_name,
+            root_url,
+            certificate,
+            admin,
+            mongo_url,
+        }),
         _ => Err(errors),
     }
 }
@@ -218,6 +287,16 @@ fn ok<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Optio
 fn dns_name(path: &KeyPath, value: &Value) -> Result<DnsName, ConfigError> {
     let text = string(path, value)?;
     DnsName::parse(text).map_err(|error| ConfigError::DnsName {
+        path: path.clone(),
+        value: shown(text),
+        error,
+    })
+}
+
+/// A host name from cloud-config's `fqdn` or `hostname` (single labels allowed).
+fn host_name_setting(path: &KeyPath, value: &Value) -> Result<String, ConfigError> {
+    let text = string(path, value)?;
+    host_name(text).map_err(|error| ConfigError::DnsName {
         path: path.clone(),
         value: shown(text),
         error,

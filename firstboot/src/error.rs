@@ -112,6 +112,10 @@ pub enum ConfigError {
     Empty { path: KeyPath },
     #[error("{path}: missing{hint}")]
     Missing { path: KeyPath, hint: &'static str },
+    #[error("{path}: missing, and no address to serve on instead (IP mode): {why}")]
+    NoAddress { path: KeyPath, why: String },
+    #[error("{path}: Let's Encrypt issues no certificates for IP addresses, and no DNS name is given (IP mode): set dns_name to a name of this machine, or leave certificate out for a self-signed one")]
+    LetsEncryptIpMode { path: KeyPath },
     #[error("{path}: holds a control character{}", if *.pem { " other than a line break" } else { " or line break" })]
     ControlCharacter { path: KeyPath, pem: bool },
     #[error("{path}: {value:?} is not a valid DNS name: {error}")]

@@ -14,6 +14,8 @@
 //! - `APPLIANCE_FIRSTBOOT_FAKE_FAIL=STEP`: with the fake, the step whose line is STEP fails.
 //! - `APPLIANCE_FIRSTBOOT_TEST_NAMESERVER=IP:PORT`: the ACME client looks names up there
 //!   instead of /etc/resolv.conf's servers (see [`crate::acme::http`]).
+//! - `APPLIANCE_FIRSTBOOT_TEST_ADDRESS=IPV4`: the default route's interface address for IP mode
+//!   (see [`crate::address`]), which is only asked of the kernel on the running system.
 //!
 //! Failpoints cost one relaxed atomic load when unarmed.
 
@@ -48,6 +50,7 @@ pub struct TestHooks {
     pub fake_fail: Option<String>,
     pub failpoint: Option<(String, u32)>,
     pub name_server: Option<std::net::SocketAddr>,
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 impl TestHooks {
@@ -65,6 +68,7 @@ impl TestHooks {
             fake_services: var("APPLIANCE_FIRSTBOOT_FAKE_SERVICES").map(PathBuf::from),
             fake_fail: var("APPLIANCE_FIRSTBOOT_FAKE_FAIL"),
             name_server: var("APPLIANCE_FIRSTBOOT_TEST_NAMESERVER").and_then(|s| s.parse().ok()),
+            address: var("APPLIANCE_FIRSTBOOT_TEST_ADDRESS").and_then(|s| s.parse().ok()),
             failpoint: var("APPLIANCE_FIRSTBOOT_FAILPOINT").map(|spec| {
                 match spec.split_once(':') {
                     Some((name, n)) => (name.to_owned(), n.parse().unwrap_or(1)),

@@ -11,6 +11,7 @@
 //! run anywhere. [`acme`] obtains and renews a Let's Encrypt certificate when asked for one.
 
 pub mod acme;
+pub mod address;
 pub mod apply;
 pub mod cert;
 pub mod config;

@@ -9,6 +9,17 @@
 //! accepted and dropped; more than one is an empty label and refused. Names are lowercased.
 //! Internationalised names are taken in their ASCII (`xn--`) form only, so the name written in
 //! the certificate, nginx and prosody is the one the user typed.
+//!
+//! **IP mode.** With no DNS name given at all, the appliance is served on an IPv4 address
+//! (see [`crate::address`]): [`DnsName::for_address`] makes the "name" every file, template
+//! and certificate then uses, the address in dotted-quad form, as Jitsi Meet's own
+//! quick-install does when given an address (prosody's `VirtualHost "203.0.113.7"`,
+//! `auth.203.0.113.7`, `/etc/ssl/203.0.113.7.crt`). Digits and dots only, so the file names
+//! derived from it stay safe. [`DnsName::parse`] never yields one (an all-digit top level is
+//! refused), so [`DnsName::address`] tells the two apart.
+//!
+//! A **host name** ([`host_name`]) follows cloud-init's rules instead: RFC 1123 labels, and a
+//! single label is fine (`hostname: bar3-4242`).
 
 use std::fmt;
 
@@ -59,9 +70,41 @@ impl DnsName {
         Ok(DnsName(name))
     }
 
+    /// The served "name" in IP mode: the address itself (see the module doc).
+    pub fn for_address(address: std::net::Ipv4Addr) -> DnsName {
+        DnsName(address.to_string())
+    }
+
+    /// A served name as recorded (the state, a certificate's names): a DNS name, or an
+    /// address in IP mode.
+    pub fn served(text: &str) -> Result<DnsName, DnsNameError> {
+        DnsName::parse(text).or_else(|e| {
+            text.parse::<std::net::Ipv4Addr>()
+                .map(DnsName::for_address)
+                .map_err(|_| e)
+        })
+    }
+
+    /// The address, in IP mode.
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.0.parse().ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Checks a host name as cloud-init takes it from `fqdn`, `hostname` or meta-data's
+/// `local-hostname`: RFC 1123 labels, one or more; an all-digit last label (an address) is
+/// refused. Returns it lowercased, without a trailing dot.
+pub fn host_name(text: &str) -> Result<String, DnsNameError> {
+    let name = check_labels(text)?;
+    let last = name.rsplit('.').next().unwrap_or_default();
+    if name.contains('.') && last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DnsNameError::NumericTopLevel);
+    }
+    Ok(name)
 }
 
 impl fmt::Display for DnsName {
@@ -218,6 +261,18 @@ mod tests {
         let too_long = format!("{}.com", vec!["a".repeat(62); 4].join("."));
         assert_eq!(too_long.len(), 255);
         assert_eq!(err(&too_long), DnsNameError::TooLong);
+    }
+
+    #[test]
+    fn addresses_and_host_names() {
+        let ip = DnsName::for_address("10.0.2.15".parse().unwrap());
+        assert_eq!(ip.as_str(), "10.0.2.15");
+        assert_eq!(ip.address(), Some("10.0.2.15".parse().unwrap()));
+        assert_eq!(DnsName::parse("meet.example.com").unwrap().address(), None);
+        assert_eq!(host_name("Bar3-4242").unwrap(), "bar3-4242");
+        assert_eq!(host_name("a.example.com.").unwrap(), "a.example.com");
+        assert_eq!(host_name("10.0.0.1"), Err(DnsNameError::NumericTopLevel));
+        assert_eq!(host_name("a_b"), Err(DnsNameError::BadCharacter('_')));
     }
 
     #[test]

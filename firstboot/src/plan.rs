@@ -15,7 +15,7 @@
 //! | prosody | `conf.avail/<dns_name>.cfg.lua` with its `conf.d` link, and `certs/<dns_name>.{crt,key}` (a copy of the appliance's certificate) |
 //! | Jitsi (each part when its `/etc/jitsi/{meet,jicofo,videobridge}` exists) | prosody's Jitsi host file instead of the plain one; `certs/auth.<dns_name>.{crt,key}` (self-signed) trusted through `/usr/local/share/ca-certificates`; the `focus` and `jvb` accounts and focus's roster; `/etc/jitsi/meet/<dns_name>-config.js`; jicofo's `jicofo.conf`, `config`, `sip-communicator.properties`; the videobridge's `jvb.conf`, `config`, `sip-communicator.properties` |
 //! | debconf (with Jitsi) | the Jitsi packages' answers in `/var/cache/debconf/{config,passwords}.dat` (see [`crate::debconf`]) |
-//! | firstboot | `/etc/appliance/config.yaml` (0600), `/var/lib/appliance/secrets.json` (0600), `/var/lib/appliance/state.json` (0600) |
+//! | firstboot | `/etc/appliance/config.yaml` (0600), `/var/lib/appliance/secrets.json` (0600), `/var/lib/appliance/state.json` (0600); in IP mode the login message [`IP_MODE_MOTD`] |
 //!
 //! Files named after an old domain (the placeholder `jitsi.appliance.invalid` the image was
 //! built with, or the DNS name of the last apply) are removed; of prosody's data for an old
@@ -71,6 +71,10 @@ const NGINX_SITE_LINK: &str = "/etc/nginx/sites-enabled/appliance.conf";
 pub const ACME_WEBROOT: &str = "/var/www/acme";
 /// The Rocket.Chat drop-in.
 pub const ROCKETCHAT_DROPIN: &str = "/etc/systemd/system/rocketchat.service.d/appliance.conf";
+/// The login message of IP mode (see [`crate::config`]), relative to the root: in the
+/// directory whose files the image's update-motd script prints at every login.
+pub const IP_MODE_MOTD: &str = "var/lib/appliance/motd.d/50-appliance-ip-mode";
+const IP_MODE_MOTD_DIR: &str = "/var/lib/appliance/motd.d";
 /// The local replica set when no mongo_url is given.
 pub const LOCAL_MONGO_URL: &str = "mongodb://127.0.0.1:27017/rocketchat?replicaSet=rs01";
 const LOCAL_OPLOG_URL: &str = "mongodb://127.0.0.1:27017/local?replicaSet=rs01";
@@ -334,17 +338,27 @@ impl Planner<'_, '_> {
             .previous
             .is_some_and(|s| s.instance_id == self.input.instance_id);
 
-        // Host name.
-        let hostname = static_hostname(&config.dns_name).to_owned();
-        self.edit(
-            "/etc/hostname",
-            format!("{hostname}\n"),
-            0o644,
-            &[Effect::Hostname],
-        )?;
-        let hosts = tree.read("/etc/hosts")?.unwrap_or_default();
-        let hosts = hosts_with(&String::from_utf8_lossy(&hosts), &config.dns_name);
-        self.edit("/etc/hosts", hosts, 0o644, &[])?;
+        // Host name: in IP mode with nothing naming the machine, left as it is.
+        let hostname = match &config.host_name {
+            Some(name) => {
+                let hostname = static_hostname(name).to_owned();
+                self.edit(
+                    "/etc/hostname",
+                    format!("{hostname}\n"),
+                    0o644,
+                    &[Effect::Hostname],
+                )?;
+                let mut names = vec![name.as_str()];
+                if config.dns_name.address().is_none() {
+                    names.insert(0, &dns);
+                }
+                let hosts = tree.read("/etc/hosts")?.unwrap_or_default();
+                let hosts = hosts_with(&String::from_utf8_lossy(&hosts), &names);
+                self.edit("/etc/hosts", hosts, 0o644, &[])?;
+                hostname
+            }
+            None => String::new(),
+        };
 
         // The certificate nginx serves.
         let cert_file = format!("/etc/ssl/{dns}.crt");
@@ -500,6 +514,20 @@ impl Planner<'_, '_> {
         // firstboot's own files; the state last.
         self.dir("/etc/appliance", 0o755, 0, 0);
         self.dir("/var/lib/appliance", 0o700, 0, 0);
+        // The login message says when the machine runs in IP mode and how to leave it.
+        match config.dns_name.address() {
+            Some(address) => {
+                self.dir(IP_MODE_MOTD_DIR, 0o755, 0, 0);
+                let motd = format!(
+                    "This appliance has no DNS name: it runs on its IP address {address} \
+                     (Jitsi Meet at https://{address}/, Rocket.Chat at {url}) with a \
+                     self-signed certificate.\nTo {}.\n",
+                    &crate::state::IP_MODE_HINT[3..]
+                );
+                self.file(&format!("/{IP_MODE_MOTD}"), &motd, 0o644, 0, 0, &[]);
+            }
+            None => self.remove(&format!("/{IP_MODE_MOTD}"), &[]),
+        }
         let config_path = format!("/{CONFIG_FILE}");
         self.file(&config_path, self.input.effective_yaml, 0o600, 0, 0, &[]);
         let secrets_path = format!("/{SECRETS_FILE}");

@@ -25,6 +25,10 @@ use crate::root_url::RootUrl;
 /// The state file, relative to the root.
 pub const STATE_FILE: &str = "var/lib/appliance/state.json";
 
+/// How to leave IP mode, as `status` and the login message say it.
+pub const IP_MODE_HINT: &str = "to give it a name: set dns_name in /etc/appliance/config.yaml \
+     and run `appliance-firstboot reconfigure`";
+
 /// What `state.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -133,7 +137,13 @@ impl std::fmt::Display for State {
         writeln!(f, "instance id:  {}", self.instance_id)?;
         writeln!(f, "config hash:  sha256:{}", self.config_sha256)?;
         writeln!(f, "applied at:   {}", utc_date(self.applied_at))?;
-        writeln!(f, "dns_name:     {}", self.dns_name)?;
+        match self.dns_name.parse::<std::net::Ipv4Addr>() {
+            Ok(address) => {
+                writeln!(f, "dns_name:     none: IP mode, served on {address}")?;
+                writeln!(f, "              {}", IP_MODE_HINT)?;
+            }
+            Err(_) => writeln!(f, "dns_name:     {}", self.dns_name)?,
+        }
         writeln!(f, "root_url:     {}", self.root_url)?;
         writeln!(f, "served names: {}", self.served_names.join(", "))?;
         let c = &self.certificate;
@@ -186,7 +196,31 @@ pub fn effective_yaml(config: &Config) -> String {
         "# The configuration appliance-firstboot applied last (user-data merged with this file).\n\
          # Edit it and run `appliance-firstboot reconfigure` to change the appliance.\n",
     );
-    let _ = writeln!(out, "dns_name: {}", quoted(config.dns_name.as_str()));
+    // IP mode's address and the host name are not settings of this file, but part of what
+    // was applied: as comments they are hashed with it (a new address is a new configuration)
+    // and tell the reader how to leave IP mode.
+    match config.dns_name.address() {
+        Some(address) => {
+            let _ = writeln!(
+                out,
+                "# No dns_name: IP mode, served on {address}. To give it a name, set\n\
+                 # dns_name: \"meet.example.com\" (a name of this machine) and run reconfigure."
+            );
+        }
+        None => {
+            let _ = writeln!(out, "dns_name: {}", quoted(config.dns_name.as_str()));
+        }
+    }
+    if let Some(name) = config
+        .host_name
+        .as_ref()
+        .filter(|n| *n != config.dns_name.as_str())
+    {
+        let _ = writeln!(
+            out,
+            "# host name (cloud-init's fqdn, hostname or local-hostname): {name}"
+        );
+    }
     if config.root_url != RootUrl::default_for(&config.dns_name) {
         let _ = writeln!(out, "root_url: {}", quoted(&config.root_url.to_string()));
     }

@@ -1,6 +1,8 @@
 //! Certificates the appliance makes or installs: the one nginx serves for every served name
 //! (the user's chain and key, or a self-signed one made with `rcgen`), and prosody's internal
-//! one for `auth.<dns_name>`.
+//! one for `auth.<dns_name>`. In IP mode the address is the served name: `rcgen` writes a name
+//! that parses as an address as an IP subjectAltName, which is what browsers match an
+//! `https://IP/` against.
 //!
 //! A self-signed certificate is ECDSA P-256 with SHA-256, valid from a day before `now` for
 //! ten years (as jitsi-meet's own self-signed ones), naming every served name. It is made again
@@ -105,7 +107,7 @@ pub fn reusable(
     let key = PrivateKeyPem::parse(key_text).ok()?;
     let names: Vec<DnsName> = names
         .iter()
-        .map(|n| DnsName::parse(n))
+        .map(|n| DnsName::served(n))
         .collect::<Result<_, _>>()
         .ok()?;
     let names: Vec<&DnsName> = names.iter().collect();

@@ -16,7 +16,9 @@
 //! top-level `fqdn` and `hostname` are taken from the last part that has them. cloud-init's
 //! own `merge_how` is not interpreted: it concerns cloud-init's modules, and one simple rule
 //! is easier to predict. When `appliance.dns_name` is absent, `fqdn` stands in for it, else
-//! `hostname`, so that plain cloud-config naming the host is enough.
+//! `hostname`, so that plain cloud-config naming the host is enough; a valid single label
+//! (`hostname: bar3-4242`) does not, being no name to serve on: it is only the machine's host
+//! name, and with no DNS name the appliance runs in IP mode (see [`crate::config`]).
 //!
 //! **/etc/appliance/config.yaml** holds the same keys at its top level. It is where write_files
 //! or a person can put settings, and where the apply stage records the effective
@@ -46,6 +48,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::address::{IpAddress, Machine};
 use crate::error::{ConfigError, KeyPath, Origin};
 
 /// The user-data file, relative to the root of the system.
@@ -131,6 +134,12 @@ pub struct Settings {
     pub entries: BTreeMap<String, Entry>,
     /// Whether the user-data held any cloud-config (for a clearer "missing" message).
     pub user_data_has_cloud_config: bool,
+    /// The host name cloud-init's user-data keys give: `fqdn`, else `hostname`.
+    pub host_name: Option<Entry>,
+    /// Meta-data's `local-hostname` (see [`crate::address`]).
+    pub local_hostname: Option<String>,
+    /// Where IP mode serves, when no DNS name is given.
+    pub address: IpAddress,
 }
 
 /// Both sources, as read.
@@ -178,13 +187,30 @@ impl Sources {
         }
     }
 
-    /// Checks the settings in force under `precedence` (see [`crate::config::validate`]).
+    /// Checks the settings in force under `precedence` (see [`crate::config::validate`]),
+    /// before launch: IP mode is on the instance's address at boot.
     pub fn validate(
         &self,
         precedence: Precedence,
         now: std::time::SystemTime,
     ) -> Result<crate::Config, Vec<ConfigError>> {
-        crate::config::validate(&self.settings(precedence), now)
+        self.validate_on(precedence, now, &Machine::default())
+    }
+
+    /// Checks the settings in force under `precedence` on `machine` (its address for IP
+    /// mode, its meta-data's host name).
+    pub fn validate_on(
+        &self,
+        precedence: Precedence,
+        now: std::time::SystemTime,
+        machine: &Machine,
+    ) -> Result<crate::Config, Vec<ConfigError>> {
+        let settings = Settings {
+            local_hostname: machine.local_hostname.clone(),
+            address: machine.address.clone(),
+            ..self.settings(precedence)
+        };
+        crate::config::validate(&settings, now)
     }
 
     /// The settings in force under `precedence`.
@@ -211,6 +237,8 @@ impl Sources {
         Settings {
             entries,
             user_data_has_cloud_config: self.user_data.cloud_config_parts > 0,
+            host_name: self.user_data.host_name(),
+            ..Settings::default()
         }
     }
 }
@@ -231,18 +259,27 @@ impl UserData {
             })
             .collect();
         if !entries.contains_key("dns_name") {
-            let fallback = [("fqdn", &self.fqdn), ("hostname", &self.hostname)]
-                .into_iter()
-                .find_map(|(key, value)| value.as_ref().map(|v| (key, v)));
-            if let Some((key, value)) = fallback {
-                let entry = Entry {
-                    path: KeyPath::new(Origin::CloudConfig, key),
-                    value: value.clone(),
-                };
+            let single_label = |v: &Value| {
+                v.as_str()
+                    .is_some_and(|s| crate::names::check_labels(s).is_ok_and(|n| !n.contains('.')))
+            };
+            if let Some(entry) = self.host_name().filter(|e| !single_label(&e.value)) {
                 entries.insert("dns_name".into(), entry);
             }
         }
         entries
+    }
+
+    /// cloud-config's `fqdn`, else `hostname`, as cloud-init picks the host name.
+    fn host_name(&self) -> Option<Entry> {
+        [("fqdn", &self.fqdn), ("hostname", &self.hostname)]
+            .into_iter()
+            .find_map(|(key, value)| {
+                value.as_ref().map(|v| Entry {
+                    path: KeyPath::new(Origin::CloudConfig, key),
+                    value: v.clone(),
+                })
+            })
     }
 
     /// Adds one cloud-config document: its `appliance` keys over the earlier ones.

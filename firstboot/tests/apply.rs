@@ -650,3 +650,93 @@ fn a_port_that_a_service_of_the_tree_uses_is_refused() {
     f.apply();
     assert_eq!(state(&f).ufw_port, Some(9090));
 }
+
+/// IP mode through the binary: no DNS name, so the (test's) default route address is served;
+/// a new address at the next run is applied like a new configuration; a DNS name set in
+/// config.yaml and `reconfigure` move everything to the name.
+#[test]
+fn ip_mode_follows_the_address_until_given_a_name() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data("#cloud-config\nhostname: bar3-4242\n");
+    let run = |args: &[&str], address: &str| {
+        let out = f.run_binary(args, &[("APPLIANCE_FIRSTBOOT_TEST_ADDRESS", address)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let leaf_names = |ip: &str| {
+        let text = f.read(&format!("/etc/ssl/{ip}.crt"));
+        firstboot::cert::CertificateChain::parse(&text)
+            .unwrap()
+            .leaf_names
+    };
+    let motd = "/var/lib/appliance/motd.d/50-appliance-ip-mode";
+
+    let out = run(&["apply", "--no-restart"], "10.0.2.15");
+    assert!(out.starts_with("applied 10.0.2.15 for instance "), "{out}");
+    assert_eq!(f.read("/etc/hostname"), "bar3-4242\n");
+    assert!(f.read("/etc/hosts").contains("\n127.0.1.1\tbar3-4242\n"));
+    assert_eq!(leaf_names("10.0.2.15"), ["10.0.2.15"]);
+    assert!(f.exists("/etc/prosody/conf.avail/10.0.2.15.cfg.lua"));
+    assert!(f.exists("/etc/prosody/certs/auth.10.0.2.15.crt"));
+    assert!(f
+        .read("/etc/jitsi/meet/10.0.2.15-config.js")
+        .contains("domain: \"10.0.2.15\","));
+    assert!(f
+        .read("/etc/systemd/system/rocketchat.service.d/appliance.conf")
+        .contains("ROOT_URL=https://10.0.2.15:3000/"));
+    let yaml = f.read("/etc/appliance/config.yaml");
+    assert!(!yaml.contains("\ndns_name:"), "{yaml}");
+    assert!(
+        yaml.contains("# No dns_name: IP mode, served on 10.0.2.15."),
+        "{yaml}"
+    );
+    assert!(f
+        .read(motd)
+        .starts_with("This appliance has no DNS name: it runs on its IP address 10.0.2.15 "));
+    let status = run(&["status"], "10.0.2.15");
+    assert!(
+        status.contains("dns_name:     none: IP mode, served on 10.0.2.15\n              to give it a name: set dns_name in /etc/appliance/config.yaml and run `appliance-firstboot reconfigure`\n"),
+        "{status}"
+    );
+
+    // The same address: nothing to do; a new one: applied, the old address's files gone.
+    assert!(run(&["apply", "--no-restart"], "10.0.2.15").starts_with("up to date: "));
+    let out = run(&["apply", "--no-restart"], "10.0.2.16");
+    assert!(out.starts_with("applied 10.0.2.16 for instance "), "{out}");
+    assert_eq!(leaf_names("10.0.2.16"), ["10.0.2.16"]);
+    assert!(!f.exists("/etc/ssl/10.0.2.15.crt"));
+    assert!(!f.exists("/etc/prosody/conf.avail/10.0.2.15.cfg.lua"));
+
+    // A name given later.
+    let yaml = f.read("/etc/appliance/config.yaml");
+    f.write_mode(
+        "/etc/appliance/config.yaml",
+        &format!("{yaml}dns_name: \"meet.example.com\"\n"),
+        0o600,
+    );
+    let out = run(&["reconfigure", "--no-restart"], "10.0.2.16");
+    assert!(
+        out.starts_with("applied meet.example.com for instance "),
+        "{out}"
+    );
+    assert_eq!(f.read("/etc/hostname"), "bar3-4242\n");
+    assert!(f
+        .read("/etc/hosts")
+        .contains("\n127.0.1.1\tmeet.example.com meet bar3-4242\n"));
+    assert!(f.exists("/etc/ssl/meet.example.com.crt"));
+    assert!(!f.exists("/etc/ssl/10.0.2.16.crt"));
+    assert!(!f.exists("/etc/prosody/conf.avail/10.0.2.16.cfg.lua"));
+    assert!(!f.exists(motd));
+    assert!(f
+        .read("/etc/systemd/system/rocketchat.service.d/appliance.conf")
+        .contains("ROOT_URL=https://meet.example.com:3000/"));
+    let status = run(&["status"], "10.0.2.16");
+    assert!(
+        status.contains("dns_name:     meet.example.com\n"),
+        "{status}"
+    );
+}

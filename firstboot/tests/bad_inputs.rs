@@ -5,11 +5,14 @@ mod common;
 use std::time::Instant;
 
 use common::*;
+use firstboot::{Precedence, Sources};
 use rcgen::ExtendedKeyUsagePurpose;
 
 const KNOWN: &str = "(known: dns_name, root_url, certificate, admin, mongo_url)";
 
 /// `appliance:` with a good DNS name and `rest`.
+const LE_IP_MODE: &str = "appliance.certificate.letsencrypt: Let's Encrypt issues no certificates for IP addresses, and no DNS name is given (IP mode): set dns_name to a name of this machine, or leave certificate out for a self-signed one";
+
 fn named(rest: &str) -> Vec<u8> {
     appliance(&format!("  dns_name: meet.example.com\n{rest}")).into_bytes()
 }
@@ -89,16 +92,6 @@ fn every_bad_input_gets_its_exact_lines() {
 
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
         // Reading.
-        (
-            "no appliance and no fqdn",
-            b"#cloud-config\npackages: [nginx]\n".to_vec(),
-            vec!["appliance.dns_name: missing, and there is no cloud-config fqdn or hostname to use instead"],
-        ),
-        (
-            "a shell script only",
-            b"#!/bin/sh\necho hello\n".to_vec(),
-            vec!["appliance.dns_name: missing: the user-data holds no #cloud-config"],
-        ),
         (
             "YAML syntax",
             b"#cloud-config\nappliance: [\n".to_vec(),
@@ -190,12 +183,24 @@ fn every_bad_input_gets_its_exact_lines() {
         ),
         // Keys.
         (
-            "unknown key, so dns_name is missing",
+            "unknown key (and so IP mode)",
             appliance("  dnsname: meet.example.com\n").into_bytes(),
-            vec![
-                &dnsname_unknown,
-                "appliance.dns_name: missing, and there is no cloud-config fqdn or hostname to use instead",
-            ],
+            vec![&dnsname_unknown],
+        ),
+        (
+            "Let's Encrypt in IP mode",
+            appliance("  certificate:\n    letsencrypt: {email: ops@example.com}\n").into_bytes(),
+            vec![LE_IP_MODE],
+        ),
+        (
+            "Let's Encrypt with only a single-label hostname",
+            b"#cloud-config\nhostname: meet\nappliance:\n  certificate: {letsencrypt: {email: ops@example.com}}\n".to_vec(),
+            vec![LE_IP_MODE],
+        ),
+        (
+            "hostname that is not a host name",
+            b"#cloud-config\nhostname: meet_1\n".to_vec(),
+            vec![r#"hostname: "meet_1" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"#],
         ),
         // DNS name.
         (
@@ -259,11 +264,6 @@ fn every_bad_input_gets_its_exact_lines() {
             "fqdn standing in is bad",
             b"#cloud-config\nfqdn: meet_1.example.com\n".to_vec(),
             vec![r#"fqdn: "meet_1.example.com" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"#],
-        ),
-        (
-            "hostname standing in is one label",
-            b"#cloud-config\nhostname: meet\n".to_vec(),
-            vec![r#"hostname: "meet" is not a valid DNS name: it is a single label: give a fully qualified name such as meet.example.com"#],
         ),
         // ROOT_URL.
         (
@@ -615,5 +615,28 @@ fn config_file_problems_name_config_yaml() {
     assert_eq!(
         errors,
         ["config.yaml: the document is a list, not a mapping of keys"]
+    );
+}
+
+/// With no DNS name and no address (no public IPv4 in the instance data, no default route),
+/// the configuration is refused with why.
+#[test]
+fn ip_mode_without_an_address() {
+    let sources = Sources::parse(b"#cloud-config\nhostname: bar3-4242\n", None).unwrap();
+    let machine = firstboot::address::Machine {
+        address: firstboot::address::IpAddress::NotFound(
+            "no public IPv4 in run/cloud-init/instance-data.json, and no default route (/proc/net/route)".into(),
+        ),
+        local_hostname: None,
+    };
+    let errors: Vec<String> = sources
+        .validate_on(Precedence::UserData, now(), &machine)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        ["appliance.dns_name: missing, and no address to serve on instead (IP mode): no public IPv4 in run/cloud-init/instance-data.json, and no default route (/proc/net/route)"]
     );
 }

@@ -177,6 +177,127 @@ fn fqdn_then_hostname_stand_in_for_dns_name() {
     assert_eq!(dns(&check(user_data, None).unwrap()), "meet.example.com");
 }
 
+/// Which name is served and which host name is set, from the user-data and each cloud's
+/// instance data (tests/data/instance-data); 10.0.2.15 stands for the default route's address.
+#[test]
+fn ip_mode_name_and_address_from_each_cloud() {
+    let fallback = "10.0.2.15";
+    let cases: &[(&str, &str, &str, Option<&str>)] = &[
+        // (instance data, user-data, served, host name)
+        (
+            "ec2",
+            "",
+            "3.89.187.177",
+            Some("ip-172-31-81-43.ec2.internal"),
+        ),
+        (
+            "ec2",
+            "#cloud-config\nhostname: bar3-4242\n",
+            "3.89.187.177",
+            Some("bar3-4242"),
+        ),
+        (
+            "ec2",
+            "#cloud-config\nfqdn: meet.example.com\nhostname: meet\n",
+            "meet.example.com",
+            Some("meet.example.com"),
+        ),
+        (
+            "ec2",
+            "#cloud-config\nhostname: box\nappliance: {dns_name: meet.example.com}\n",
+            "meet.example.com",
+            Some("box"),
+        ),
+        (
+            "ec2-private",
+            "",
+            fallback,
+            Some("ip-10-1-2-3.ec2.internal"),
+        ),
+        ("azure", "", "104.46.124.81", Some("meet-vm")),
+        (
+            "gce",
+            "",
+            fallback,
+            Some("meet-1.us-central1-a.c.my-project.internal"),
+        ),
+        (
+            "nocloud",
+            "#cloud-config\nhostname: bar3-4242\n",
+            fallback,
+            Some("bar3-4242"),
+        ),
+        (
+            "nocloud",
+            "#cloud-config\nfqdn: single\n",
+            fallback,
+            Some("single"),
+        ),
+        ("none", "", fallback, None),
+        (
+            "none",
+            "#cloud-config\nappliance: {dns_name: meet.example.com}\n",
+            "meet.example.com",
+            Some("meet.example.com"),
+        ),
+    ];
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/instance-data");
+    let hooks = firstboot::hooks::TestHooks {
+        address: Some(fallback.parse().unwrap()),
+        ..Default::default()
+    };
+    for (cloud, user_data, served, host_name) in cases {
+        let root = tempfile::tempdir().unwrap();
+        if *cloud != "none" {
+            let to = root.path().join(firstboot::userdata::INSTANCE_DATA);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(data.join(format!("{cloud}.json")), to).unwrap();
+        }
+        let machine = firstboot::address::Machine::read(root.path(), &hooks);
+        let sources = Sources::parse(user_data.as_bytes(), None).unwrap();
+        let config = sources
+            .validate_on(Precedence::UserData, now(), &machine)
+            .unwrap_or_else(|e| panic!("{cloud} {user_data:?}: {e:?}"));
+        let what = format!("{cloud}, {user_data:?}");
+        assert_eq!(dns(&config), *served, "{what}");
+        assert_eq!(config.host_name.as_deref(), *host_name, "{what}");
+        let ip_mode = served.parse::<std::net::Ipv4Addr>().is_ok();
+        assert_eq!(config.dns_name.address().is_some(), ip_mode, "{what}");
+        if ip_mode {
+            assert_eq!(
+                config.root_url.to_string(),
+                format!("https://{served}:3000/")
+            );
+            assert_eq!(config.certificate, CertificateMode::SelfSigned);
+            assert_eq!(config.served_names().len(), 1, "{what}");
+        }
+    }
+}
+
+/// Before launch (`check`), IP mode says it will serve on the instance's address.
+#[test]
+fn ip_mode_before_launch() {
+    let config = check(b"#cloud-config\nhostname: bar3-4242\n", None).unwrap();
+    let text = config.to_string();
+    assert!(
+        text.starts_with("dns_name:    none: IP mode, on the instance's public IPv4 address"),
+        "{text}"
+    );
+    assert!(text.contains("\nhost name:   bar3-4242\n"), "{text}");
+    assert!(
+        text.contains("\nroot_url:    https://<address>:3000/\n"),
+        "{text}"
+    );
+    // A ROOT_URL on a name is kept, and the certificate is made for it and the address.
+    let config = check(
+        b"#cloud-config\nappliance: {root_url: 'https://chat.example.com/'}\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(config.root_url.to_string(), "https://chat.example.com/");
+    assert!(check(b"", None).is_ok());
+}
+
 #[test]
 fn config_yaml_alone() {
     let file =

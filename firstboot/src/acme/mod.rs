@@ -438,9 +438,7 @@ fn attempt(
 
 /// The restart steps for `effects` on this tree.
 fn steps_for(tree: &Tree, state: &State, effects: &BTreeSet<Effect>) -> Vec<Step> {
-    let hostname = DnsName::parse(&state.dns_name)
-        .map(|n| static_hostname(&n).to_owned())
-        .unwrap_or_else(|_| state.dns_name.clone());
+    let hostname = static_hostname(&state.dns_name).to_owned();
     plan::steps(effects, &Installed::detect(tree), &hostname)
 }
 
