@@ -306,8 +306,8 @@ fn the_plan_resolves_offline_and_names_every_pin() {
     }
     for component in [
         "mongodb",
-        "mongosh",
         "node",
+        "npm",
         "rocketchat",
         "jitsi_meet",
         "prosody",
@@ -441,35 +441,6 @@ fn every_template_renders_to_what_the_profile_says() {
         std::fs::read_to_string(tree.join("etc/hostname")).unwrap(),
         format!("{}\n", vars["hostname"])
     );
-    // An EnvironmentFile of appliance-rocketchat-jitsi.service: NAME=VALUE lines, nothing to
-    // quote; the file it names is where rocketchat's provision.sh puts the app.
-    let env =
-        std::fs::read_to_string(tree.join("usr/share/appliance/rocketchat/jitsi-app.env")).unwrap();
-    let env: BTreeMap<&str, &str> = env
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split_once('=').unwrap_or_else(|| panic!("{l:?}")))
-        .collect();
-    assert_eq!(env["JITSI_APP_ID"], vars["rocketchat_jitsi_app_id"]);
-    assert_eq!(
-        env["JITSI_APP_VERSION"],
-        vars["rocketchat_jitsi_app_version"]
-    );
-    for (k, v) in &env {
-        assert!(
-            !v.is_empty()
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c)),
-            "{k}={v:?}"
-        );
-    }
-    let provision =
-        std::fs::read_to_string(repo().join("overlays/rocketchat/provision.sh")).unwrap();
-    assert!(
-        provision.contains(&format!("\napp={}\n", env["JITSI_APP_FILE"])),
-        "rocketchat's provision.sh does not put the app at {}",
-        env["JITSI_APP_FILE"]
-    );
 }
 
 /// The units and drop-ins of the profile's overlays: (overlay, path below files/).
@@ -532,6 +503,7 @@ fn unit_root(dir: &Path) -> PathBuf {
     // mongodb-org-server; openssh-client; the late file of the firstboot overlay.
     for exe in [
         "/usr/bin/mongod",
+        "/usr/bin/turnserver",
         "/usr/bin/ssh-keygen",
         "/usr/local/sbin/appliance-firstboot",
     ] {
@@ -627,6 +599,7 @@ fn systemd_analyze_verifies_every_unit_of_the_overlays() {
         "/lib/systemd/system/mongod.service",
         "/etc/systemd/system/rocketchat.service",
         "/etc/systemd/system/appliance-rocketchat-jitsi.service",
+        "/etc/systemd/system/coturn.service",
     ] {
         assert!(units.iter().any(|u| u == want), "{want} not in {units:?}");
     }
@@ -692,8 +665,8 @@ fn systemd_analyze_catches_a_broken_unit() {
         // A drop-in of a package's unit.
         (
             "etc/systemd/system/mongod.service.d/appliance.conf",
-            "\nAfter=appliance-mongodb-cpu-check.service\n",
-            "\nAfter=appliance-mongodb-cpu-check.service\nConditionPathExist=/x\n",
+            "\nConditionPathExists=!/etc/appliance/external-mongodb\n",
+            "\nConditionPathExists=!/etc/appliance/external-mongodb\nConditionPathExist=/x\n",
             "Unknown key",
         ),
     ];

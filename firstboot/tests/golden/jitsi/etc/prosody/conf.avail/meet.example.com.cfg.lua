@@ -16,6 +16,14 @@ external_services = {
 
 consider_bosh_secure = true;
 
+-- jicofo and the videobridge are exempt from prosody 0.12's default c2s rate limit
+-- (mod_limits), as jitsi-meet-prosody's own configuration has it; mod_limits_exception
+-- (enabled on the auth host below) applies this list.
+unlimited_jids = {
+    "focus@auth.meet.example.com",
+    "jvb@auth.meet.example.com"
+};
+
 ssl = {
     protocol = "tlsv1_2+";
     ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
@@ -67,6 +75,9 @@ VirtualHost "auth.meet.example.com"
     ssl = {
         key = "/etc/prosody/certs/auth.meet.example.com.key";
         certificate = "/etc/prosody/certs/auth.meet.example.com.crt";
+    }
+    modules_enabled = {
+        "limits_exception";
     }
     authentication = "internal_hashed"
 
