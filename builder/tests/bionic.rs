@@ -777,3 +777,355 @@ fn every_script_is_posix_sh_and_shellchecked_by_scripts_test() {
     }
     assert!(scripts >= 13, "{scripts}");
 }
+
+/// Issue 13, points 8 and 11, in the laid-out root: `systemctl --root enable` as provision.sh
+/// does; the oneshots of Rocket.Chat's start are wanted by rocketchat.service, not by
+/// multi-user.target, and rocketchat.service has no default dependencies, so
+/// multi-user.target (the boot, cloud-init's final stage) is not ordered after them; the
+/// local mongod and the replica-set unit are conditioned on the file appliance-firstboot
+/// leaves for an external mongo_url; systemd-analyze verifies the enabled root.
+#[test]
+fn rocketchat_start_does_not_hold_the_boot_and_external_mongo_stops_the_local_one() {
+    let p = profile_data();
+    let dir = tempfile::tempdir().unwrap();
+    let root = unit_root(dir.path());
+    let units = units_to_verify(&p);
+    let enable = |unit: &str| {
+        let out = Command::new("systemctl")
+            .arg(format!("--root={}", root.display()))
+            .args(["enable", unit])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "systemctl enable {unit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for u in [
+        "rocketchat.service",
+        "appliance-rocketchat-admin.service",
+        "appliance-rocketchat-jitsi.service",
+        "appliance-mongo-rs.service",
+        "mongod.service",
+        "coturn.service",
+    ] {
+        enable(u);
+    }
+    let wants = |target: &str| -> Vec<String> {
+        let d = root.join("etc/systemd/system").join(format!("{target}.wants"));
+        let mut v: Vec<String> = std::fs::read_dir(&d)
+            .map(|r| {
+                r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let rc = wants("rocketchat.service");
+    for u in [
+        "appliance-mongo-rs.service",
+        "appliance-rocketchat-admin.service",
+        "appliance-rocketchat-jitsi.service",
+    ] {
+        assert!(rc.contains(&u.to_string()), "{u} not wanted by rocketchat: {rc:?}");
+        assert!(
+            !wants("multi-user.target").contains(&u.to_string()),
+            "{u} is wanted by multi-user.target"
+        );
+    }
+    let mu = wants("multi-user.target");
+    for u in ["rocketchat.service", "mongod.service", "coturn.service"] {
+        assert!(mu.contains(&u.to_string()), "{u} not enabled: {mu:?}");
+    }
+    let unit = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let rocketchat = unit("etc/systemd/system/rocketchat.service");
+    let lines: Vec<&str> = rocketchat.lines().collect();
+    for want in [
+        "DefaultDependencies=no",
+        "Requires=sysinit.target",
+        "After=sysinit.target basic.target",
+        "Conflicts=shutdown.target",
+        "Before=shutdown.target",
+    ] {
+        assert!(lines.contains(&want), "rocketchat.service lacks {want}");
+    }
+    // Nothing the boot waits for is ordered after the oneshots (only rocketchat.service is,
+    // for the replica set, and the Jitsi settings are ordered after it).
+    let jitsi = unit("etc/systemd/system/appliance-rocketchat-jitsi.service");
+    assert!(jitsi.contains("\nAfter=rocketchat.service "), "{jitsi}");
+    assert!(!jitsi.contains("Before="), "{jitsi}");
+    let rs = unit("etc/systemd/system/appliance-mongo-rs.service");
+    assert!(rs.contains("\nBefore=rocketchat.service\n"), "{rs}");
+    // The external MongoDB file: the one appliance-firstboot writes.
+    let marker = "/etc/appliance/external-mongodb";
+    let plan_rs = std::fs::read_to_string(repo().join("firstboot/src/plan.rs")).unwrap();
+    assert!(
+        plan_rs.contains(&format!("pub const EXTERNAL_MONGODB: &str = \"{marker}\";")),
+        "firstboot writes another file for an external MongoDB"
+    );
+    let condition = format!("\nConditionPathExists=!{marker}\n");
+    assert!(rs.contains(&condition), "{rs}");
+    let mongod_dropin = unit("etc/systemd/system/mongod.service.d/appliance.conf");
+    assert!(mongod_dropin.contains(&condition), "{mongod_dropin}");
+    verify(&root, &units).unwrap();
+}
+
+/// Issue 13, point 5: the TURN ports coturn listens on (turnserver.conf) and prosody
+/// advertises are open in ufw and in the README's list for cloud security groups.
+#[test]
+fn turn_ports_are_open_in_ufw_and_listed_in_the_readme() {
+    let p = profile_data();
+    let vars = all_variables(&p, &repo().join("overlays"));
+    let allow: Vec<&str> = vars["ufw_allow"].split_whitespace().collect();
+    let templates = repo().join("overlays/firstboot/files/etc/appliance/templates");
+    let turn = std::fs::read_to_string(templates.join("turnserver.conf.handlebars")).unwrap();
+    let prosody =
+        std::fs::read_to_string(templates.join("prosody-jitsi.cfg.lua.handlebars")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for (key, rule) in [
+        ("listening-port=3478", "3478/udp"),
+        ("tls-listening-port=5349", "5349/tcp"),
+    ] {
+        assert!(turn.lines().any(|l| l == key), "turnserver.conf lacks {key}");
+        let port = rule.split('/').next().unwrap();
+        assert!(prosody.contains(&format!("port = {port}")), "{port}");
+        assert!(allow.contains(&rule), "ufw_allow lacks {rule}: {allow:?}");
+        assert!(
+            readme.contains(&format!("`{rule}`")),
+            "README.md does not list `{rule}`"
+        );
+    }
+    let provision = std::fs::read_to_string(repo().join("overlays/jitsi/provision.sh")).unwrap();
+    assert!(provision.contains("apt-get install -q --no-install-recommends coturn"));
+    assert!(provision.contains("usermod -a -G ssl-cert turnserver"));
+}
+
+fn run_script(script: &str, args: &[&str], path_prefix: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo().join(script)).args(args);
+    if let Some(dir) = path_prefix {
+        cmd.env(
+            "PATH",
+            format!("{}:{}", dir.display(), std::env::var("PATH").unwrap()),
+        );
+    }
+    cmd.output().unwrap()
+}
+
+/// Issue 13, point 6: the bundle's Node.js is compared as Rocket.Chat compares it (the major
+/// version), so 14.21.4 recorded by a Meteor 2.13 bundle runs on the pinned 14.18.3.
+#[test]
+fn node_version_check_compares_the_major_version() {
+    let script = "overlays/rocketchat/files/usr/local/lib/appliance/node-major-matches";
+    for (wanted, have, code) in [
+        ("v14.21.4", "14.18.3", 0),
+        ("14.18.3", "14.18.3", 0),
+        ("v12.22.1", "14.18.3", 1),
+        ("v16.14.0", "14.18.3", 1),
+        ("v14", "14.18.3", 2),
+        ("x.1.2", "14.18.3", 2),
+    ] {
+        let out = run_script(script, &[wanted, have], None);
+        assert_eq!(out.status.code(), Some(code), "{wanted:?} {have:?}");
+    }
+    let provision =
+        std::fs::read_to_string(repo().join("overlays/rocketchat/provision.sh")).unwrap();
+    assert!(provision.contains("\"$lib/node-major-matches\" \"$wants\" \"$node_version\""));
+}
+
+/// Issue 13, point 9: a pin an apt repository no longer serves is named, with what the
+/// repository has and how to refresh the pin.
+#[test]
+fn apt_pin_check_names_the_pin_a_repository_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("apt-cache"),
+        "#!/bin/sh\ncase \"$2\" in\nprosody) printf ' prosody | 0.12.4-1~bionic1 | https://packages.prosody.im/debian bionic/main amd64 Packages\\n' ;;\n\
+         jicofo) printf ' jicofo | 1.0-996-1 | x\\n jicofo | 1.0-1000-1 | x\\n' ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("apt-cache"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let script = "overlays/appliance-common/files/usr/local/lib/appliance/apt-pin-check";
+    let ok = run_script(script, &["jicofo_version", "1.0-996-1", "jicofo"], Some(dir.path()));
+    assert!(ok.status.success(), "{ok:?}");
+    let gone = run_script(
+        script,
+        &["prosody_version", "0.12.3-1~bionic1", "prosody"],
+        Some(dir.path()),
+    );
+    assert_eq!(gone.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        err.contains("the pin prosody_version = \"0.12.3-1~bionic1\" is no longer served: the repositories serve prosody in: 0.12.4-1~bionic1"),
+        "{err}"
+    );
+    assert!(err.contains("Refreshing a pin"), "{err}");
+    let none = run_script(script, &["x_version", "1", "nothing"], Some(dir.path()));
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("nothing in: no version at all"));
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains("Refreshing a pin"), "the README has no section the message names");
+}
+
+/// A stand-in for Rocket.Chat 4.8's REST API on 127.0.0.1: login, settings (GET, and POST
+/// only with the token and the password as second factor), logout; every request is logged
+/// as one JSON line. Its port goes to the file named by its first argument.
+const FAKE_ROCKETCHAT: &str = r#"
+import hashlib, json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+portfile, log = sys.argv[1], open(sys.argv[2], "a")
+settings = {"Jitsi_Enabled": False, "Jitsi_Domain": "meet.jit.si", "Jitsi_URL_Room_Prefix": "RocketChat",
+            "Jitsi_SSL": True, "Jitsi_Open_New_Window": False, "Jitsi_Enable_Channels": False}
+PASS = "s3cret pass"
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def handle_any(self, method):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n).decode() if n else ""
+        log.write(json.dumps({"method": method, "path": self.path, "body": body}) + "\n"); log.flush()
+        authed = self.headers.get("X-Auth-Token") == "tok" and self.headers.get("X-User-Id") == "uid"
+        if self.path == "/chat/api/info": return self.reply(200, {"version": "4.8.7"})
+        if self.path == "/chat/api/v1/login":
+            b = json.loads(body)
+            if b == {"user": "boss", "password": PASS}:
+                return self.reply(200, {"status": "success", "data": {"authToken": "tok", "userId": "uid"}})
+            return self.reply(401, {"error": "Unauthorized"})
+        if not authed: return self.reply(401, {"error": "You must be logged in"})
+        if self.path == "/chat/api/v1/logout": return self.reply(200, {"status": "success"})
+        name = self.path[len("/chat/api/v1/settings/"):]
+        if not self.path.startswith("/chat/api/v1/settings/") or name not in settings:
+            return self.reply(404, {"error": "not found"})
+        if method == "GET": return self.reply(200, {"_id": name, "value": settings[name], "success": True})
+        if self.headers.get("x-2fa-method") != "password" or \
+           self.headers.get("x-2fa-code") != hashlib.sha256(PASS.encode()).hexdigest():
+            return self.reply(400, {"error": "totp-required"})
+        settings[name] = json.loads(body)["value"]
+        return self.reply(200, {"success": True})
+    def do_GET(self): self.handle_any("GET")
+    def do_POST(self): self.handle_any("POST")
+s = HTTPServer(("127.0.0.1", 0), H)
+open(portfile + ".tmp", "w").write(str(s.server_port)); __import__("os").rename(portfile + ".tmp", portfile)
+s.serve_forever()
+"#;
+
+/// Issue 13, points 1, 2 and 7: appliance-rocketchat-jitsi sets Rocket.Chat 4.8's own Jitsi
+/// settings over REST (logged in, the password as second factor), only those that differ, once
+/// per domain; with `"jitsi": false` in firstboot's state it does nothing at all (the jq case:
+/// `.jitsi // true` could not see false).
+#[test]
+fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("fake.py"), FAKE_ROCKETCHAT).unwrap();
+    let log = d.join("requests.log");
+    let portfile = d.join("port");
+    let mut server = Command::new("python3")
+        .arg(d.join("fake.py"))
+        .arg(&portfile)
+        .arg(&log)
+        .spawn()
+        .expect("python3 is not installed: run scripts/setup");
+    let mut waited = 0;
+    while !portfile.exists() {
+        assert!(waited < 600, "the fake Rocket.Chat did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    let port = std::fs::read_to_string(&portfile).unwrap();
+    let state = d.join("state.json");
+    let own_state = d.join("rocketchat-jitsi.state");
+    let run = || {
+        Command::new("sh")
+            .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
+            .env("APPLIANCE_FIRSTBOOT_STATE", &state)
+            .env("APPLIANCE_ROCKETCHAT_JITSI_STATE", &own_state)
+            .env("PORT", port.trim())
+            .env("ROOT_URL", "https://chat.example.com/chat/")
+            .env("ADMIN_USERNAME", "boss")
+            .env("ADMIN_PASS", "s3cret pass")
+            .output()
+            .unwrap()
+    };
+    let requests = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let posts = || -> Vec<(String, String)> {
+        requests()
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().contains("/settings/"))
+            .map(|r| {
+                (
+                    r["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string(),
+                    r["body"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    // "jitsi": false: nothing to do, no request.
+    std::fs::write(&state, r#"{"dns_name":"meet.example.com","jitsi":false}"#).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configured no Jitsi Meet"));
+    assert!(requests().is_empty(), "{:?}", requests());
+
+    // "jitsi": true: the settings that differ are set, for the DNS name.
+    std::fs::write(&state, r#"{"dns_name":"meet.example.com","jitsi":true}"#).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    let want: Vec<(String, String)> = [
+        ("Jitsi_Enabled", "true"),
+        ("Jitsi_Domain", "\"meet.example.com\""),
+        ("Jitsi_Open_New_Window", "true"),
+        ("Jitsi_Enable_Channels", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), format!("{{\"value\":{v}}}")))
+    .collect();
+    assert_eq!(posts(), want);
+    let paths: Vec<String> = requests()
+        .iter()
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    assert!(paths.contains(&"POST /chat/api/v1/login".to_string()));
+    assert_eq!(paths.last().unwrap(), "POST /chat/api/v1/logout");
+    for get in ["Jitsi_URL_Room_Prefix", "Jitsi_SSL"] {
+        assert!(paths.contains(&format!("GET /chat/api/v1/settings/{get}")), "{paths:?}");
+    }
+    let recorded = std::fs::read_to_string(&own_state).unwrap();
+    assert!(recorded.starts_with("domain=meet.example.com "), "{recorded}");
+
+    // The next start: recorded, nothing asked.
+    let before = requests().len();
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(requests().len(), before);
+
+    // No "jitsi" key (an older state): Jitsi is assumed, and a new domain is set.
+    std::fs::write(&state, r#"{"dns_name":"new.example.com"}"#).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        posts().last().unwrap(),
+        &(
+            "Jitsi_Domain".to_string(),
+            "{\"value\":\"new.example.com\"}".to_string()
+        )
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -165,6 +165,8 @@ fn jitsi_is_moved_off_the_placeholder_domain_with_fresh_secrets() {
             "systemctl try-restart jicofo.service",
             "systemctl try-restart jitsi-videobridge2.service",
             "systemctl try-restart rocketchat.service",
+            // coturn: its configuration with this instance's secret (issue 13).
+            "systemctl try-restart coturn.service",
             "systemctl try-reload-or-restart nginx.service",
         ]
     );
