@@ -111,9 +111,14 @@ struct ManArgs {
     dir: Option<PathBuf>,
 }
 
+/// The profile `build` and `plan` use when none is named: the product, the appliance users
+/// download (issue 5). The test profile is named explicitly (scripts/run, scripts/test).
+const PRODUCT_PROFILE: &str = "rocketchat-jitsi-bionic";
+
 #[derive(Args)]
 struct ProfileArgs {
     /// The profile: a .toml file, or a NAME (see `appliance profiles` for where it is found).
+    #[arg(default_value = PRODUCT_PROFILE)]
     profile: String,
     /// Set a variable the profile or an overlay declares (NAME=VALUE); repeatable.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::profile::parse_var)]

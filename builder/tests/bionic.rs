@@ -813,7 +813,9 @@ fn rocketchat_start_does_not_hold_the_boot_and_external_mongo_stops_the_local_on
         enable(u);
     }
     let wants = |target: &str| -> Vec<String> {
-        let d = root.join("etc/systemd/system").join(format!("{target}.wants"));
+        let d = root
+            .join("etc/systemd/system")
+            .join(format!("{target}.wants"));
         let mut v: Vec<String> = std::fs::read_dir(&d)
             .map(|r| {
                 r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -829,7 +831,10 @@ fn rocketchat_start_does_not_hold_the_boot_and_external_mongo_stops_the_local_on
         "appliance-rocketchat-admin.service",
         "appliance-rocketchat-jitsi.service",
     ] {
-        assert!(rc.contains(&u.to_string()), "{u} not wanted by rocketchat: {rc:?}");
+        assert!(
+            rc.contains(&u.to_string()),
+            "{u} not wanted by rocketchat: {rc:?}"
+        );
         assert!(
             !wants("multi-user.target").contains(&u.to_string()),
             "{u} is wanted by multi-user.target"
@@ -888,7 +893,10 @@ fn turn_ports_are_open_in_ufw_and_listed_in_the_readme() {
         ("listening-port=3478", "3478/udp"),
         ("tls-listening-port=5349", "5349/tcp"),
     ] {
-        assert!(turn.lines().any(|l| l == key), "turnserver.conf lacks {key}");
+        assert!(
+            turn.lines().any(|l| l == key),
+            "turnserver.conf lacks {key}"
+        );
         let port = rule.split('/').next().unwrap();
         assert!(prosody.contains(&format!("port = {port}")), "{port}");
         assert!(allow.contains(&rule), "ufw_allow lacks {rule}: {allow:?}");
@@ -952,7 +960,11 @@ fn apt_pin_check_names_the_pin_a_repository_dropped() {
     )
     .unwrap();
     let script = "overlays/appliance-common/files/usr/local/lib/appliance/apt-pin-check";
-    let ok = run_script(script, &["jicofo_version", "1.0-996-1", "jicofo"], Some(dir.path()));
+    let ok = run_script(
+        script,
+        &["jicofo_version", "1.0-996-1", "jicofo"],
+        Some(dir.path()),
+    );
     assert!(ok.status.success(), "{ok:?}");
     let gone = run_script(
         script,
@@ -970,7 +982,10 @@ fn apt_pin_check_names_the_pin_a_repository_dropped() {
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("nothing in: no version at all"));
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    assert!(readme.contains("Refreshing a pin"), "the README has no section the message names");
+    assert!(
+        readme.contains("Refreshing a pin"),
+        "the README has no section the message names"
+    );
 }
 
 /// A stand-in for Rocket.Chat 4.8's REST API on 127.0.0.1: login, settings (GET, and POST
@@ -1069,7 +1084,13 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
             .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().contains("/settings/"))
             .map(|r| {
                 (
-                    r["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string(),
+                    r["path"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_string(),
                     r["body"].as_str().unwrap().to_string(),
                 )
             })
@@ -1099,15 +1120,27 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
     assert_eq!(posts(), want);
     let paths: Vec<String> = requests()
         .iter()
-        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
         .collect();
     assert!(paths.contains(&"POST /chat/api/v1/login".to_string()));
     assert_eq!(paths.last().unwrap(), "POST /chat/api/v1/logout");
     for get in ["Jitsi_URL_Room_Prefix", "Jitsi_SSL"] {
-        assert!(paths.contains(&format!("GET /chat/api/v1/settings/{get}")), "{paths:?}");
+        assert!(
+            paths.contains(&format!("GET /chat/api/v1/settings/{get}")),
+            "{paths:?}"
+        );
     }
     let recorded = std::fs::read_to_string(&own_state).unwrap();
-    assert!(recorded.starts_with("domain=meet.example.com "), "{recorded}");
+    assert!(
+        recorded.starts_with("domain=meet.example.com "),
+        "{recorded}"
+    );
 
     // The next start: recorded, nothing asked.
     let before = requests().len();

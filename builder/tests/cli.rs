@@ -736,3 +736,49 @@ fn completions_and_man_page_are_generated() {
         "{piped:?}"
     );
 }
+
+/// Issue 13, point 10 (issue 5): `plan` and `build` with no profile use the product,
+/// rocketchat-jitsi-bionic, from any directory; the help says so.
+#[test]
+fn plan_and_build_default_to_the_product_profile() {
+    let dir = scratch("cli-default-profile");
+    let missing = dir.path().join("not-built/appliance-firstboot");
+    let mut c = appliance();
+    c.current_dir(dir.path())
+        .args(["plan", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--var")
+        .arg(format!("firstboot_binary={}", missing.display()));
+    let text = String::from_utf8(run_ok(&mut c).stdout).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("profile rocketchat-jitsi-bionic (")
+            && first.contains("profiles/rocketchat-jitsi-bionic.toml, sha256 "),
+        "{first}"
+    );
+    for cmd in ["plan", "build"] {
+        let out = appliance().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("[default: rocketchat-jitsi-bionic]"),
+            "{cmd} --help:\n{help}"
+        );
+    }
+    // The build stops on the same missing late file the plan names, before any download:
+    // it is the product it builds.
+    let mut b = appliance();
+    b.current_dir(dir.path())
+        .args(["build", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--var")
+        .arg(format!("firstboot_binary={}", missing.display()))
+        .env("APPLIANCE_CACHE", dir.path().join("cache"));
+    assert_one_error(
+        &mut b,
+        1,
+        &format!(
+            "error: overlay 'firstboot': late file /usr/local/sbin/appliance-firstboot: source {} does not exist",
+            missing.display()
+        ),
+    );
+}

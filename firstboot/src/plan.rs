@@ -426,7 +426,8 @@ impl Planner<'_, '_> {
             &[Effect::RocketChat],
         );
         if config.mongo_url.is_some() {
-            let why = "Written by appliance-firstboot: Rocket.Chat uses the MongoDB of the user-data's \
+            let why =
+                "Written by appliance-firstboot: Rocket.Chat uses the MongoDB of the user-data's \
                        mongo_url, so the local mongod and appliance-mongo-rs stay stopped.\n";
             self.file(EXTERNAL_MONGODB, why, 0o644, 0, 0, &[Effect::RocketChat]);
         } else {

@@ -162,8 +162,14 @@ fn rendered_files_have_what_jitsi_and_mongodb_need() {
         .nth(1)
         .and_then(|r| r.split("};").next())
         .expect("no unlimited_jids");
-    assert!(unlimited.contains("\"focus@auth.meet.example.com\""), "{unlimited}");
-    assert!(unlimited.contains("\"jvb@auth.meet.example.com\""), "{unlimited}");
+    assert!(
+        unlimited.contains("\"focus@auth.meet.example.com\""),
+        "{unlimited}"
+    );
+    assert!(
+        unlimited.contains("\"jvb@auth.meet.example.com\""),
+        "{unlimited}"
+    );
     let auth_host = lua
         .split("VirtualHost \"auth.meet.example.com\"")
         .nth(1)
