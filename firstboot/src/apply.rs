@@ -75,7 +75,7 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The configuration is not valid: nothing was touched.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", crate::error::bounded_lines(.0).join("\n"))]
     Invalid(Vec<ConfigError>),
     /// Failed before any file was replaced.
     #[error("{0:#}")]
@@ -93,14 +93,13 @@ impl ApplyError {
     /// The lines a person reads: one per problem, then what became of the machine.
     pub fn lines(&self) -> Vec<String> {
         match self {
-            ApplyError::Invalid(errors) => errors
-                .iter()
-                .map(ToString::to_string)
+            ApplyError::Invalid(errors) => crate::error::bounded_lines(errors)
+                .into_iter()
                 .chain(std::iter::once(
                     "nothing was changed; the machine keeps its last good configuration".into(),
                 ))
                 .collect(),
-            other => vec![other.to_string()],
+            other => vec![crate::error::one_line(&other.to_string())],
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct PrivateKeyPem(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
     #[error("is not PEM: {0}")]
-    Pem(String),
+    Pem(&'static str),
     #[error("holds no PEM CERTIFICATE block")]
     NoCertificate,
     #[error("holds a private key: it belongs under certificate.key")]
@@ -90,8 +90,30 @@ pub enum CertError {
     EncryptedKey,
     #[error("is not a usable private key: {0}")]
     BadKey(String),
+    #[error(
+        "has header lines (such as Comment:): nginx loads only a bare key, as OpenSSL writes it"
+    )]
+    KeyHeaders,
+    #[error(
+        "the leaf certificate is a CA certificate (CA:TRUE), which browsers refuse for a server"
+    )]
+    LeafIsCa,
     #[error("does not match the leaf certificate's public key")]
     KeyMismatch,
+}
+
+/// What is wrong with PEM framing, in words of our own: the pem crate's messages quote the
+/// BEGIN and END tags, and a damaged END line runs on into the key's base64.
+fn pem_error(e: pem::PemError) -> CertError {
+    use pem::PemError as E;
+    CertError::Pem(match e {
+        E::MismatchedTags(..) | E::MissingEndTag => "a BEGIN line without its matching END line",
+        E::MissingBeginTag => "an END line without its BEGIN line",
+        E::MalformedFraming | E::MissingData => "a BEGIN or END line is damaged",
+        E::InvalidData(_) => "its base64 text is damaged",
+        E::InvalidHeader(_) => "a header line (Name: value) is damaged",
+        E::NotUtf8(_) => "a header line is not UTF-8",
+    })
 }
 
 const KEY_KINDS: &str = "RSA of 2048 to 8192 bits, ECDSA P-256 or P-384, or Ed25519 are supported";
@@ -100,7 +122,7 @@ impl CertificateChain {
     /// Parses the PEM chain: only `CERTIFICATE` blocks, each a well-formed X.509 certificate.
     /// The checks that need a clock or the served names are [`CertificateChain::problems`].
     pub fn parse(text: &str) -> Result<CertificateChain, CertError> {
-        let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(e.to_string()))?;
+        let blocks = pem::parse_many(text).map_err(pem_error)?;
         if blocks.is_empty() {
             return Err(CertError::NoCertificate);
         }
@@ -180,6 +202,13 @@ impl CertificateChain {
             }
         }
         let leaf = &certs[0];
+        // A self-signed CA:TRUE leaf is what `openssl req -x509` writes, and browsers let the
+        // user trust it; one issued by another CA is refused as a server certificate.
+        if let Ok(Some(bc)) = leaf.basic_constraints() {
+            if bc.value.ca && leaf.issuer().as_raw() != leaf.subject().as_raw() {
+                problems.push(CertError::LeafIsCa);
+            }
+        }
         if let Ok(Some(eku)) = leaf.extended_key_usage() {
             if !(eku.value.server_auth || eku.value.any) {
                 problems.push(CertError::NotForServers);
@@ -205,7 +234,7 @@ impl CertificateChain {
         let leaf = x509(&self.der[0]);
         let spki = leaf.public_key();
         let leaf_key: &[u8] = &spki.subject_public_key.data;
-        let block = pem::parse(&key.0).map_err(|e| CertError::Pem(e.to_string()))?;
+        let block = pem::parse(&key.0).map_err(pem_error)?;
         let der = block.contents();
         let public = match block.tag() {
             "PRIVATE KEY" => pkcs8_public_key(der)?,
@@ -263,7 +292,7 @@ impl CertificateChain {
 impl PrivateKeyPem {
     /// Checks that `text` is one unencrypted private-key PEM block and nothing else.
     pub fn parse(text: &str) -> Result<PrivateKeyPem, CertError> {
-        let blocks = pem::parse_many(text).map_err(|e| CertError::Pem(e.to_string()))?;
+        let blocks = pem::parse_many(text).map_err(pem_error)?;
         let block = match blocks.as_slice() {
             [] => return Err(CertError::NoKey),
             [block] => block,
@@ -274,6 +303,10 @@ impl PrivateKeyPem {
             "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
                 if block.headers().get("Proc-Type").is_some() {
                     return Err(CertError::EncryptedKey);
+                }
+                // OpenSSL reads any other header as a damaged encryption header ("not proc type").
+                if block.headers().iter().next().is_some() {
+                    return Err(CertError::KeyHeaders);
                 }
                 Ok(PrivateKeyPem(pem::encode_config(block, lf())))
             }

@@ -286,11 +286,20 @@ fn ok<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Optio
 
 fn dns_name(path: &KeyPath, value: &Value) -> Result<DnsName, ConfigError> {
     let text = string(path, value)?;
-    DnsName::parse(text).map_err(|error| ConfigError::DnsName {
+    let name = DnsName::parse(text).map_err(|error| ConfigError::DnsName {
         path: path.clone(),
         value: shown(text),
         error,
-    })
+    })?;
+    // The longest file name made from it: prosody's data directory for the Jitsi auth host.
+    let bytes = crate::prosody::encode(&format!("auth.{name}")).len();
+    if bytes > MAX_FILE_NAME {
+        return Err(ConfigError::TooLongForProsody {
+            path: path.clone(),
+            bytes,
+        });
+    }
+    Ok(name)
 }
 
 /// A host name from cloud-config's `fqdn` or `hostname` (single labels allowed).
@@ -302,6 +311,9 @@ fn host_name_setting(path: &KeyPath, value: &Value) -> Result<String, ConfigErro
         error,
     })
 }
+
+/// NAME_MAX of Linux file systems.
+const MAX_FILE_NAME: usize = 255;
 
 fn root_url(
     path: &KeyPath,
@@ -492,6 +504,13 @@ fn acme_directory(path: &KeyPath, value: &Value) -> Result<String, ConfigError> 
         "production" => return Ok(LETSENCRYPT.to_owned()),
         "staging" => return Ok(LETSENCRYPT_STAGING.to_owned()),
         _ => {}
+    }
+    // Looked for in the text, before parsing, so that no message quotes them.
+    let authority = text
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next());
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Err(ConfigError::AcmeDirectoryCredentials { path: path.clone() });
     }
     match url::Url::parse(text) {
         Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(url.to_string()),

@@ -61,7 +61,7 @@ impl fmt::Display for KeyPath {
         let keys = self
             .keys
             .iter()
-            .map(|k| k.escape_debug().to_string())
+            .map(|k| shown(k).escape_debug().to_string())
             .collect::<Vec<_>>()
             .join(".");
         match (self.origin, keys.is_empty()) {
@@ -124,6 +124,8 @@ pub enum ConfigError {
         value: String,
         error: DnsNameError,
     },
+    #[error("{path}: too long for prosody: its directory for auth.NAME, with each '.' and '-' written as 3 characters, takes {bytes} bytes (at most 255)")]
+    TooLongForProsody { path: KeyPath, bytes: usize },
     #[error("{path}: {error}")]
     RootUrl { path: KeyPath, error: RootUrlError },
     #[error("{path}: {value:?} is not a valid e-mail address: {error}")]
@@ -140,6 +142,10 @@ pub enum ConfigError {
         "{path}: {value:?} is not an ACME directory: give production, staging or an https:// URL"
     )]
     AcmeDirectory { path: KeyPath, value: String },
+    #[error(
+        "{path}: must not hold a user name or password (they would be sent to the CA and stored)"
+    )]
+    AcmeDirectoryCredentials { path: KeyPath },
     #[error("{path}: give either cert and key, or letsencrypt, not both")]
     CertificateModes { path: KeyPath },
     #[error("{path}: must be at least {min} characters long")]
@@ -148,13 +154,58 @@ pub enum ConfigError {
     Username { path: KeyPath },
 }
 
+/// The longest message line, in characters.
+pub const MAX_LINE: usize = 300;
+/// The most problem lines shown for one input.
+pub const MAX_LINES: usize = 20;
+
 /// A user-supplied string for a message: quoted by `{:?}` where it is used, cut to a length
 /// that keeps the line readable.
 pub fn shown(value: &str) -> String {
-    const MAX: usize = 80;
-    match value.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &value[..cut]),
-        None => value.to_owned(),
+    cut(value, 80)
+}
+
+/// `text` as one line a person reads: control characters escaped, at most [`MAX_LINE`]
+/// characters. Every message line goes through here, whatever a value inside it was cut to.
+pub fn one_line(text: &str) -> String {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| {
+            let escape = c.is_control();
+            c.escape_debug()
+                .filter(move |_| escape)
+                .chain(std::iter::once(c).filter(move |_| !escape))
+        })
+        .take(MAX_LINE + 1)
+        .collect();
+    cut(&escaped, MAX_LINE - 3)
+}
+
+/// Problem lines for a person: each through [`one_line`], at most [`MAX_LINES`] of them, the
+/// rest counted in the last.
+pub fn bounded_lines<T: fmt::Display>(problems: impl IntoIterator<Item = T>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut more = 0usize;
+    for problem in problems {
+        if lines.len() < MAX_LINES - 1 {
+            lines.push(one_line(&problem.to_string()));
+        } else {
+            more += 1;
+        }
+    }
+    match more {
+        0 => {}
+        1 => lines.push("... and 1 more problem".into()),
+        n => lines.push(format!("... and {n} more problems")),
+    }
+    lines
+}
+
+/// The first `keep` characters of `text`, and "..." if there were more.
+fn cut(text: &str, keep: usize) -> String {
+    match text.char_indices().nth(keep) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -177,5 +228,17 @@ mod tests {
         );
         let p = KeyPath::new(Origin::UserData, "a\nb");
         assert_eq!(p.to_string(), "appliance.a\\nb");
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        assert_eq!(one_line("a\tb\u{1b}[2J"), "a\\tb\\u{1b}[2J");
+        let long = one_line(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_LINE);
+        assert!(long.ends_with("é..."));
+        assert_eq!(bounded_lines(0..MAX_LINES).len(), MAX_LINES);
+        let lines = bounded_lines(0..MAX_LINES + 1);
+        assert_eq!(lines.len(), MAX_LINES);
+        assert_eq!(lines[MAX_LINES - 1], "... and 2 more problems");
     }
 }

@@ -134,6 +134,13 @@ impl Transaction {
         dirs: &[DirSpec],
         effects: Vec<Effect>,
     ) -> Result<Transaction> {
+        let mut paths = std::collections::HashSet::new();
+        if let Some(twice) = targets.iter().find(|t| !paths.insert(t.path.as_str())) {
+            anyhow::bail!(
+                "journal: {} is targeted twice (an error of the plan)",
+                twice.path
+            );
+        }
         let entries = targets
             .iter()
             .map(|t| Entry {
@@ -235,8 +242,10 @@ impl Transaction {
                 Ok(())
             } else if entry.had_original {
                 // Without a backup the target was not reached yet and is as it was.
+                // rename(2) does nothing when both names are links to one file (backed up, not
+                // yet swapped): the backup is removed then, or it keeps old keys reachable.
                 match std::fs::symlink_metadata(&old) {
-                    Ok(_) => std::fs::rename(&old, &full),
+                    Ok(_) => std::fs::rename(&old, &full).and_then(|()| remove_if_present(&old)),
                     Err(_) => Ok(()),
                 }
             } else {
@@ -266,12 +275,7 @@ impl Transaction {
                 .with_context(|| format!("staging the link {}", target.path))?,
             Action::File(spec) => {
                 let write = || -> std::io::Result<()> {
-                    let mut file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&new)?;
-                    // Restrictive from the start: the content may be a key.
-                    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                    let mut file = create_private(&new)?;
                     file.write_all(&spec.content)?;
                     chown(&new, spec.uid, spec.gid, self.tree.root())?;
                     file.set_permissions(std::fs::Permissions::from_mode(spec.mode))?;
@@ -367,17 +371,29 @@ fn missing_dirs(tree: &Tree, targets: &[&Target], dirs: &[DirSpec]) -> Vec<Strin
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        // A file or link left at `tmp` is replaced, never written through.
+        remove_if_present(&tmp)?;
+        let mut file = create_private(&tmp)?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            // A full disk leaves no empty temporary file behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
     }
     std::fs::rename(&tmp, path)?;
     sync_dir(path.parent().unwrap_or(Path::new("/")))
+}
+
+/// A new file, 0600 from its creation (the content may be a key): never an existing one, and
+/// never through a link.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -385,6 +401,13 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    // Looked up first: unlink(2) of a missing name on a read-only file system says EROFS,
+    // which would report a failure to restore where there was nothing to do.
+    if let Err(e) = std::fs::symlink_metadata(path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(());
+        }
+    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -415,6 +438,101 @@ mod tests {
         assert_eq!(
             sibling("/etc/hosts", OLD_SUFFIX),
             "/etc/.hosts.firstboot-old"
+        );
+    }
+
+    /// A link or file left where the temporary file goes is replaced, not written through.
+    #[test]
+    fn write_atomically_does_not_write_through_a_left_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "theirs").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&outside, dir.path().join("state.tmp")).unwrap();
+        write_atomically(&path, b"secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "theirs");
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    /// A backup is a hard link to the file it keeps: renaming one onto the other does
+    /// nothing, so a rollback before the swap of that file must remove the backup itself.
+    #[test]
+    fn a_rollback_after_a_backup_leaves_no_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("var/lib/appliance")).unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/x"), "old").unwrap();
+        let write = Target {
+            path: "/etc/x".into(),
+            action: Action::File(crate::plan::FileSpec {
+                content: b"new".to_vec(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            }),
+            effects: Vec::new(),
+        };
+        let mut transaction = Transaction::stage(&tree, &[&write], &[], Vec::new()).unwrap();
+        // The swap fails after the backup: its staged file is gone.
+        std::fs::remove_file(dir.path().join("etc/.x.firstboot-new")).unwrap();
+        assert!(transaction.swap(&[&write]).is_err());
+        transaction.rollback().unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/x")).unwrap(),
+            "old"
+        );
+    }
+
+    /// A second entry for a path would back up the first one's new file over its backup.
+    #[test]
+    fn a_path_targeted_twice_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/x"), "old").unwrap();
+        let target = |action| Target {
+            path: "/etc/x".into(),
+            action,
+            effects: Vec::new(),
+        };
+        let write = target(Action::File(crate::plan::FileSpec {
+            content: b"new".to_vec(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }));
+        let remove = target(Action::Remove);
+        let error = Transaction::stage(&tree, &[&write, &remove], &[], Vec::new())
+            .err()
+            .expect("staged");
+        assert_eq!(
+            error.to_string(),
+            "journal: /etc/x is targeted twice (an error of the plan)"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/x")).unwrap(),
+            "old"
         );
     }
 }

@@ -294,12 +294,12 @@ fn check(user_data: &Path, config_file: Option<&Path>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
+            let lines = firstboot::error::bounded_lines(errors);
             if json {
-                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 println!("{}", serde_json::json!({"valid": false, "errors": lines}));
             }
-            for error in errors {
-                eprintln!("error: {error}");
+            for line in lines {
+                eprintln!("error: {line}");
             }
             ExitCode::FAILURE
         }

@@ -45,6 +45,8 @@ pub enum DnsNameError {
     EmptyLabel,
     #[error("label {0:?} is longer than 63 characters")]
     LabelTooLong(String),
+    #[error("label {0:?} is not valid punycode")]
+    Punycode(String),
     #[error("label {0:?} starts or ends with a hyphen")]
     Hyphen(String),
     #[error("it is longer than 253 characters")]
@@ -141,10 +143,18 @@ pub fn check_labels(text: &str) -> Result<String, DnsNameError> {
             return Err(DnsNameError::EmptyLabel);
         }
         if label.len() > MAX_LABEL_LEN {
-            return Err(DnsNameError::LabelTooLong(label.to_owned()));
+            return Err(DnsNameError::LabelTooLong(crate::error::shown(label)));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(DnsNameError::Hyphen(label.to_owned()));
+            return Err(DnsNameError::Hyphen(crate::error::shown(label)));
+        }
+        // nginx and prosody take `xn--` labels as they are, but browsers, certbot and
+        // Let's Encrypt decode them and refuse one that does not decode.
+        if label.len() > 4
+            && label[..4].eq_ignore_ascii_case("xn--")
+            && url::Host::parse(label).is_err()
+        {
+            return Err(DnsNameError::Punycode(label.to_owned()));
         }
     }
     if name.len() > MAX_NAME_LEN {

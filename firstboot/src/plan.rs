@@ -26,8 +26,8 @@
 //! 127.0.0.1: port 3000, or 3001 when ROOT_URL itself uses 3000 (the default), since nginx
 //! listening on every address's port 3000 and Rocket.Chat on 127.0.0.1:3000 would collide.
 //! An `https://` ROOT_URL on another port answers plain HTTP sent to it with a redirect
-//! (nginx's code 497). A ROOT_URL port that a service of the tree listens on (prosody's,
-//! the videobridge's, jicofo's, MongoDB's) is refused before anything is written. When Jitsi is
+//! (nginx's code 497). A ROOT_URL port that a service of the appliance listens on (prosody's,
+//! the videobridge's, jicofo's, MongoDB's) is refused with the other values (root_url.rs). When Jitsi is
 //! not installed, `https://<dns_name>/` redirects to ROOT_URL. No HSTS header: with the
 //! default self-signed certificate it would leave browsers no way past the warning.
 //!
@@ -45,7 +45,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::SystemTime;
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::{json, Value};
 
 use crate::config::{CertificateMode, Config};
@@ -341,7 +341,6 @@ impl Planner<'_, '_> {
         };
         let prosody = tree.is_dir("/etc/prosody");
         let nginx = tree.is_dir("/etc/nginx");
-        check_port(config.root_url.port, tree, config.mongo_url.is_none())?;
         let old_domains = self.old_domains(&dns);
         let same_instance = self
             .input
@@ -617,7 +616,7 @@ impl Planner<'_, '_> {
 
         let installed = Installed::detect(tree);
         Ok(ApplyPlan {
-            targets: self.targets,
+            targets: one_per_path(self.targets)?,
             dirs: self.dirs,
             state,
             hostname,
@@ -994,6 +993,29 @@ impl Planner<'_, '_> {
     }
 }
 
+/// The targets with each path once: a removal (of a file named after an old domain) gives way
+/// to a file or link for the same path, wherever either was pushed; the new name can be an old
+/// one (the placeholder itself, or `auth.X` renamed to `X`).
+fn one_per_path(targets: Vec<Target>) -> Result<Vec<Target>> {
+    let mut written = std::collections::HashSet::new();
+    for target in targets.iter().filter(|t| t.action != Action::Remove) {
+        if !written.insert(target.path.clone()) {
+            bail!(
+                "planning: {} is written twice (an error of the plan)",
+                target.path
+            );
+        }
+    }
+    let mut removed = std::collections::HashSet::new();
+    Ok(targets
+        .into_iter()
+        .filter(|t| {
+            t.action != Action::Remove
+                || (!written.contains(&t.path) && removed.insert(t.path.clone()))
+        })
+        .collect())
+}
+
 /// The certificate nginx serves for `dns` and its key (readable by group `ssl-cert`).
 pub fn nginx_certificate(tree: &Tree, dns: &str, cert: &CertAndKey) -> [Target; 2] {
     let ssl_cert = tree.group_id("ssl-cert").unwrap_or(0);
@@ -1048,38 +1070,6 @@ fn certificate_file(path: &str, pem: &str, mode: u32, gid: u32, effect: Effect) 
         }),
         effects: vec![effect],
     }
-}
-
-/// Refuses a ROOT_URL port that a service of this tree listens on: nginx listens on every
-/// address, which collides with a service bound to 127.0.0.1 as much as with one bound to
-/// all. (Checked here, not with the other values, because it depends on what is installed.)
-fn check_port(port: u16, tree: &Tree, local_mongo: bool) -> Result<()> {
-    let taken: &[(&[u16], bool, &str)] = &[
-        (
-            &[5222, 5269, 5280, 5281, 5347],
-            tree.is_dir("/etc/prosody"),
-            "prosody",
-        ),
-        (
-            &[8080, 9090],
-            tree.is_dir("/etc/jitsi/videobridge"),
-            "the Jitsi videobridge",
-        ),
-        (&[8888], tree.is_dir("/etc/jitsi/jicofo"), "jicofo"),
-        (
-            &[27017],
-            local_mongo && tree.exists("/etc/mongod.conf"),
-            "MongoDB",
-        ),
-    ];
-    for (ports, installed, what) in taken {
-        if *installed && ports.contains(&port) {
-            return Err(anyhow!(
-                "root_url: port {port} is where {what} listens on this appliance: give Rocket.Chat another port"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// MONGO_OPLOG_URL for an external replica set: the same hosts, credentials and options,

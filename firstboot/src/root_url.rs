@@ -9,7 +9,7 @@
 //!
 //! Ports that the appliance already uses for something else are refused: 22 (SSH), 80 over
 //! https (port 80 serves the plain-HTTP redirect and ACME challenges), 443 over http (443
-//! speaks TLS), and `https://<dns_name>/` on 443 or `http://<dns_name>/` on 80, which are
+//! speaks TLS), those of prosody, the Jitsi videobridge, jicofo and MongoDB, and `https://<dns_name>/` on 443 or `http://<dns_name>/` on 80, which are
 //! Jitsi Meet's. The default is `https://<dns_name>:3000/`.
 
 use std::fmt;
@@ -49,6 +49,16 @@ pub struct RootUrl {
     /// Starts with `/`.
     pub path: String,
 }
+
+/// Ports the appliance's own services listen on (on 127.0.0.1 or on every address: nginx
+/// listening on every address collides with both). Refused whether or not the service is
+/// installed, so that `check` without the machine says what `apply` on it would.
+const SERVICE_PORTS: &[(&[u16], &str)] = &[
+    (&[5222, 5269, 5280, 5281, 5347], "prosody listens there"),
+    (&[8080, 9090], "the Jitsi videobridge listens there"),
+    (&[8888], "jicofo listens there"),
+    (&[27017], "MongoDB listens there"),
+];
 
 /// Rocket.Chat's port when the user gives no ROOT_URL.
 pub const DEFAULT_PORT: u16 = 3000;
@@ -162,6 +172,12 @@ impl RootUrl {
             (Scheme::Https, 80) => return taken("it serves plain HTTP (redirects and ACME)"),
             (Scheme::Http, 443) => return taken("it serves HTTPS"),
             _ => {}
+        }
+        if let Some((_, what)) = SERVICE_PORTS
+            .iter()
+            .find(|(ports, _)| ports.contains(&self.port))
+        {
+            return taken(what);
         }
         if self.host == *dns_name && self.port == self.scheme.default_port() {
             return Err(RootUrlError::Jitsi(format!(

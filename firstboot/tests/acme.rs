@@ -531,3 +531,33 @@ fn an_unreachable_ca_is_a_recorded_failure() {
     assert!(matches!(outcome, Ok(Outcome::NotDue { .. })), "{outcome:?}");
     assert_eq!(state(&f).certificate.acme.unwrap().failures, 1);
 }
+
+/// An apply cut short while restarting is rolled back by the next run, which owes the
+/// restarts of the restored files: `acme` runs them even when it has nothing to order.
+#[test]
+fn acme_recovery_reruns_the_owed_restarts_without_letsencrypt() {
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data("#cloud-config\nappliance:\n  dns_name: meet.example.com\n");
+    let logs = tempfile::tempdir().unwrap();
+    let (first, owed) = (logs.path().join("apply.log"), logs.path().join("acme.log"));
+    // The binary with fake services logging to `log`, and a failpoint if any.
+    let run = |command: &str, log: &std::path::Path, failpoint: Option<&str>| {
+        let mut env = vec![("APPLIANCE_FIRSTBOOT_FAKE_SERVICES", log.to_str().unwrap())];
+        env.extend(failpoint.map(|p| ("APPLIANCE_FIRSTBOOT_FAILPOINT", p)));
+        let out = f.run_binary(&[command], &env);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run("apply", &first, None);
+    assert!(ok, "{stderr}");
+    f.set_instance("i-0002");
+    assert!(!run("apply", &first, Some("restarting:1")).0);
+    assert!(f.exists("/var/lib/appliance/apply.journal"));
+    let (ok, stderr) = run("acme", &owed, None);
+    assert!(ok, "{stderr}");
+    assert!(!f.exists("/var/lib/appliance/apply.journal"));
+    let log = std::fs::read_to_string(&owed).unwrap_or_default();
+    assert!(log.contains("nginx"), "no restarts owed were run: {log:?}");
+}

@@ -631,26 +631,57 @@ fn the_no_op_boot_reports_up_to_date_and_changes_nothing() {
 }
 
 #[test]
-fn a_port_that_a_service_of_the_tree_uses_is_refused() {
+fn a_port_that_a_service_of_the_appliance_uses_is_refused() {
+    // Refused with the other values, whether or not Jitsi is installed, so that `check`
+    // says the same.
+    for flavor in [Flavor::Jitsi, Flavor::Debian] {
+        let f = Fixture::new(flavor);
+        f.set_user_data(&format!(
+            "{MINIMAL}  root_url: https://meet.example.com:9090/\n"
+        ));
+        let before = snapshot(&f);
+        let error = f.apply_with(false, None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "appliance.root_url: port 9090 is taken: the Jitsi videobridge listens there"
+        );
+        assert_same(&snapshot(&f), &before);
+    }
+}
+
+/// When the new name is also an old one (the image's placeholder itself, or a rename from
+/// `auth.X` to `X`), the files the plan writes are also files of an old domain: each path is
+/// targeted once, written and not removed, and every apply succeeds and keeps them.
+#[test]
+fn a_path_is_targeted_once_when_the_new_name_is_an_old_one() {
     let f = Fixture::new(Flavor::Jitsi);
-    f.set_user_data(&format!(
-        "{MINIMAL}  root_url: https://meet.example.com:9090/\n"
-    ));
-    let before = snapshot(&f);
-    let error = f.apply_with(false, None).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "planning: root_url: port 9090 is where the Jitsi videobridge listens on this \
-         appliance: give Rocket.Chat another port"
-    );
-    assert_same(&snapshot(&f), &before);
-    // Without Jitsi the port is free.
-    let f = Fixture::new(Flavor::Debian);
-    f.set_user_data(&format!(
-        "{MINIMAL}  root_url: https://meet.example.com:9090/\n"
-    ));
+    f.set_user_data(&appliance(&format!("  dns_name: {PLACEHOLDER}\n")));
+    for i in 0..3 {
+        f.set_instance(&format!("i-{i}"));
+        f.apply();
+        for path in [
+            format!("/etc/prosody/certs/{PLACEHOLDER}.crt"),
+            format!("/etc/prosody/certs/auth.{PLACEHOLDER}.key"),
+            format!("/etc/prosody/conf.avail/{PLACEHOLDER}.cfg.lua"),
+            format!("/etc/jitsi/meet/{PLACEHOLDER}-config.js"),
+        ] {
+            assert!(f.exists(&path), "apply {i}: {path} is gone");
+        }
+    }
+
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(&appliance("  dns_name: auth.meet.example.com\n"));
     f.apply();
-    assert_eq!(state(&f).ufw_port, Some(9090));
+    f.set_user_data(MINIMAL);
+    f.set_instance("i-0002");
+    f.apply();
+    for path in [
+        "/etc/prosody/certs/auth.meet.example.com.crt",
+        "/etc/prosody/certs/auth.meet.example.com.key",
+        "/usr/local/share/ca-certificates/auth.meet.example.com.crt",
+    ] {
+        assert!(f.exists(path), "{path} is gone after the rename");
+    }
 }
 
 /// IP mode through the binary: no DNS name, so the (test's) default route address is served;

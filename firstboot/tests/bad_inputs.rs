@@ -87,6 +87,43 @@ fn every_bad_input_gets_its_exact_lines() {
     let encrypted =
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
 
+    // The pem crate's own error quotes the tags: a BEGIN line without its closing dashes takes
+    // the key's base64 into the tag, up to the next "-----".
+    let damaged_begin = format!(
+        "{}{}",
+        good.key_pem
+            .replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY"),
+        good.pem
+    );
+    let key_body: Vec<&str> = good
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .collect();
+
+    // Valid DNS names (labels of at most 63, at most 253 in all) that prosody cannot store.
+    let long_dotted = format!(
+        "{}.{}.{}.{}",
+        "a-".repeat(31) + "a",
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    let long_plain = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(60)
+    );
+    let ca_leaf = ca.leaf_with(
+        &["meet.example.com"],
+        LeafOptions {
+            ca: true,
+            ..Default::default()
+        },
+    );
+
     let dnsname_unknown = format!("appliance.dnsname: unknown key {KNOWN}");
     let colour_unknown = format!("appliance.colour: unknown key {KNOWN}");
 
@@ -311,6 +348,62 @@ fn every_bad_input_gets_its_exact_lines() {
             root_url("https://chat_1.example.com/"),
             vec![r#"appliance.root_url: its host "chat_1.example.com" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"#],
         ),
+        // What `apply` would refuse on the appliance, `check` refuses too.
+        (
+            "root_url on prosody's client port",
+            root_url("https://chat.example.com:5222/"),
+            vec!["appliance.root_url: port 5222 is taken: prosody listens there"],
+        ),
+        (
+            "root_url on prosody's BOSH port",
+            root_url("http://chat.example.com:5280/"),
+            vec!["appliance.root_url: port 5280 is taken: prosody listens there"],
+        ),
+        (
+            "root_url on the videobridge's port",
+            root_url("https://chat.example.com:8080/"),
+            vec!["appliance.root_url: port 8080 is taken: the Jitsi videobridge listens there"],
+        ),
+        (
+            "root_url on the videobridge's REST port",
+            root_url("https://chat.example.com:9090/"),
+            vec!["appliance.root_url: port 9090 is taken: the Jitsi videobridge listens there"],
+        ),
+        (
+            "root_url on jicofo's port",
+            root_url("https://chat.example.com:8888/"),
+            vec!["appliance.root_url: port 8888 is taken: jicofo listens there"],
+        ),
+        (
+            "root_url on MongoDB's port",
+            root_url("https://chat.example.com:27017/"),
+            vec!["appliance.root_url: port 27017 is taken: MongoDB listens there"],
+        ),
+        (
+            "dns_name too long for prosody's file names once encoded",
+            dns(&long_dotted),
+            vec!["appliance.dns_name: too long for prosody: its directory for auth.NAME, with each '.' and '-' written as 3 characters, takes 328 bytes (at most 255)"],
+        ),
+        (
+            "dns_name of 252 characters in 4 labels",
+            dns(&long_plain),
+            vec!["appliance.dns_name: too long for prosody: its directory for auth.NAME, with each '.' and '-' written as 3 characters, takes 265 bytes (at most 255)"],
+        ),
+        (
+            "dns_name with invalid punycode",
+            dns("xn--a.example.com"),
+            vec![r#"appliance.dns_name: "xn--a.example.com" is not a valid DNS name: label "xn--a" is not valid punycode"#],
+        ),
+        (
+            "key with a Comment: header",
+            with_cert("", &chain, &good.key_pem.replacen("-----\n", "-----\nComment: made by hand\n\n", 1)).into_bytes(),
+            vec!["appliance.certificate.key: has header lines (such as Comment:): nginx loads only a bare key, as OpenSSL writes it"],
+        ),
+        (
+            "leaf with CA:TRUE",
+            with_cert("", &format!("{}{}", ca_leaf.pem, ca.pem), &ca_leaf.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: the leaf certificate is a CA certificate (CA:TRUE), which browsers refuse for a server"],
+        ),
         (
             "root_url on SSH's port",
             root_url("https://chat.example.com:22/"),
@@ -376,6 +469,16 @@ fn every_bad_input_gets_its_exact_lines() {
             vec!["appliance.certificate.letsencrypt.directory: must be a string, not a boolean (quote it)"],
         ),
         (
+            "letsencrypt directory with credentials",
+            named("  certificate:\n    letsencrypt: {email: ops@example.com, directory: \"https://acme:s3cret@ca.example.com/dir\"}\n"),
+            vec!["appliance.certificate.letsencrypt.directory: must not hold a user name or password (they would be sent to the CA and stored)"],
+        ),
+        (
+            "letsencrypt http directory with credentials",
+            named("  certificate:\n    letsencrypt: {email: ops@example.com, directory: \"http://acme:s3cret@ca.example.com/dir\"}\n"),
+            vec!["appliance.certificate.letsencrypt.directory: must not hold a user name or password (they would be sent to the CA and stored)"],
+        ),
+        (
             "cert is not PEM",
             with_cert("", "hello", &good.key_pem).into_bytes(),
             vec!["appliance.certificate.cert: holds no PEM CERTIFICATE block"],
@@ -399,6 +502,26 @@ fn every_bad_input_gets_its_exact_lines() {
             "key and cert together in key",
             with_cert("", &good.pem, &format!("{}{}", good.key_pem, good.pem)).into_bytes(),
             vec!["appliance.certificate.key: holds more than one PEM block: give the leaf's private key alone"],
+        ),
+        (
+            "key whose BEGIN line lost its dashes, then the certificate",
+            with_cert("", &good.pem, &damaged_begin).into_bytes(),
+            vec!["appliance.certificate.key: is not PEM: a BEGIN line without its matching END line"],
+        ),
+        (
+            "key whose END tag differs from its BEGIN tag",
+            with_cert("", &good.pem, &good.key_pem.replace("END PRIVATE", "END RSA PRIVATE")).into_bytes(),
+            vec!["appliance.certificate.key: is not PEM: a BEGIN line without its matching END line"],
+        ),
+        (
+            "key with a bad base64 character",
+            with_cert("", &good.pem, &good.key_pem.replacen("\n", "\n!", 2).replacen("\n!", "\n", 1)).into_bytes(),
+            vec!["appliance.certificate.key: is not PEM: its base64 text is damaged"],
+        ),
+        (
+            "cert whose END line lost its dashes",
+            with_cert("", &good.pem.replace("END CERTIFICATE-----", "END CERTIFICATE"), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: holds no PEM CERTIFICATE block"],
         ),
         (
             "cert with a NUL",
@@ -581,6 +704,12 @@ fn every_bad_input_gets_its_exact_lines() {
                 "{name}: a message spans lines: {line:?}"
             );
             assert!(!line.contains("PRIVATE KEY"), "{name}: {line}");
+            for secret in &key_body {
+                assert!(
+                    !line.contains(&secret[..16]),
+                    "{name}: quotes the key: {line}"
+                );
+            }
         }
     }
     assert!(
@@ -638,5 +767,61 @@ fn ip_mode_without_an_address() {
     assert_eq!(
         errors,
         ["appliance.dns_name: missing, and no address to serve on instead (IP mode): no public IPv4 in run/cloud-init/instance-data.json, and no default route (/proc/net/route)"]
+    );
+}
+
+/// Whatever the user sends, `check` prints at most `MAX_LINES` lines of at most `MAX_LINE`
+/// characters: a long echo is slow on a serial console and fills the journal.
+#[test]
+fn echoes_of_user_input_are_bounded() {
+    use firstboot::error::{MAX_LINE, MAX_LINES};
+    let long_label = format!("{}.example.com", "a".repeat(900_000));
+    let many_keys: String = (0..2000)
+        .map(|i| format!("  {}{i}: x\n", "k".repeat(50)))
+        .collect();
+    let long_key = format!("  {}: x\n", "k".repeat(500_000));
+    let ca = Ca::new("Test CA");
+    let leaf = ca.leaf_with(
+        &["other.example.com"],
+        LeafOptions {
+            validity: Some(((2020, 1, 1), (2025, 6, 30))),
+            ..Default::default()
+        },
+    );
+    let long_chain = format!("{}{}", leaf.pem, leaf.pem.repeat(300));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a 900 KB label", dns(&long_label)),
+        ("2000 unknown keys", named(&many_keys)),
+        ("a 500 KB unknown key", named(&long_key)),
+        (
+            "a chain of 301 bad certificates",
+            with_cert("", &long_chain, &leaf.key_pem).into_bytes(),
+        ),
+    ];
+    for (name, user_data) in &cases {
+        let lines = check(user_data, None).unwrap_err();
+        assert!(lines.len() <= MAX_LINES, "{name}: {} lines", lines.len());
+        for line in &lines {
+            assert!(
+                line.chars().count() <= MAX_LINE,
+                "{name}: a line of {} characters",
+                line.len()
+            );
+        }
+    }
+    let lines = check(&cases[0].1, None).unwrap_err();
+    assert_eq!(
+        lines,
+        [format!(
+            "appliance.dns_name: {:?} is not a valid DNS name: label {:?} is longer than 63 characters",
+            format!("{}...", "a".repeat(80)),
+            format!("{}...", "a".repeat(80)),
+        )]
+    );
+    let lines = check(&cases[1].1, None).unwrap_err();
+    assert_eq!(lines.len(), MAX_LINES);
+    assert_eq!(
+        lines[MAX_LINES - 1],
+        format!("... and {} more problems", 2000 - (MAX_LINES - 1))
     );
 }

@@ -116,6 +116,15 @@ fn check(scenario: &Scenario) -> usize {
                 String::from_utf8_lossy(&out.stderr)
             );
             let after = normalized(&f);
+            for (path, _) in &after {
+                assert!(
+                    !path.contains(".firstboot-")
+                        && !path.contains("apply.journal")
+                        && !path.ends_with(".tmp"),
+                    "{}: after {spec}: litter {path}",
+                    scenario.name
+                );
+            }
             if after != reference {
                 eprintln!("{}: after {spec}:", scenario.name);
                 assert_same(&after, &reference);

@@ -69,10 +69,10 @@ const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
-        name: "debian-http-8080",
+        name: "debian-http-8081",
         flavor: Flavor::Debian,
         user_data: "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  \
-                    root_url: http://meet.example.com:8080/\n",
+                    root_url: http://meet.example.com:8081/\n",
         files: &[
             NGINX,
             DROPIN,

@@ -36,7 +36,7 @@ fn plain_with_every_key() {
     let ca = Ca::new("Test CA");
     let leaf = ca.leaf(&["meet.example.com", "chat.example.com"]);
     let user_data = with_cert(
-        "  root_url: http://Chat.example.com:8080/chat/\n  \
+        "  root_url: http://Chat.example.com:8081/chat/\n  \
          admin: {username: ops.admin, password: \"correct horse battery\", email: ops@example.com}\n  \
          mongo_url: mongodb://rc:s%40cret@db1:27017,db2/rocketchat?replicaSet=rs0&authSource=admin\n",
         &format!("{}{}", leaf.pem, ca.pem),
@@ -45,7 +45,7 @@ fn plain_with_every_key() {
     let config = check(user_data.as_bytes(), None).unwrap();
     assert_eq!(
         config.root_url.to_string(),
-        "http://chat.example.com:8080/chat/"
+        "http://chat.example.com:8081/chat/"
     );
     let names: Vec<&str> = config.served_names().iter().map(|n| n.as_str()).collect();
     assert_eq!(names, ["meet.example.com", "chat.example.com"]);
@@ -74,7 +74,7 @@ fn plain_with_every_key() {
     assert_eq!(
         config.to_string(),
         "dns_name:    meet.example.com\n\
-         root_url:    http://chat.example.com:8080/chat/\n\
+         root_url:    http://chat.example.com:8081/chat/\n\
          certificate: provided, 2 certificate(s), leaf valid until 2040-01-01 00:00 UTC, names meet.example.com, chat.example.com\n\
          admin:       ops.admin <ops@example.com>\n\
          mongo_url:   mongodb://rc:****@db1:27017,db2/rocketchat?replicaSet=rs0&authSource=admin"

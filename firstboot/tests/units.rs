@@ -85,3 +85,26 @@ fn systemd_analyze_verifies_the_units() {
         .collect();
     assert!(ours.is_empty(), "{stderr}");
 }
+
+/// The services holding the build's Jitsi secrets wait for firstboot and do not start before a
+/// configuration was applied (state.json), so a failed first boot does not serve them.
+#[test]
+fn jitsi_services_wait_for_a_configured_instance() {
+    for unit in ["prosody", "jicofo", "jitsi-videobridge2"] {
+        let path = Path::new(UNITS).join(format!("{unit}.service.d/appliance-firstboot.conf"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(text.contains("\n[Unit]\n"), "{unit}");
+        assert!(
+            text.contains("\nAfter=appliance-firstboot.service\n"),
+            "{unit}"
+        );
+        assert!(
+            text.contains(&format!(
+                "\nConditionPathExists=/{}\n",
+                firstboot::state::STATE_FILE
+            )),
+            "{unit}"
+        );
+    }
+}

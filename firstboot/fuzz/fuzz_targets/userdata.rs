@@ -1,6 +1,6 @@
 //! Arbitrary bytes as /var/lib/cloud/instance/user-data.txt: reading (gzip, MIME multipart,
 //! YAML with its limits) and validating every key must never panic, hang or exhaust memory,
-//! and every refusal must be one line per error.
+//! and every refusal must be one line per error, bounded as a person sees them.
 #![no_main]
 
 use firstboot::{Precedence, Sources};
@@ -11,6 +11,11 @@ fn one_line_each(errors: &[firstboot::ConfigError]) {
     for e in errors {
         let line = e.to_string();
         assert!(!line.contains('\n'), "multi-line error: {line:?}");
+    }
+    let shown = firstboot::error::bounded_lines(errors);
+    assert!(shown.len() <= firstboot::error::MAX_LINES);
+    for line in &shown {
+        assert!(line.chars().count() <= firstboot::error::MAX_LINE && !line.contains('\n'));
     }
 }
 

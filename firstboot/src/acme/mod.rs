@@ -212,24 +212,43 @@ pub fn run(
     let recovered_effects: BTreeSet<Effect> = recovered
         .map(|r| r.effects.into_iter().collect())
         .unwrap_or_default();
-    let Some(state) = tree
+    let state = tree
         .read(&format!("/{STATE_FILE}"))
         .context("reading the state")?
-        .and_then(|b| State::parse(&b))
-    else {
-        return Ok(Outcome::NotConfigured);
-    };
-    let Some(acme) = state.certificate.acme.clone() else {
-        return Ok(Outcome::NotAsked {
-            mode: state.certificate.mode.clone(),
+        .and_then(|b| State::parse(&b));
+    let mut services = services;
+    // Nothing to order: the restarts a recovery owes are still run before returning.
+    let (Some(state), Some(acme)) = (
+        state.as_ref(),
+        state.as_ref().and_then(|s| s.certificate.acme.clone()),
+    ) else {
+        if let (Some(services), false) = (services.as_deref_mut(), recovered_effects.is_empty()) {
+            let steps = match &state {
+                Some(state) => steps_for(&tree, state, &recovered_effects),
+                None => {
+                    let hostname = tree
+                        .read("/etc/hostname")
+                        .context("reading /etc/hostname")?
+                        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+                        .unwrap_or_default();
+                    plan::steps(&recovered_effects, &Installed::detect(&tree), &hostname)
+                }
+            };
+            run_steps(&steps, services).map_err(AcmeError::NotAttempted)?;
+        }
+        return Ok(match state {
+            None => Outcome::NotConfigured,
+            Some(state) => Outcome::NotAsked {
+                mode: state.certificate.mode,
+            },
         });
     };
+    let state = state.clone();
     let now = epoch_seconds(options.hooks.now());
     let directory = (options.directory.as_ref())
         .or(acme.directory.as_ref())
         .map_or(LETSENCRYPT, String::as_str)
         .to_owned();
-    let mut services = services;
     let decision = decide(&tree, &state, &acme, &directory, options.scheduled, now)?;
     if !matches!(decision, Decision::Attempt) {
         if let Some(services) = services.as_deref_mut() {

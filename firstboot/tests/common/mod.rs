@@ -75,6 +75,9 @@ impl Ca {
         if let Some(eku) = options.eku {
             params.extended_key_usages = vec![eku];
         }
+        if options.ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
         let cert = params.signed_by(&key, &self.issuer()).unwrap();
         Leaf {
             pem: cert.pem(),
@@ -92,6 +95,8 @@ pub struct LeafOptions {
     pub validity: Option<(Ymd, Ymd)>,
     pub eku: Option<ExtendedKeyUsagePurpose>,
     pub alg: Option<&'static SignatureAlgorithm>,
+    /// Basic constraints CA:TRUE, as a leaf must not have.
+    pub ca: bool,
 }
 
 pub struct Leaf {
@@ -205,7 +210,7 @@ pub fn check_with(
     config_file: Option<&[u8]>,
     precedence: Precedence,
 ) -> Result<Config, Vec<String>> {
-    let strings = |errors: Vec<ConfigError>| errors.iter().map(|e| e.to_string()).collect();
+    let strings = |errors: Vec<ConfigError>| firstboot::error::bounded_lines(errors);
     let sources = Sources::parse(user_data, config_file).map_err(strings)?;
     sources.validate(precedence, now()).map_err(strings)
 }
