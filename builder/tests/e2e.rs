@@ -948,7 +948,13 @@ fn s8_lets_encrypt_from_pebble_with_a_retry() {
     let valid = acme
         .iter()
         .position(|(state, _)| state.starts_with("valid "))
-        .unwrap_or_else(|| panic!("no valid state with its issuer: {acme:?}"));
+        .unwrap_or_else(|| {
+            // The raw lines too: a pairing problem and a missing report look alike otherwise.
+            let raw: Vec<_> = report_lines(&boot.console)
+                .filter(|(key, _)| *key == "acme" || *key == "cert-issuer")
+                .collect();
+            panic!("no valid state with its issuer: {acme:?}; report lines: {raw:?}")
+        });
     assert!(failed < valid, "{acme:?}");
     assert!(
         acme[failed].0.contains("127.0.0.1:14000"),
