@@ -87,6 +87,10 @@ pub enum CertError {
     ManyKeys,
     #[error("holds a {0} block, not a private key")]
     NotAKey(String),
+    /// A private key of a kind nginx or `ring` cannot use here (DSA, OpenSSH's own format...):
+    /// the kind is the PEM label without " PRIVATE KEY".
+    #[error("holds a private key of kind {0}: {KEY_KINDS}, in PEM as OpenSSL writes them")]
+    UnsupportedKey(String),
     #[error("is encrypted: give the key without a pass phrase (nginx starts unattended)")]
     EncryptedKey,
     #[error("is not a usable private key: {0}")]
@@ -311,7 +315,10 @@ impl PrivateKeyPem {
                 }
                 Ok(PrivateKeyPem(pem::encode_config(block, lf())))
             }
-            tag => Err(CertError::NotAKey(tag.to_owned())),
+            tag => match tag.strip_suffix(" PRIVATE KEY") {
+                Some(kind) if !kind.is_empty() => Err(CertError::UnsupportedKey(kind.to_owned())),
+                _ => Err(CertError::NotAKey(tag.to_owned())),
+            },
         }
     }
 
