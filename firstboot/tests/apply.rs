@@ -836,29 +836,43 @@ fn rocketchat_credentials_are_in_a_root_only_environment_file() {
     );
 }
 
-/// `--root`: a tree whose /etc/nginx is an absolute link (to a directory that exists on the
-/// host too) is written inside the tree, where the link leads once the tree is booted; nothing
-/// is written to the host's directory.
+/// `--root`: a tree whose /etc/nginx and /etc/ssl are absolute links (to directories that
+/// exist on the host too) is written inside the tree, where the links lead once the tree is
+/// booted; nothing is written to the host's directories.
 #[test]
 fn links_in_the_tree_are_resolved_inside_the_root() {
     let f = Fixture::new(Flavor::Debian);
     f.set_user_data(MINIMAL);
-    let outside = tempfile::tempdir().unwrap();
-    let inside = f.path(outside.path().to_str().unwrap());
-    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-    std::fs::rename(f.path("/etc/nginx"), &inside).unwrap();
-    std::os::unix::fs::symlink(outside.path(), f.path("/etc/nginx")).unwrap();
+    // The tree's `dir` moved to where a host directory is, and an absolute link to it left.
+    let relocate = |dir: &str| {
+        let host = tempfile::tempdir().unwrap();
+        let inside = f.path(host.path().to_str().unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::rename(f.path(dir), &inside).unwrap();
+        std::os::unix::fs::symlink(host.path(), f.path(dir)).unwrap();
+        (host, inside)
+    };
+    let (nginx_host, nginx) = relocate("/etc/nginx");
+    let (ssl_host, ssl) = relocate("/etc/ssl");
     apply_binary_ok(&f);
-    assert_eq!(
-        std::fs::read_dir(outside.path()).unwrap().count(),
-        0,
-        "written to the host's {}",
-        outside.path().display()
-    );
-    let site = std::fs::read_to_string(inside.join("sites-available/appliance.conf")).unwrap();
+    for host in [&nginx_host, &ssl_host] {
+        let written: Vec<_> = std::fs::read_dir(host.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            written.is_empty(),
+            "written to the host's {}: {written:?}",
+            host.path().display()
+        );
+    }
+    let site = std::fs::read_to_string(nginx.join("sites-available/appliance.conf")).unwrap();
     assert!(site.contains("server_name meet.example.com"), "{site}");
     assert_eq!(
-        std::fs::read_link(inside.join("sites-enabled/appliance.conf")).unwrap(),
+        std::fs::read_link(nginx.join("sites-enabled/appliance.conf")).unwrap(),
         std::path::Path::new("/etc/nginx/sites-available/appliance.conf")
     );
+    let cert = std::fs::read_to_string(ssl.join("meet.example.com.crt")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+    assert!(ssl.join("private/meet.example.com.key").is_file());
 }
