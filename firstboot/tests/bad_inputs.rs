@@ -1053,6 +1053,11 @@ fn every_bad_input_gets_its_exact_lines() {
             "{name}: took {:?}",
             started.elapsed()
         );
+        assert!(
+            got.len() <= firstboot::error::MAX_LINES,
+            "{name}: {} lines",
+            got.len()
+        );
         if got != *expected {
             failures.push(format!(
                 "{name}:\n  expected {expected:#?}\n  got      {got:#?}"
@@ -1064,6 +1069,11 @@ fn every_bad_input_gets_its_exact_lines() {
                 "{name}: a message spans lines: {line:?}"
             );
             assert!(!line.contains("PRIVATE KEY"), "{name}: {line}");
+            assert!(
+                line.starts_with("(valid: ") || line.chars().count() <= firstboot::error::MAX_LINE,
+                "{name}: a line of {} characters",
+                line.chars().count()
+            );
             for secret in &key_body {
                 assert!(
                     !line.contains(&secret[..16]),
