@@ -59,7 +59,7 @@ impl Machine {
     /// route's address (see the module doc). A missing or unreadable instance-data.json is
     /// no instance data.
     pub fn read(root: &Path, hooks: &TestHooks) -> Machine {
-        let data: Value = std::fs::read(root.join(INSTANCE_DATA))
+        let data: Value = std::fs::read(crate::tree::Tree::new(root).path(INSTANCE_DATA))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);

@@ -9,7 +9,8 @@
 //!
 //! The key (`certificate.key`) is one unencrypted PEM private key: PKCS#8 (`PRIVATE KEY`),
 //! PKCS#1 (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`), as OpenSSL and certbot write them;
-//! RSA of 2048 to 8192 bits, ECDSA P-256 or P-384, or Ed25519 (what `ring` can load). It must
+//! RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 (what `ring` can load; Ed25519 is refused:
+//! no browser accepts an Ed25519 server certificate). It must
 //! be the leaf's key: `ring` derives its public key, which must equal the leaf's. The key's
 //! text is never put into an error message, and `Debug` of [`PrivateKeyPem`] hides it.
 
@@ -86,6 +87,10 @@ pub enum CertError {
     ManyKeys,
     #[error("holds a {0} block, not a private key")]
     NotAKey(String),
+    /// A private key of a kind nginx or `ring` cannot use here (DSA, OpenSSH's own format...):
+    /// the kind is the PEM label without " PRIVATE KEY".
+    #[error("holds a private key of kind {0}: {KEY_KINDS}, in PEM as OpenSSL writes them")]
+    UnsupportedKey(String),
     #[error("is encrypted: give the key without a pass phrase (nginx starts unattended)")]
     EncryptedKey,
     #[error("is not a usable private key: {0}")]
@@ -116,7 +121,7 @@ fn pem_error(e: pem::PemError) -> CertError {
     })
 }
 
-const KEY_KINDS: &str = "RSA of 2048 to 8192 bits, ECDSA P-256 or P-384, or Ed25519 are supported";
+const KEY_KINDS: &str = "RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 are supported";
 
 impl CertificateChain {
     /// Parses the PEM chain: only `CERTIFICATE` blocks, each a well-formed X.509 certificate.
@@ -310,7 +315,10 @@ impl PrivateKeyPem {
                 }
                 Ok(PrivateKeyPem(pem::encode_config(block, lf())))
             }
-            tag => Err(CertError::NotAKey(tag.to_owned())),
+            tag => match tag.strip_suffix(" PRIVATE KEY") {
+                Some(kind) if !kind.is_empty() => Err(CertError::UnsupportedKey(kind.to_owned())),
+                _ => Err(CertError::NotAKey(tag.to_owned())),
+            },
         }
     }
 
@@ -335,8 +343,10 @@ fn lf() -> pem::EncodeConfig {
 /// holds it.
 fn pkcs8_public_key(der: &[u8]) -> Result<Vec<u8>, CertError> {
     let rng = ring::rand::SystemRandom::new();
-    if let Ok(k) = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-        return Ok(k.public_key().as_ref().to_vec());
+    if signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).is_ok() {
+        return Err(CertError::BadKey(format!(
+            "Ed25519: browsers accept no Ed25519 certificate; {KEY_KINDS}"
+        )));
     }
     for alg in [
         &signature::ECDSA_P256_SHA256_ASN1_SIGNING,

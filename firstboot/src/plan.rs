@@ -10,7 +10,7 @@
 //! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::hostname`]) |
 //! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
 //! | nginx | `/etc/nginx/sites-available/appliance.conf` and its link in `sites-enabled`; the Jitsi package's site for the placeholder domain removed; ACME webroot `/var/www/acme` |
-//! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (0600: it may hold the admin password and MongoDB credentials); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
+//! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (ROOT_URL, the port; no credentials: systemd shows `Environment=` values to any local user) and its `EnvironmentFile=` `/etc/appliance/rocketchat.env` (0600 root: MongoDB URLs, the administrator from the user-data); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
 //! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::ufw`]) |
 //! | prosody | `conf.avail/<dns_name>.cfg.lua` with its `conf.d` link, and `certs/<dns_name>.{crt,key}` (a copy of the appliance's certificate) |
 //! | Jitsi (each part when its `/etc/jitsi/{meet,jicofo,videobridge}` exists) | prosody's Jitsi host file instead of the plain one; `certs/auth.<dns_name>.{crt,key}` (self-signed) trusted through `/usr/local/share/ca-certificates`; the `focus` and `jvb` accounts and focus's roster; `/etc/jitsi/meet/<dns_name>-config.js`; jicofo's `jicofo.conf`, `config`, `sip-communicator.properties`; the videobridge's `jvb.conf`, `config`, `sip-communicator.properties` |
@@ -72,6 +72,9 @@ const NGINX_SITE_LINK: &str = "/etc/nginx/sites-enabled/appliance.conf";
 pub const ACME_WEBROOT: &str = "/var/www/acme";
 /// The Rocket.Chat drop-in.
 pub const ROCKETCHAT_DROPIN: &str = "/etc/systemd/system/rocketchat.service.d/appliance.conf";
+/// Rocket.Chat's credentials, read by the drop-in's `EnvironmentFile=` (never `Environment=`,
+/// which systemd shows to every local user).
+pub const ROCKETCHAT_ENV: &str = "/etc/appliance/rocketchat.env";
 /// The login message of IP mode (see [`crate::config`]), relative to the root: in the
 /// directory whose files the image's update-motd script prints at every login.
 pub const IP_MODE_MOTD: &str = "var/lib/appliance/motd.d/50-appliance-ip-mode";
@@ -415,6 +418,7 @@ impl Planner<'_, '_> {
         };
         let data = self.template_data(&dns, &cert_file, &key_file, rocketchat_port, jitsi);
         let dropin = self.templates.render("rocketchat-dropin.conf", &data)?;
+        let env = self.templates.render("rocketchat.env", &data)?;
         self.dir("/etc/systemd/system/rocketchat.service.d", 0o755, 0, 0);
         self.file(
             ROCKETCHAT_DROPIN,
@@ -424,6 +428,8 @@ impl Planner<'_, '_> {
             0,
             &[Effect::RocketChat],
         );
+        self.dir("/etc/appliance", 0o755, 0, 0);
+        self.file(ROCKETCHAT_ENV, &env, 0o600, 0, 0, &[Effect::RocketChat]);
         if config.mongo_url.is_some() {
             let why =
                 "Written by appliance-firstboot: Rocket.Chat uses the MongoDB of the user-data's \

@@ -15,6 +15,7 @@
 //! | `{{systemd_env "K" x}}` | a unit's `Environment=`     | `"K=value"`: `\` and `"` escaped, `%` doubled (specifiers); `$` is not special there |
 //! | `{{properties x}}`      | Java .properties            | the value with `\`, `:`, `=`, `#`, `!` escaped, non-ASCII and controls as `\uXXXX` |
 //! | `{{shell x}}`           | shell-style `KEY=value` files read by systemd and sh | the value bare, refused unless only letters, digits and `. _ / : @ + , -` |
+//! | `{{env_file x}}`        | a `KEY=value` file of secrets for `EnvironmentFile=` (and sh) | a double-quoted value, `\` before `\ " $` and backquote only |
 //!
 //! `(concat a b ...)` joins strings inside an escaping helper: `{{lua (concat "auth." dns_name)}}`.
 //!
@@ -45,6 +46,7 @@ pub const HELPERS: &[&str] = &[
     "systemd_env",
     "properties",
     "shell",
+    "env_file",
 ];
 
 /// The loaded templates.
@@ -55,7 +57,7 @@ pub struct Templates {
 impl Templates {
     /// Loads every `*.handlebars` file of `<root>/etc/appliance/templates`.
     pub fn load(root: &Path) -> Result<Templates> {
-        let dir = root.join(TEMPLATE_DIR);
+        let dir = crate::tree::Tree::new(root).path(TEMPLATE_DIR);
         let mut texts = BTreeMap::new();
         let entries = std::fs::read_dir(&dir)
             .with_context(|| format!("reading the templates in {}", dir.display()))?;
@@ -87,6 +89,7 @@ impl Templates {
         registry.register_helper("nginx", Box::new(one(nginx_value)));
         registry.register_helper("properties", Box::new(one(properties_value)));
         registry.register_helper("shell", Box::new(one(shell_value)));
+        registry.register_helper("env_file", Box::new(one(env_file_value)));
         registry.register_helper("systemd_env", Box::new(systemd_env_helper));
         registry.register_helper("concat", Box::new(Concat));
         for (name, text) in texts {
@@ -311,6 +314,25 @@ pub fn shell_value(s: &str) -> Result<String, String> {
     }
 }
 
+/// A double-quoted value of an `EnvironmentFile=` that sh reads the same way. Only `\`, `"`,
+/// `$` and the backquote are escaped: systemd 237 (Ubuntu 18.04) takes any character after a
+/// backslash as itself, later versions keep the backslash before others, and sh does both
+/// depending on the character; for these four all three agree. systemd expands no specifiers
+/// in these files, so `%` stays as it is.
+pub fn env_file_value(s: &str) -> Result<String, String> {
+    no_controls(s, &[])?;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +357,11 @@ mod tests {
             r#""ADMIN_PASS=p%%h\"a\\s $x""#
         );
         assert!(systemd_env("ADMIN_PASS", "a\nb").is_err());
+        assert_eq!(
+            env_file_value("p%h \"a\\s $x `id` 'q' #").unwrap(),
+            r#""p%h \"a\\s \$x \`id\` 'q' #""#
+        );
+        assert!(env_file_value("a\nb").is_err());
         assert!(systemd_env("1X", "a").is_err());
         assert_eq!(
             properties_value(" a:b=c#d!e\\é").unwrap(),

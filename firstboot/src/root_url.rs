@@ -144,10 +144,18 @@ impl RootUrl {
         if port == 0 {
             return Err(RootUrlError::PortZero);
         }
+        // The path as written first, so the message names the character the user typed (the
+        // parser writes `{` as `%7B`), then as parsed (`%20` is refused too).
+        let allowed = |c: &char, also: &str| {
+            c.is_ascii_alphanumeric() || "/._~-".contains(*c) || also.contains(*c)
+        };
+        let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+        let written = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
         let path = url.path();
-        if let Some(c) = path
+        if let Some(c) = written
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "/._~-".contains(*c)))
+            .find(|c| !allowed(c, "%"))
+            .or_else(|| path.chars().find(|c| !allowed(c, "")))
         {
             return Err(RootUrlError::PathCharacter(c));
         }
@@ -245,6 +253,10 @@ mod tests {
         assert_eq!(
             err("https://chat.example.com/a;b"),
             RootUrlError::PathCharacter(';')
+        );
+        assert_eq!(
+            err("https://chat.example.com/a{b"),
+            RootUrlError::PathCharacter('{')
         );
         assert_eq!(
             err("https://chat.example.com/a\\b"),

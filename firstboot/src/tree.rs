@@ -1,10 +1,18 @@
 //! The system being configured, seen through `--root`: paths are given as on the appliance
-//! (`/etc/hostname`) and read under the root. Symbolic links are never followed, since an
-//! absolute link in a tree under `--root` points at the host's files.
+//! (`/etc/hostname`) and read under the root. A path's last component is never followed (a link
+//! there is read or replaced as a link); symbolic links among its directories are resolved
+//! inside the root, as the system would see them once booted (an absolute link `/etc/nginx ->
+//! /srv/nginx` leads to `<root>/srv/nginx`, and `..` stops at the root), never to the host's
+//! files, like the builder's `rootpath::resolve`.
 
+use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+/// Links followed for one path at most, as the kernel's limit (ELOOP).
+const MAX_LINKS: usize = 40;
 
 /// What is at a path now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +44,13 @@ impl Tree {
         &self.root
     }
 
-    /// Where `path` (absolute, as on the appliance) is under the root.
+    /// Where `path` (absolute, as on the appliance) is under the root, its directories' links
+    /// resolved inside the root (see the module doc). A component that is not a directory is
+    /// kept, so the file operation fails there (ENOTDIR); a path whose links loop gives a path
+    /// with a NUL byte, which every file operation refuses, rather than one the host resolves.
     pub fn path(&self, path: &str) -> PathBuf {
-        self.root.join(path.trim_start_matches('/'))
+        resolve(&self.root, path)
+            .unwrap_or_else(|| self.root.join(OsString::from_vec(b"\0".to_vec())))
     }
 
     /// What is at `path`.
@@ -72,9 +84,11 @@ impl Tree {
         }
     }
 
-    /// Whether `path` is a directory (not through a link).
+    /// Whether `path` is a directory, a link to one included when the link leads to it inside
+    /// the root (as a directory of a longer path would be resolved).
     pub fn is_dir(&self, path: &str) -> bool {
-        std::fs::symlink_metadata(self.path(path)).is_ok_and(|m| m.is_dir())
+        resolve_with(&self.root, path, true)
+            .is_some_and(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
     }
 
     /// Whether anything, a dangling link included, is at `path`.
@@ -120,6 +134,59 @@ impl Tree {
     }
 }
 
+/// `path` under `root` with the links of its directories resolved inside `root`; `None` when
+/// they loop.
+pub fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+    resolve_with(root, path, false)
+}
+
+/// [`resolve`], the last component's link also followed when `follow_last`.
+fn resolve_with(root: &Path, path: &str, follow_last: bool) -> Option<PathBuf> {
+    // Components still to walk, the next one last.
+    let mut todo: Vec<OsString> = names(Path::new(path));
+    todo.reverse();
+    let mut at = PathBuf::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let candidate = at.join(&name);
+        let target = match std::fs::symlink_metadata(root.join(&candidate)) {
+            Ok(meta) if meta.file_type().is_symlink() && (follow_last || !todo.is_empty()) => {
+                std::fs::read_link(root.join(&candidate)).ok()
+            }
+            _ => None,
+        };
+        match target {
+            None => at = candidate,
+            Some(target) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return None;
+                }
+                if target.is_absolute() {
+                    at = PathBuf::new();
+                }
+                todo.extend(names(&target).into_iter().rev());
+            }
+        }
+    }
+    Some(root.join(at))
+}
+
+/// The normal and `..` components of `path`.
+fn names(path: &Path) -> Vec<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +212,37 @@ mod tests {
         assert_eq!(tree.read("/etc/link").unwrap(), None);
         assert_eq!(tree.current("/etc/none").unwrap(), Current::Absent);
         assert_eq!(tree.current("/etc").unwrap(), Current::Other);
+    }
+
+    #[test]
+    fn links_of_directories_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("srv/nginx")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let link = |target: &Path, at: &str| std::os::unix::fs::symlink(target, root.join(at));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        link(&outside, "etc/nginx").unwrap();
+        link(Path::new("../../.."), "etc/up").unwrap();
+        link(Path::new("/srv/nginx"), "etc/abs").unwrap();
+        link(Path::new("/etc/passwd"), "etc/last").unwrap();
+        link(Path::new("loop"), "etc/loop").unwrap();
+        let tree = Tree::new(&root);
+        // A link to a host directory is taken inside the root.
+        assert_eq!(
+            tree.path("/etc/nginx/sites-available/x.conf"),
+            root.join(outside.strip_prefix("/").unwrap())
+                .join("sites-available/x.conf")
+        );
+        assert_eq!(tree.path("/etc/up/etc/shadow"), root.join("etc/shadow"));
+        assert_eq!(tree.path("/etc/abs/a.conf"), root.join("srv/nginx/a.conf"));
+        assert_eq!(tree.path("/etc/last"), root.join("etc/last"));
+        // A link to a directory is one when it leads to one inside the root.
+        assert!(tree.is_dir("/etc/abs"));
+        assert!(!tree.is_dir("/etc/nginx"));
+        assert!(!tree.is_dir("/etc/loop"));
+        assert!(tree.path("/etc/loop/x").to_str().unwrap().contains('\0'));
+        assert!(std::fs::write(tree.path("/etc/loop/x"), "x").is_err());
     }
 }

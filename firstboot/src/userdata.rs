@@ -152,8 +152,11 @@ pub struct Sources {
 impl Sources {
     /// Reads user-data and config.yaml under `root`. A missing file is an empty source.
     pub fn read(root: &Path) -> Result<Sources, Vec<ConfigError>> {
-        let user_data = read_limited(&root.join(USER_DATA), "user-data");
-        let config_file = read_limited(&root.join(CONFIG_FILE), "config.yaml");
+        let user_data = read_limited(&crate::tree::Tree::new(root).path(USER_DATA), "user-data");
+        let config_file = read_limited(
+            &crate::tree::Tree::new(root).path(CONFIG_FILE),
+            "config.yaml",
+        );
         match (user_data, config_file) {
             (Ok(user_data), Ok(config_file)) => Sources::parse(
                 user_data.as_deref().unwrap_or_default(),
@@ -434,12 +437,12 @@ pub fn parse_config_file(bytes: &[u8]) -> Result<ConfigFile, ConfigError> {
 /// the instance-id file (older cloud-init, or instance data not yet written).
 pub fn instance_id(root: &Path) -> Result<String, ConfigError> {
     let from_json = || -> Option<String> {
-        let bytes = std::fs::read(root.join(INSTANCE_DATA)).ok()?;
+        let bytes = std::fs::read(crate::tree::Tree::new(root).path(INSTANCE_DATA)).ok()?;
         let data: Value = serde_json::from_slice(&bytes).ok()?;
         Some(data.get("v1")?.get("instance_id")?.as_str()?.to_owned())
     };
     let from_file = || -> Option<String> {
-        let text = std::fs::read_to_string(root.join(INSTANCE_ID)).ok()?;
+        let text = std::fs::read_to_string(crate::tree::Tree::new(root).path(INSTANCE_ID)).ok()?;
         Some(text.trim().to_owned())
     };
     let id = from_json().or_else(from_file).ok_or_else(|| {

@@ -773,3 +773,106 @@ fn ip_mode_follows_the_address_until_given_a_name() {
         "{status}"
     );
 }
+
+/// Rocket.Chat's credentials (the administrator's password, MongoDB's user and password) are
+/// not `Environment=` lines of the drop-in: systemd shows those to any local user (`systemctl
+/// show rocketchat`). They are in an `EnvironmentFile=` of mode 0600, which systemd reads as
+/// root and shows only by name; `sh` reads the same file back to the exact values.
+#[test]
+fn rocketchat_credentials_are_in_a_root_only_environment_file() {
+    let f = Fixture::new(Flavor::Jitsi);
+    let password = r#"p%h $HOME `id` "q" \ 'x' #1"#;
+    f.set_user_data(&format!(
+        "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  \
+         mongo_url: mongodb://rc:s%40cret@db1:27017/rocketchat?replicaSet=rs0\n  \
+         admin: {{username: boss, password: '{}', email: ops@example.com}}\n",
+        password.replace('\'', "''")
+    ));
+    f.apply();
+    let dropin = f.read("/etc/systemd/system/rocketchat.service.d/appliance.conf");
+    for secret in [
+        "ADMIN_PASS",
+        "p%%h",
+        "s%40cret",
+        "s%%40cret",
+        "MONGO_URL",
+        "rc:",
+    ] {
+        assert!(
+            !dropin.contains(secret),
+            "{secret} in the drop-in:\n{dropin}"
+        );
+    }
+    assert!(
+        dropin.contains("\nEnvironmentFile=/etc/appliance/rocketchat.env\n"),
+        "{dropin}"
+    );
+    assert!(dropin.contains("Environment=\"ROOT_URL=https://meet.example.com:3000/\"\n"));
+    let env = "/etc/appliance/rocketchat.env";
+    assert_eq!(f.mode(env), 0o600);
+    let meta = std::fs::metadata(f.path(env)).unwrap();
+    if std::fs::metadata(f.root()).unwrap().uid() == 0 {
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    }
+    // The values as a reader of the file gets them (the quoting is the same for sh and for
+    // systemd's EnvironmentFile= parser, old and new).
+    let out = std::process::Command::new("env")
+        .args(["-i", "sh", "-c"])
+        .arg(
+            "set -a; . \"$1\"; printf '%s\\n' \"$ADMIN_USERNAME\" \"$ADMIN_PASS\" \
+             \"$ADMIN_EMAIL\" \"$MONGO_URL\" \"$MONGO_OPLOG_URL\"",
+        )
+        .args(["sh", f.path(env).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "boss\n{password}\nops@example.com\n\
+             mongodb://rc:s%40cret@db1:27017/rocketchat?replicaSet=rs0\n\
+             mongodb://rc:s%40cret@db1:27017/local?replicaSet=rs0&authSource=rocketchat\n"
+        )
+    );
+}
+
+/// `--root`: a tree whose /etc/nginx and /etc/ssl are absolute links (to directories that
+/// exist on the host too) is written inside the tree, where the links lead once the tree is
+/// booted; nothing is written to the host's directories.
+#[test]
+fn links_in_the_tree_are_resolved_inside_the_root() {
+    let f = Fixture::new(Flavor::Debian);
+    f.set_user_data(MINIMAL);
+    // The tree's `dir` moved to where a host directory is, and an absolute link to it left.
+    let relocate = |dir: &str| {
+        let host = tempfile::tempdir().unwrap();
+        let inside = f.path(host.path().to_str().unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::rename(f.path(dir), &inside).unwrap();
+        std::os::unix::fs::symlink(host.path(), f.path(dir)).unwrap();
+        (host, inside)
+    };
+    let (nginx_host, nginx) = relocate("/etc/nginx");
+    let (ssl_host, ssl) = relocate("/etc/ssl");
+    apply_binary_ok(&f);
+    for host in [&nginx_host, &ssl_host] {
+        let written: Vec<_> = std::fs::read_dir(host.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            written.is_empty(),
+            "written to the host's {}: {written:?}",
+            host.path().display()
+        );
+    }
+    let site = std::fs::read_to_string(nginx.join("sites-available/appliance.conf")).unwrap();
+    assert!(site.contains("server_name meet.example.com"), "{site}");
+    assert_eq!(
+        std::fs::read_link(nginx.join("sites-enabled/appliance.conf")).unwrap(),
+        std::path::Path::new("/etc/nginx/sites-available/appliance.conf")
+    );
+    let cert = std::fs::read_to_string(ssl.join("meet.example.com.crt")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+    assert!(ssl.join("private/meet.example.com.key").is_file());
+}

@@ -1,4 +1,7 @@
-//! Bad user-data, each with the exact lines `check` must print (without the `error: ` prefix).
+//! Bad and hostile user-data, each with the exact lines `check` must print (without the
+//! `error: ` prefix), or `(valid: ...)` with the configuration for the few hostile inputs that
+//! are harmless as read (a UTF-16 file or a gzip inside gzip is not cloud-config, as for
+//! cloud-init; `%2e%2e` in a path is resolved as browsers do).
 
 mod common;
 
@@ -31,6 +34,36 @@ fn admin(value: &str) -> Vec<u8> {
 
 fn mongo(value: &str) -> Vec<u8> {
     named(&format!("  mongo_url: {value}\n"))
+}
+
+/// A PEM block of `label` around `der`.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in base64(der).as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// `text` in UTF-16 LE with its byte-order mark.
+fn utf16le(text: &str) -> Vec<u8> {
+    let mut out = vec![0xff, 0xfe];
+    out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    out
+}
+
+/// A one-part MIME message whose body is written as given, whatever its transfer encoding.
+fn mime_raw(ctype: &str, encoding: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "Content-Type: multipart/mixed; boundary=\"b\"\nMIME-Version: 1.0\n\n--b\n\
+         Content-Type: {ctype}\nContent-Transfer-Encoding: {encoding}\n\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\n--b--\n");
+    out
 }
 
 fn billion_laughs() -> Vec<u8> {
@@ -120,6 +153,14 @@ fn every_bad_input_gets_its_exact_lines() {
         &["meet.example.com"],
         LeafOptions {
             ca: true,
+            ..Default::default()
+        },
+    );
+
+    let ed_leaf = ca.leaf_with(
+        &["meet.example.com"],
+        LeafOptions {
+            alg: Some(&rcgen::PKCS_ED25519),
             ..Default::default()
         },
     );
@@ -666,6 +707,325 @@ fn every_bad_input_gets_its_exact_lines() {
             mongo("mongodb://rc:p@ss@db/rocketchat"),
             vec!["appliance.mongo_url: its user part holds an unescaped '@', ':', '/', '?', '#', '[' or ']', or a bad '%' escape"],
         ),
+        // Issue 16's own hostile inputs: keys and certificates of every kind.
+        (
+            "Ed25519 leaf and key",
+            with_cert("", &format!("{}{}", ed_leaf.pem, ca.pem), &ed_leaf.key_pem).into_bytes(),
+            vec!["appliance.certificate.key: is not a usable private key: Ed25519: browsers accept no Ed25519 certificate; RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 are supported"],
+        ),
+        (
+            "key is a DSA key",
+            with_cert("", &chain, &pem_block("DSA PRIVATE KEY", b"\x30\x03\x02\x01\x00")).into_bytes(),
+            vec!["appliance.certificate.key: holds a private key of kind DSA: RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 are supported, in PEM as OpenSSL writes them"],
+        ),
+        (
+            "key is an OpenSSH key",
+            with_cert("", &chain, &pem_block("OPENSSH PRIVATE KEY", b"openssh-key-v1\0")).into_bytes(),
+            vec!["appliance.certificate.key: holds a private key of kind OPENSSH: RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 are supported, in PEM as OpenSSL writes them"],
+        ),
+        (
+            "PKCS#8 key whose DER is junk",
+            with_cert("", &chain, &pem_block("PRIVATE KEY", b"\x30\x05junk")).into_bytes(),
+            vec!["appliance.certificate.key: is not a usable private key: InvalidEncoding; RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 are supported"],
+        ),
+        (
+            "PKCS#1 key whose DER is junk",
+            with_cert("", &chain, &pem_block("RSA PRIVATE KEY", b"\x02\x01\x00")).into_bytes(),
+            vec!["appliance.certificate.key: is not a usable private key: InvalidEncoding; RSA of 2048 to 8192 bits, or ECDSA P-256 or P-384 are supported"],
+        ),
+        (
+            "SEC1 key whose DER is junk",
+            with_cert("", &chain, &pem_block("EC PRIVATE KEY", b"")).into_bytes(),
+            vec!["appliance.certificate.key: is not a usable private key: not an RFC 5915 EC private key"],
+        ),
+        (
+            "key is a public key",
+            with_cert("", &chain, &pem_block("PUBLIC KEY", b"\x30\x00")).into_bytes(),
+            vec!["appliance.certificate.key: holds a PUBLIC KEY block, not a private key"],
+        ),
+        (
+            "key is empty",
+            named("  certificate:\n    cert: |\n      x\n    key: \"\"\n"),
+            vec![
+                "appliance.certificate.cert: holds no PEM CERTIFICATE block",
+                "appliance.certificate.key: is empty",
+            ],
+        ),
+        (
+            "key is a mapping",
+            named("  certificate:\n    cert: x\n    key: {pem: x}\n"),
+            vec![
+                "appliance.certificate.cert: holds no PEM CERTIFICATE block",
+                "appliance.certificate.key: must be a string, not a mapping",
+            ],
+        ),
+        (
+            "cert is a number",
+            named("  certificate:\n    cert: 12\n    key: x\n"),
+            vec![
+                "appliance.certificate.cert: must be a string, not a number (quote it)",
+                "appliance.certificate.key: holds no PEM private key",
+            ],
+        ),
+        (
+            "certificate whose DER is junk",
+            with_cert("", &pem_block("CERTIFICATE", b"\x30\x03\x02\x01\x00"), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: certificate 1 is not valid X.509: Parsing Error: Der(UnexpectedTag { expected: Some(Tag(16)), actual: Tag(2) })"],
+        ),
+        (
+            "a CRL in the chain",
+            with_cert("", &format!("{}{}", good.pem, pem_block("X509 CRL", b"\x30\x00")), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: holds a X509 CRL block: only CERTIFICATE blocks belong here"],
+        ),
+        (
+            "an OpenSSL TRUSTED CERTIFICATE",
+            with_cert("", &good.pem.replace("CERTIFICATE-----", "TRUSTED CERTIFICATE-----"), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.cert: holds a TRUSTED CERTIFICATE block: only CERTIFICATE blocks belong here"],
+        ),
+        (
+            "the key under cert and the chain under key",
+            with_cert("", &good.key_pem, &chain).into_bytes(),
+            vec![
+                "appliance.certificate.cert: holds a private key: it belongs under certificate.key",
+                "appliance.certificate.key: holds more than one PEM block: give the leaf's private key alone",
+            ],
+        ),
+        (
+            "another leaf's key, of the same CA",
+            with_cert("", &format!("{}{}", other.pem, ca.pem), &good.key_pem).into_bytes(),
+            vec!["appliance.certificate.key: does not match the leaf certificate's public key"],
+        ),
+        // Encodings.
+        (
+            "UTF-16 with a byte-order mark",
+            utf16le("#cloud-config\nappliance: {dns_name: meet.example.com}\n"),
+            vec!["(valid: Config { dns_name: DnsName(\"0.0.0.0\"), host_name: None, root_url: RootUrl { scheme: Https, host: DnsName(\"0.0.0.0\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None })"],
+        ),
+        (
+            "a NUL byte in the YAML",
+            b"#cloud-config\nappliance:\n  dns_name: meet\0.example.com\n".to_vec(),
+            vec!["user-data: YAML: unexpected character: `\\u{0}' at line 3, column 17"],
+        ),
+        (
+            "Latin-1 in a comment",
+            b"#cloud-config\n# caf\xe9\nappliance: {dns_name: meet.example.com}\n".to_vec(),
+            vec!["user-data: not UTF-8 text"],
+        ),
+        (
+            "a DNS name in full-width letters",
+            dns("ｍｅｅｔ.example.com"),
+            vec!["appliance.dns_name: \"ｍｅｅｔ.example.com\" is not a valid DNS name: it is not ASCII (write an internationalised name in its xn-- form)"],
+        ),
+        (
+            "a DNS name with a right-to-left override",
+            dns("\"meet\\u202e.example.com\""),
+            vec!["appliance.dns_name: \"meet\\u{202e}.example.com\" is not a valid DNS name: it is not ASCII (write an internationalised name in its xn-- form)"],
+        ),
+        // YAML.
+        (
+            "a Python object tag",
+            b"#cloud-config\nappliance: !!python/object/apply:os.system [reboot]\n".to_vec(),
+            vec!["appliance: must be a mapping, not a list"],
+        ),
+        (
+            "an alias as the DNS name's value, of a list",
+            b"#cloud-config\nx: &l [a, b]\nappliance:\n  dns_name: *l\n".to_vec(),
+            vec!["appliance.dns_name: must be a string, not a list"],
+        ),
+        (
+            "an undefined alias",
+            b"#cloud-config\nappliance:\n  dns_name: *nowhere\n".to_vec(),
+            vec!["user-data: YAML: reference to unknown value at line 3, column 13"],
+        ),
+        (
+            "two YAML documents",
+            b"#cloud-config\nappliance: {dns_name: meet.example.com}\n---\nappliance: {dns_name: evil.example.com}\n".to_vec(),
+            vec!["user-data: YAML: YAML document too large or too complex: limits breached: Documents { documents: 2 } at line 3, column 1"],
+        ),
+        (
+            "a mapping as a key",
+            b"#cloud-config\nappliance:\n  ? {dns_name: x}\n  : meet.example.com\n".to_vec(),
+            vec!["user-data: YAML: expected string scalar at line 3, column 5"],
+        ),
+        // MIME and gzip.
+        (
+            "MIME part with damaged base64",
+            mime_raw("text/cloud-config", "base64", b"#cloud-config\n!!!not base64!!!\n"),
+            vec!["user-data: not valid MIME: part 1: Base64 decode error: invalid symbol at 0"],
+        ),
+        (
+            "MIME without its closing boundary",
+            b"Content-Type: multipart/mixed; boundary=\"b\"\nMIME-Version: 1.0\n\n--b\nContent-Type: text/cloud-config\n\n#cloud-config\nappliance: {dns_name: meet_1.example.com}\n".to_vec(),
+            vec!["appliance.dns_name: \"meet_1.example.com\" is not a valid DNS name: it holds '_': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "gzip of gzip",
+            gzip(&gzip(b"#cloud-config\nappliance: {dns_name: meet.example.com}\n")),
+            vec!["(valid: Config { dns_name: DnsName(\"0.0.0.0\"), host_name: None, root_url: RootUrl { scheme: Https, host: DnsName(\"0.0.0.0\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None })"],
+        ),
+        (
+            "gzip cut short",
+            {
+                let whole = gzip(format!("#cloud-config\n# {}\nappliance: {{dns_name: meet.example.com}}\n", "x".repeat(5000)).as_bytes());
+                whole[..whole.len() / 2].to_vec()
+            },
+            vec!["user-data: not valid gzip: incomplete deflate stream"],
+        ),
+        (
+            "gzip of bad YAML",
+            gzip(b"#cloud-config\nappliance: {dns_name: [\n"),
+            vec!["user-data: YAML: unclosed bracket '[' at line 2, column 23"],
+        ),
+        // Names aimed at the files the appliance writes (nginx, Lua, JavaScript, hosts, paths).
+        (
+            "DNS name carrying an nginx directive",
+            dns("\"meet.example.com; include /etc/shadow\""),
+            vec!["appliance.dns_name: \"meet.example.com; include /etc/shadow\" is not a valid DNS name: it holds ';': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "DNS name carrying a Lua string's end",
+            dns("'meet.example.com\"; os.execute(\"id\") --'"),
+            vec!["appliance.dns_name: \"meet.example.com\\\"; os.execute(\\\"id\\\") --\" is not a valid DNS name: it holds '\"': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "DNS name carrying JavaScript",
+            dns("\"meet.example.com'};alert(1);//\""),
+            vec!["appliance.dns_name: \"meet.example.com'};alert(1);//\" is not a valid DNS name: it holds '\\'': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "DNS name that climbs out of a directory",
+            dns("../../etc/passwd"),
+            vec!["appliance.dns_name: \"../../etc/passwd\" is not a valid DNS name: it holds '/': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "DNS name with a wildcard",
+            dns("\"*.example.com\""),
+            vec!["appliance.dns_name: \"*.example.com\" is not a valid DNS name: it holds '*': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "DNS name with a space",
+            dns("\"meet example.com\""),
+            vec!["appliance.dns_name: \"meet example.com\" is not a valid DNS name: it holds ' ': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "DNS name with a shell expansion",
+            dns("\"$(reboot).example.com\""),
+            vec!["appliance.dns_name: \"$(reboot).example.com\" is not a valid DNS name: it holds '$': only letters, digits, '-' and '.' are allowed"],
+        ),
+        (
+            "hostname with a line for /etc/hosts",
+            b"#cloud-config\nhostname: \"meet\\n10.0.0.1 evil.example.com\"\n".to_vec(),
+            vec!["hostname: holds a control character or line break"],
+        ),
+        // URLs.
+        (
+            "root_url with a backslash",
+            root_url("\"https://chat.example.com\\\\@evil.example.com/\""),
+            vec!["appliance.root_url: must be ASCII without spaces or backslashes (write the host in its xn-- form)"],
+        ),
+        (
+            "root_url with a space in its path (nginx)",
+            root_url("\"https://chat.example.com/a b\""),
+            vec!["appliance.root_url: must be ASCII without spaces or backslashes (write the host in its xn-- form)"],
+        ),
+        (
+            "root_url with an nginx variable in its path",
+            root_url("\"https://chat.example.com/$host\""),
+            vec!["appliance.root_url: its path may hold only letters, digits and '/', '.', '_', '~', '-', not '$'"],
+        ),
+        (
+            "root_url with a brace in its path",
+            root_url("\"https://chat.example.com/a{b\""),
+            vec!["appliance.root_url: its path may hold only letters, digits and '/', '.', '_', '~', '-', not '{'"],
+        ),
+        (
+            "root_url with an escaped dot-dot",
+            root_url("https://chat.example.com/%2e%2e/x"),
+            vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"chat.example.com\"), port: 443, path: \"/x\" }, certificate: SelfSigned, admin: None, mongo_url: None })"],
+        ),
+        (
+            "root_url of scheme javascript",
+            root_url("\"javascript:alert(1)\""),
+            vec!["appliance.root_url: must start with https:// or http://"],
+        ),
+        (
+            "root_url on an IPv6 address",
+            root_url("\"https://[2001:db8::1]/\""),
+            vec!["appliance.root_url: its host must be a DNS name, not an IP address (nginx picks the site by name)"],
+        ),
+        (
+            "root_url with a user and password",
+            root_url("https://admin:s3cret@chat.example.com/"),
+            vec!["appliance.root_url: must not hold a user name or password"],
+        ),
+        (
+            "root_url with a newline",
+            root_url("\"https://chat.example.com/\\nEnvironment=X=1\""),
+            vec!["appliance.root_url: holds a control character or line break"],
+        ),
+        // MongoDB URLs aimed at the environment file and the unit.
+        (
+            "mongo_url with a newline",
+            mongo("\"mongodb://db/rocketchat\\nADMIN_PASS=x\""),
+            vec!["appliance.mongo_url: holds a control character or line break"],
+        ),
+        (
+            "mongo_url with a double quote",
+            mongo("'mongodb://db/rocket\"chat'"),
+            vec!["appliance.mongo_url: database \"rocket\\\"chat\" may hold only letters, digits, '_' and '-', at most 63"],
+        ),
+        (
+            "mongo_url with a command substitution",
+            mongo("\"mongodb://db/$(reboot)\""),
+            vec!["appliance.mongo_url: database \"$(reboot)\" may hold only letters, digits, '_' and '-', at most 63"],
+        ),
+        (
+            "mongo_url with a space",
+            mongo("\"mongodb://db/rocket chat\""),
+            vec!["appliance.mongo_url: must be ASCII without spaces (percent-encode the rest)"],
+        ),
+        (
+            "mongo_url without hosts",
+            mongo("mongodb:///rocketchat"),
+            vec!["appliance.mongo_url: names no host"],
+        ),
+        // The administrator, aimed at the environment file and sh.
+        (
+            "admin username with a command substitution",
+            admin("{username: \"$(id)\", password: correct-horse-battery, email: ops@example.com}"),
+            vec!["appliance.admin.username: may hold only letters, digits, '.', '_' and '-'"],
+        ),
+        (
+            "admin username with a double quote",
+            admin("{username: 'ad\"min', password: correct-horse-battery, email: ops@example.com}"),
+            vec!["appliance.admin.username: may hold only letters, digits, '.', '_' and '-'"],
+        ),
+        (
+            "admin email with a newline",
+            admin("{username: admin, password: correct-horse-battery, email: \"ops@example.com\\nADMIN_PASS=x\"}"),
+            vec!["appliance.admin.email: holds a control character or line break"],
+        ),
+        (
+            "admin email with a backquote",
+            admin("{username: admin, password: correct-horse-battery, email: \"`id`@example.com\"}"),
+            vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"meet.example.com\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: Some(Admin { username: \"admin\", password: Secret(..), email: Email(\"`id`@example.com\") }), mongo_url: None })"],
+        ),
+        (
+            "admin password with a NUL",
+            admin("{username: admin, password: \"correct-horse\\0battery\", email: ops@example.com}"),
+            vec!["appliance.admin.password: holds a control character or line break"],
+        ),
+        // ACME.
+        (
+            "letsencrypt email with a space",
+            named("  certificate:\n    letsencrypt: {email: \"ops @example.com\"}\n"),
+            vec!["appliance.certificate.letsencrypt.email: \"ops @example.com\" is not a valid e-mail address: its local part holds ' '"],
+        ),
+        (
+            "letsencrypt directory with a newline",
+            named("  certificate:\n    letsencrypt: {email: ops@example.com, directory: \"https://ca.example.com/\\ndir\"}\n"),
+            vec!["appliance.certificate.letsencrypt.directory: holds a control character or line break"],
+        ),
         // Several at once, in key order.
         (
             "three bad keys",
@@ -680,7 +1040,7 @@ fn every_bad_input_gets_its_exact_lines() {
         ),
     ];
 
-    assert!(cases.len() >= 40, "{} cases", cases.len());
+    assert!(cases.len() >= 150, "{} cases", cases.len());
     let mut failures = Vec::new();
     for (name, user_data, expected) in &cases {
         let started = Instant::now();
@@ -693,6 +1053,11 @@ fn every_bad_input_gets_its_exact_lines() {
             "{name}: took {:?}",
             started.elapsed()
         );
+        assert!(
+            got.len() <= firstboot::error::MAX_LINES,
+            "{name}: {} lines",
+            got.len()
+        );
         if got != *expected {
             failures.push(format!(
                 "{name}:\n  expected {expected:#?}\n  got      {got:#?}"
@@ -704,6 +1069,11 @@ fn every_bad_input_gets_its_exact_lines() {
                 "{name}: a message spans lines: {line:?}"
             );
             assert!(!line.contains("PRIVATE KEY"), "{name}: {line}");
+            assert!(
+                line.starts_with("(valid: ") || line.chars().count() <= firstboot::error::MAX_LINE,
+                "{name}: a line of {} characters",
+                line.chars().count()
+            );
             for secret in &key_body {
                 assert!(
                     !line.contains(&secret[..16]),

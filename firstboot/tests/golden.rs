@@ -26,6 +26,7 @@ struct Scenario {
 
 const NGINX: &str = "/etc/nginx/sites-available/appliance.conf";
 const DROPIN: &str = "/etc/systemd/system/rocketchat.service.d/appliance.conf";
+const ENV: &str = "/etc/appliance/rocketchat.env";
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -38,6 +39,7 @@ const SCENARIOS: &[Scenario] = &[
             "/etc/hosts",
             NGINX,
             DROPIN,
+            ENV,
             "/etc/prosody/conf.avail/meet.example.com.cfg.lua",
             "/var/lib/prosody/auth%2emeet%2eexample%2ecom/roster/focus.dat",
             "/etc/jitsi/meet/meet.example.com-config.js",
@@ -62,6 +64,7 @@ const SCENARIOS: &[Scenario] = &[
         files: &[
             NGINX,
             DROPIN,
+            ENV,
             "/etc/prosody/conf.avail/meet.example.com.cfg.lua",
             "/etc/appliance/external-mongodb",
             "/etc/appliance/config.yaml",
