@@ -7,7 +7,9 @@
 //!   provisioning left;
 //! - bad profiles (unknown key, missing overlay, template with an unknown variable, failing
 //!   provision.sh) each give one clear error and leave no mount, work tree or image behind;
-//! - Ctrl-C during provisioning leaves no mount, process or work tree.
+//! - Ctrl-C during provisioning leaves no mount, process or work tree;
+//! - a provisioning step's sandbox: a detached daemon does not outlive it, /proc/1/root is not
+//!   the host's root, /dev holds no host device, /proc/sysrq-trigger cannot be written.
 //!
 //! The small cases start from the assembly tests' tree (APPLIANCE_TEST_TREE) as a `local`
 //! base, with a cache of their own.
@@ -439,6 +441,82 @@ fn ctrl_c_during_provisioning_leaves_no_mount_process_or_tree() {
         .any(|c| c.starts_with(b"sleep\x0061.5"));
     assert!(!sleeping, "the provisioning step is still running");
     assert_nothing_left(&out);
+}
+
+/// Host processes whose command line contains `marker`, each killed (so that a failing run
+/// leaves none behind); their command lines.
+fn kill_running(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap() {
+        let e = e.unwrap();
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(c) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let c = String::from_utf8_lossy(&c).replace('\0', " ");
+        if c.contains(marker) {
+            // SAFETY: kill(2) of a process started with this test's marker.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            found.push(c);
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn provisioning_is_sandboxed_and_nothing_it_starts_outlives_it() {
+    let dir = scratch("sandbox");
+    let cache = dir.path().join("cache");
+    // On the host, outside the tree: no path from inside the step may lead to it.
+    let host_marker = dir.path().join("host-marker");
+    std::fs::write(&host_marker, "host").unwrap();
+    let daemon = format!("appliance-sandbox-daemon-{}", std::process::id());
+    let script = format!(
+        r#"#!/bin/sh
+set -e
+fail() {{ echo "sandbox: $*"; exit 1; }}
+# Detached daemons: a new session, and a double fork.
+setsid sh -c 'sleep 1000; : {daemon}' >/dev/null 2>&1 </dev/null &
+(sh -c 'sleep 1000; : {daemon}' >/dev/null 2>&1 </dev/null &)
+for r in /proc/[0-9]*/root; do
+  if [ -e "$r{host}" ]; then fail "$r reaches the host's root"; fi
+done
+blocks=$(find /dev -type b)
+[ -z "$blocks" ] || fail "block devices in /dev: $blocks"
+for d in /dev/kvm /dev/mem /dev/loop-control /dev/loop0 /dev/sda /dev/vda; do
+  if [ -e $d ]; then fail "$d is in /dev"; fi
+done
+for d in null zero full random urandom tty ptmx pts shm fd stdin stdout stderr; do
+  [ -e /dev/$d ] || fail "/dev/$d is missing"
+done
+[ "$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')" = 00000000 ] || fail "/dev/zero"
+if (echo h >/proc/sysrq-trigger) 2>/dev/null; then fail "/proc/sysrq-trigger is writable"; fi
+if mount -o remount,rw /proc/sysrq-trigger 2>/dev/null; then fail "it can be remounted"; fi
+if mknod /tmp/sda b 8 0 2>/dev/null; then fail "a device node can be made"; fi
+grep -qx 'CapBnd:	00000000a00405fb' /proc/self/status || fail "$(grep Cap /proc/self/status)"
+echo sandboxed
+"#,
+        host = host_marker.display()
+    );
+    let profile = local_profile(dir.path(), &[("sandbox", &[("provision.sh", &script)])], "");
+    let out = dir.path().join("out");
+    let res = build_cmd(&profile, &out, Some(&cache)).output().unwrap();
+    let left = kill_running(&daemon);
+    let log =
+        std::fs::read_to_string(out.join("logs/02-provision-sandbox.log")).unwrap_or_default();
+    assert!(
+        res.status.success(),
+        "{}\n{log}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(log.contains("sandboxed"), "{log}");
+    assert!(left.is_empty(), "left running after the build: {left:?}");
+    assert!(out.join("small.qcow2").is_file());
 }
 
 #[test]
