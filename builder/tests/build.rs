@@ -467,6 +467,93 @@ fn kill_running(marker: &str) -> Vec<String> {
     found
 }
 
+/// The sandbox's own checks, run as an overlay's provision.sh: each failure ends the step
+/// with "sandbox: WHAT".
+const SANDBOX_CHECKS: &str = r#"#!/bin/sh
+set -e
+fail() { echo "sandbox: $*"; exit 1; }
+# Detached daemons: a new session keeping the step's log open, a new session and a double
+# fork (reparented to the namespace's init).
+setsid sh -c 'sleep 1000; : @DAEMON@' &
+setsid sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &
+(sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &)
+# PID 1 is the sandbox's init (the step is its only child) and its root is the chroot's.
+[ "$$" = 2 ] || fail "the step is PID $$, not 2"
+[ "$(readlink /proc/1/root)" = / ] || fail "/proc/1/root is $(readlink /proc/1/root)"
+[ "$PPID" = 1 ] || fail "the step's parent is PID $PPID, not 1"
+for r in /proc/[0-9]*/root; do
+  if [ -e "$r@HOST@" ]; then fail "$r reaches the host's root"; fi
+done
+# Only the step's processes (init, shell, three daemons, their sleeps, these commands).
+n=$(ls -d /proc/[0-9]* | wc -l)
+[ "$n" -lt 20 ] || fail "$n processes visible"
+# The minimal /dev, exactly.
+[ "$(ls -A /dev | tr '\n' ' ')" = "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero " ] ||
+  fail "/dev holds $(ls -A /dev | tr '\n' ' ')"
+[ "$(ls -A /dev/pts | tr '\n' ' ')" = "ptmx " ] || fail "/dev/pts holds $(ls -A /dev/pts)"
+blocks=$(find /dev -xdev -type b)
+[ -z "$blocks" ] || fail "block devices in /dev: $blocks"
+for d in null zero full random urandom tty; do
+  [ -c /dev/$d ] || fail "/dev/$d is not a character device"
+done
+[ "$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')" = 00000000 ] || fail "/dev/zero"
+[ "$(head -c 16 /dev/urandom | wc -c)" = 16 ] || fail "/dev/urandom"
+if echo x >/dev/full 2>/dev/null; then fail "/dev/full took a write"; fi
+# A pty of its own devpts.
+[ -c /dev/pts/ptmx ] || fail "/dev/pts/ptmx"
+[ -d /dev/shm ] && touch /dev/shm/x || fail "/dev/shm"
+# The host's kernel is out of reach.
+if (echo h >/proc/sysrq-trigger) 2>/dev/null; then fail "/proc/sysrq-trigger is writable"; fi
+if (echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then fail "/proc/sys is writable"; fi
+if [ -s /proc/kcore ]; then fail "/proc/kcore is readable"; fi
+if mount -o remount,rw /proc/sysrq-trigger 2>/dev/null; then fail "it can be remounted"; fi
+if mount -t tmpfs none /mnt 2>/dev/null; then fail "a file system can be mounted"; fi
+if mknod /tmp/sda b 8 0 2>/dev/null; then fail "a device node can be made"; fi
+# The capabilities kept: bounding, permitted and effective sets, none inheritable or ambient.
+for set in CapBnd CapPrm CapEff; do
+  grep -qx "$set:	00000000a00405fb" /proc/self/status || fail "$(grep Cap /proc/self/status)"
+done
+for set in CapInh CapAmb; do
+  grep -qx "$set:	0000000000000000" /proc/self/status || fail "$(grep Cap /proc/self/status)"
+done
+echo sandboxed
+"#;
+
+/// A package built and installed inside the sandbox, whose maintainer script does what real
+/// ones do: a system user, owners and modes, a file capability, a daemon started with
+/// start-stop-daemon (not through invoke-rc.d, so policy-rc.d does not stop it).
+const PACKAGE_CHECKS: &str = r#"#!/bin/sh
+set -e
+p=/root/probe
+mkdir -p $p/DEBIAN $p/usr/bin
+cp /bin/true $p/usr/bin/appliance-probe
+cat >$p/DEBIAN/control <<EOF
+Package: appliance-sandbox-probe
+Version: 1.0
+Architecture: all
+Maintainer: test <test@example.invalid>
+Description: sandbox probe
+EOF
+cat >$p/DEBIAN/postinst <<'EOF'
+#!/bin/sh
+set -e
+useradd --system --home-dir /var/lib/probe --shell /usr/sbin/nologin probe
+install -d -o probe -g probe -m 0750 /var/lib/probe
+su -s /bin/sh probe -c 'touch /var/lib/probe/by-probe'
+setcap cap_net_bind_service+ep /usr/bin/appliance-probe
+start-stop-daemon --start --background --pidfile /tmp/probe.pid --make-pidfile \
+  --startas /bin/sh -- -c 'sleep 1000; : @DAEMON@'
+EOF
+chmod 0755 $p/DEBIAN/postinst
+dpkg-deb --root-owner-group --build $p /root/probe.deb
+dpkg -i /root/probe.deb
+[ "$(dpkg-query -W -f='${Status}' appliance-sandbox-probe)" = "install ok installed" ]
+[ "$(stat -c %U:%a /var/lib/probe/by-probe)" = probe:644 ]
+[ "$(getcap /usr/bin/appliance-probe)" = "/usr/bin/appliance-probe cap_net_bind_service=ep" ]
+rm -r $p /root/probe.deb
+echo installed
+"#;
+
 #[test]
 #[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
 fn provisioning_is_sandboxed_and_nothing_it_starts_outlives_it() {
@@ -476,46 +563,37 @@ fn provisioning_is_sandboxed_and_nothing_it_starts_outlives_it() {
     let host_marker = dir.path().join("host-marker");
     std::fs::write(&host_marker, "host").unwrap();
     let daemon = format!("appliance-sandbox-daemon-{}", std::process::id());
-    let script = format!(
-        r#"#!/bin/sh
-set -e
-fail() {{ echo "sandbox: $*"; exit 1; }}
-# Detached daemons: a new session, and a double fork.
-setsid sh -c 'sleep 1000; : {daemon}' >/dev/null 2>&1 </dev/null &
-(sh -c 'sleep 1000; : {daemon}' >/dev/null 2>&1 </dev/null &)
-for r in /proc/[0-9]*/root; do
-  if [ -e "$r{host}" ]; then fail "$r reaches the host's root"; fi
-done
-blocks=$(find /dev -type b)
-[ -z "$blocks" ] || fail "block devices in /dev: $blocks"
-for d in /dev/kvm /dev/mem /dev/loop-control /dev/loop0 /dev/sda /dev/vda; do
-  if [ -e $d ]; then fail "$d is in /dev"; fi
-done
-for d in null zero full random urandom tty ptmx pts shm fd stdin stdout stderr; do
-  [ -e /dev/$d ] || fail "/dev/$d is missing"
-done
-[ "$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')" = 00000000 ] || fail "/dev/zero"
-if (echo h >/proc/sysrq-trigger) 2>/dev/null; then fail "/proc/sysrq-trigger is writable"; fi
-if mount -o remount,rw /proc/sysrq-trigger 2>/dev/null; then fail "it can be remounted"; fi
-if mknod /tmp/sda b 8 0 2>/dev/null; then fail "a device node can be made"; fi
-grep -qx 'CapBnd:	00000000a00405fb' /proc/self/status || fail "$(grep Cap /proc/self/status)"
-echo sandboxed
-"#,
-        host = host_marker.display()
+    let fill = |s: &str| {
+        s.replace("@DAEMON@", &daemon)
+            .replace("@HOST@", &host_marker.display().to_string())
+    };
+    let (checks, package) = (fill(SANDBOX_CHECKS), fill(PACKAGE_CHECKS));
+    let profile = local_profile(
+        dir.path(),
+        &[
+            ("sandbox", &[("provision.sh", &checks)]),
+            ("package", &[("provision.sh", &package)]),
+        ],
+        "",
     );
-    let profile = local_profile(dir.path(), &[("sandbox", &[("provision.sh", &script)])], "");
     let out = dir.path().join("out");
+    let start = std::time::Instant::now();
     let res = build_cmd(&profile, &out, Some(&cache)).output().unwrap();
     let left = kill_running(&daemon);
-    let log =
-        std::fs::read_to_string(out.join("logs/02-provision-sandbox.log")).unwrap_or_default();
+    let logs = ["02-provision-sandbox.log", "03-provision-package.log"]
+        .map(|l| std::fs::read_to_string(out.join("logs").join(l)).unwrap_or_default());
     assert!(
         res.status.success(),
-        "{}\n{log}",
-        String::from_utf8_lossy(&res.stderr)
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&res.stderr),
+        logs[0],
+        logs[1]
     );
-    assert!(log.contains("sandboxed"), "{log}");
+    assert_eq!(logs[0], "sandboxed\n");
+    assert!(logs[1].ends_with("installed\n"), "{}", logs[1]);
     assert!(left.is_empty(), "left running after the build: {left:?}");
+    // Provisioning did not wait for the daemons (they sleep 1000 s).
+    assert!(start.elapsed() < Duration::from_secs(900));
     assert!(out.join("small.qcow2").is_file());
 }
 
