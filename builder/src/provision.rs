@@ -6,8 +6,9 @@
 //! and a minimal /dev are mounted inside that namespace only, so they are never visible to the
 //! host and vanish with the step's last process: no error, Ctrl-C or even `kill -9` of the
 //! builder can leave a mount behind, and removing a work tree can never reach the host's /dev.
-//! Chroot steps keep only the capabilities [`crate::sandbox::KEPT_CAPS`]. The tree gets a `policy-rc.d` that stops services from starting, the host's
-//! resolv.conf, and apt settings for unattended runs; all are restored afterwards.
+//! Chroot steps keep only the capabilities [`crate::sandbox::KEPT_CAPS`]. The tree gets a
+//! `policy-rc.d` that stops services from starting, the host's resolv.conf, and apt settings
+//! for unattended runs; all are restored afterwards.
 //!
 //! Each step writes its output to its own log file. A failing step prints the log's last lines
 //! and its path, and the error names the step.
