@@ -13,6 +13,8 @@
 //!
 //! Steps in a chroot (provisioning: overlay scripts and the apt, dpkg and npm scripts they run)
 //! also get, all in their mount namespace:
+//! - the tree as the namespace's root by pivot_root(2), the host's root detached: unlike a
+//!   chroot(2), no chroot-and-walk-up with CAP_SYS_CHROOT leads out of it;
 //! - a fresh /proc of the step's PID namespace, so /proc/1 is the step's init and
 //!   /proc/1/root the chroot, never the host's root; /proc/sys, /proc/sysrq-trigger,
 //!   /proc/irq, /proc/bus and /proc/fs read-only, /proc/kcore, /proc/keys and
@@ -284,13 +286,21 @@ fn bind(source: &CString, target: &CString, read_only: bool, optional: bool) -> 
 }
 
 impl ChrootPaths {
-    /// In the init: the chroot's file systems, then the chroot itself.
+    /// In the init: the chroot's file systems, then the tree as the namespace's root.
     fn mount(&self) -> io::Result<()> {
         use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
         // SAFETY: system calls on C strings.
         unsafe {
             // Device nodes and /dev/shm get exactly the modes asked for.
             let umask = libc::umask(0);
+            // The tree becomes a mount of its own, the root the step gets by pivot_root below.
+            mount(
+                &self.root,
+                &self.root,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
             // Mounted from inside the PID namespace: it shows that namespace's processes.
             mount(
                 c"proc",
@@ -348,7 +358,16 @@ impl ChrootPaths {
                 bind(src, dst, *ro, false)?;
             }
             libc::umask(umask);
-            check(libc::chroot(self.root.as_ptr()))?;
+            // pivot_root, not chroot: a chroot(2) keeps the host's tree in the namespace, and
+            // a root process with CAP_SYS_CHROOT leaves it by chroot-ing into a subdirectory
+            // and walking up with "..". Here the host's root is detached from the namespace
+            // (pivot_root(2)'s `pivot_root(".", ".")` then a lazy unmount of the old root), so
+            // no path leads to it.
+            check(libc::chdir(self.root.as_ptr()))?;
+            check(
+                libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int,
+            )?;
+            check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
             check(libc::chdir(c"/".as_ptr()))?;
         }
         Ok(())

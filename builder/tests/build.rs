@@ -9,7 +9,9 @@
 //!   provision.sh) each give one clear error and leave no mount, work tree or image behind;
 //! - Ctrl-C during provisioning leaves no mount, process or work tree;
 //! - a provisioning step's sandbox: a detached daemon does not outlive it, /proc/1/root is not
-//!   the host's root, /dev holds no host device, /proc/sysrq-trigger cannot be written.
+//!   the host's root and no chroot escape reaches it, /dev holds only the minimal nodes,
+//!   /proc/sysrq-trigger cannot be written, the capabilities are reduced; a package whose
+//!   postinst adds a user, sets a file capability and starts a daemon installs.
 //!
 //! The small cases start from the assembly tests' tree (APPLIANCE_TEST_TREE) as a `local`
 //! base, with a cache of their own.
@@ -484,6 +486,12 @@ setsid sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &
 for r in /proc/[0-9]*/root; do
   if [ -e "$r@HOST@" ]; then fail "$r reaches the host's root"; fi
 done
+# The classic way out of a chroot (CAP_SYS_CHROOT is kept): chroot into a subdirectory
+# without entering it, walk up, chroot there.
+rc=0
+perl -e 'chroot "/usr" or die "chroot: $!\n"; chdir ".." for 1..64; chroot "." or die;
+  exit(-e "@HOST@" ? 1 : 0)' || rc=$?
+[ "$rc" = 0 ] || fail "chroot escape: perl exit status $rc (1: it reached the host's root)"
 # Only the step's processes (init, shell, three daemons, their sleeps, these commands).
 n=$(ls -d /proc/[0-9]* | wc -l)
 [ "$n" -lt 20 ] || fail "$n processes visible"
