@@ -215,6 +215,10 @@ impl Sandbox {
                 libc::_exit(1);
             }
             libc::close(alive[0]);
+            // The init is a copy of the builder's memory: the step, root with the same
+            // capabilities, must not ptrace it or read its /proc/1/mem, environ or fds. (The
+            // step execs, which makes it dumpable again.)
+            check(libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong))?;
             if let Some(c) = &self.chroot {
                 c.mount()?;
                 drop_capabilities()?;
@@ -222,6 +226,24 @@ impl Sandbox {
             let step = check_pid(libc::fork())?;
             if step != 0 {
                 init_loop(step);
+            }
+            // Whatever descriptor the builder inherited without close-on-exec (a directory
+            // of the host would lead out of the tree) closes when the step execs; the one
+            // through which `Command::spawn` learns of a failed exec still works until then.
+            if libc::close_range(
+                3,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+            ) != 0
+            {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+                for fd in 3..lim.rlim_cur.min(1 << 20) as libc::c_int {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
             }
         }
         Ok(())

@@ -481,7 +481,9 @@ setsid sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &
 (sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &)
 # PID 1 is the sandbox's init (the step is its only child) and its root is the chroot's.
 [ "$$" = 2 ] || fail "the step is PID $$, not 2"
-[ "$(readlink /proc/1/root)" = / ] || fail "/proc/1/root is $(readlink /proc/1/root)"
+# The init (a copy of the builder's memory) cannot be read or traced; /proc/1/root with it.
+if cat /proc/1/environ >/dev/null 2>&1; then fail "/proc/1/environ is readable"; fi
+if r=$(readlink /proc/1/root 2>/dev/null) && [ "$r" != / ]; then fail "/proc/1/root is $r"; fi
 [ "$PPID" = 1 ] || fail "the step's parent is PID $PPID, not 1"
 for r in /proc/[0-9]*/root; do
   if [ -e "$r@HOST@" ]; then fail "$r reaches the host's root"; fi
@@ -492,6 +494,8 @@ rc=0
 perl -e 'chroot "/usr" or die "chroot: $!\n"; chdir ".." for 1..64; chroot "." or die;
   exit(-e "@HOST@" ? 1 : 0)' || rc=$?
 [ "$rc" = 0 ] || fail "chroot escape: perl exit status $rc (1: it reached the host's root)"
+# No descriptor of the builder's but the log and /dev/null.
+[ "$(ls /proc/self/fd | tr '\n' ' ')" = "0 1 2 3 " ] || fail "descriptors: $(ls -l /proc/self/fd)"
 # Only the step's processes (init, shell, three daemons, their sleeps, these commands).
 n=$(ls -d /proc/[0-9]* | wc -l)
 [ "$n" -lt 20 ] || fail "$n processes visible"
