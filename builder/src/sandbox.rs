@@ -15,10 +15,12 @@
 //! also get, all in their mount namespace:
 //! - the tree as the namespace's root by pivot_root(2), the host's root detached: unlike a
 //!   chroot(2), no chroot-and-walk-up with CAP_SYS_CHROOT leads out of it;
-//! - a fresh /proc of the step's PID namespace, so /proc/1 is the step's init and
-//!   /proc/1/root the chroot, never the host's root; /proc/sys, /proc/sysrq-trigger,
-//!   /proc/irq, /proc/bus and /proc/fs read-only, /proc/kcore, /proc/keys and
-//!   /proc/timer_list hidden;
+//! - a fresh /proc of the step's PID namespace, so /proc/1 is the step's init (not dumpable:
+//!   its copy of the builder's memory, its environment and /proc/1/root are out of the step's
+//!   reach, and /proc/1/root is the tree anyway, never the host's root); /proc/sys,
+//!   /proc/sysrq-trigger, /proc/irq, /proc/bus and /proc/fs read-only, /proc/kcore,
+//!   /proc/keys and /proc/timer_list hidden;
+//! - no descriptor of the builder's but stdin, stdout and stderr after the exec;
 //! - a fresh sysfs, read-only, without the host's submounts (efivarfs, cgroups);
 //! - a minimal /dev on a tmpfs: null, zero, full, random, urandom, tty, a devpts instance of
 //!   its own with ptmx, shm, and the fd, stdin, stdout, stderr links; no disk, loop or kvm
