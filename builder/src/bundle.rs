@@ -23,6 +23,11 @@
 //! .debs are trusted because of that check (apt sees the repository as `trusted=yes`): apt
 //! verified their signatures when `fetch` downloaded them. bundle.json's own SHA-256 is
 //! printed by `fetch` and recorded in the build info, to compare with.
+//!
+//! bundle.json itself is not signed, so that check only finds accidents: whoever can write the
+//! bundle can change a .deb and its entry together, and apt then installs it unverified (its
+//! maintainer scripts run as root, in the provisioning sandbox of [`crate::sandbox`]). The
+//! bundle is as trustworthy as where it is kept; the README says so to the operator.
 
 use crate::download::sha256_file;
 use crate::overlay::Variables;

@@ -42,6 +42,7 @@ pub mod progress;
 pub mod provision;
 pub mod qemu;
 pub mod rootpath;
+pub mod sandbox;
 pub mod scrub;
 pub mod seed;
 pub mod size;

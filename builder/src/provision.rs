@@ -1,12 +1,14 @@
 //! Running build steps that change a tree: overlay `provision.sh` scripts in a chroot, and
 //! debootstrap.
 //!
-//! Every step runs in its own process group and in a private mount namespace. The chroot's
-//! /proc, /sys, /dev and /dev/pts are mounted inside that namespace only, so they are never
-//! visible to the host and vanish with the step's last process: no error, Ctrl-C or even
-//! `kill -9` of the builder can leave a mount behind, and removing a work tree can never reach
-//! the host's /dev. The tree gets a `policy-rc.d` that stops services from starting, the host's
-//! resolv.conf, and apt settings for unattended runs; all are restored afterwards.
+//! Every step runs in a sandbox of its own ([`crate::sandbox`]): its own process group and
+//! mount, PID, UTS and IPC namespaces; nothing it starts outlives it. The chroot's /proc, /sys
+//! and a minimal /dev are mounted inside that namespace only, so they are never visible to the
+//! host and vanish with the step's last process: no error, Ctrl-C or even `kill -9` of the
+//! builder can leave a mount behind, and removing a work tree can never reach the host's /dev.
+//! Chroot steps keep only the capabilities [`crate::sandbox::KEPT_CAPS`]. The tree gets a
+//! `policy-rc.d` that stops services from starting, the host's resolv.conf, and apt settings
+//! for unattended runs; all are restored afterwards.
 //!
 //! Each step writes its output to its own log file. A failing step prints the log's last lines
 //! and its path, and the error names the step.
@@ -31,8 +33,8 @@
 use crate::inputs::{Inputs, BUNDLE_IN_CHROOT, FETCH_IN_CHROOT};
 use crate::partial;
 use crate::rootpath;
-use anyhow::{anyhow, Context, Result};
-use std::ffi::CString;
+use crate::sandbox::Sandbox;
+use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,14 +51,7 @@ const MIRROR_TOOL: &str = include_str!("chroot/appliance-mirror");
 const APT_MIRRORED: &str = include_str!("chroot/apt-mirrored");
 const SAVE_DEBS: &str = include_str!("chroot/save-debs");
 
-/// A directory of the host bound into a step's chroot.
-#[derive(Clone, Debug)]
-pub struct Bind {
-    pub source: PathBuf,
-    /// Relative to the tree's root; made by [`Chroot::prepare`].
-    pub target: PathBuf,
-    pub read_only: bool,
-}
+pub use crate::sandbox::Bind;
 
 /// The chroot's temporary files, put in place by [`Chroot::prepare`] and taken out by
 /// [`Chroot::restore`] (or on drop).
@@ -308,120 +303,14 @@ pub struct StepFailed {
     pub log: PathBuf,
 }
 
-fn cstr(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| anyhow!("{} contains a NUL", p.display()))
-}
-
-/// Paths prepared before fork: pre_exec must not allocate.
-struct Mounts {
-    root: CString,
-    proc_: CString,
-    proc_sys: CString,
-    sys: CString,
-    dev: CString,
-    /// (source, target, read-only)
-    binds: Vec<(CString, CString, bool)>,
-}
-
-fn io_check(rc: libc::c_int) -> std::io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// mount(2) without a file system type or data: binds, remounts, propagation changes.
-///
-/// # Safety
-/// `source` is null or a NUL-terminated string.
-unsafe fn remount(
-    source: *const libc::c_char,
-    target: *const libc::c_char,
-    flags: libc::c_ulong,
-) -> std::io::Result<()> {
-    // SAFETY: as the caller promises; `target` comes from a CStr or CString.
-    io_check(unsafe { libc::mount(source, target, std::ptr::null(), flags, std::ptr::null()) })
-}
-
-/// In the child, between fork and exec: own process group, private mount namespace, and the
-/// chroot with its mounts. Only async-signal-safe calls.
-fn enter(m: Option<&Mounts>) -> std::io::Result<()> {
-    use libc::{MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT};
-    let read_only = |dir: &CString| {
-        // SAFETY: a null source and a C string.
-        unsafe {
-            remount(
-                std::ptr::null(),
-                dir.as_ptr(),
-                MS_REMOUNT | MS_BIND | MS_RDONLY,
-            )
-        }
-    };
-    // SAFETY: plain system calls on C strings prepared before the fork.
-    unsafe {
-        io_check(libc::setpgid(0, 0))?;
-        io_check(libc::unshare(libc::CLONE_NEWNS))?;
-        remount(c"none".as_ptr(), c"/".as_ptr(), MS_REC | MS_PRIVATE)?;
-        if let Some(m) = m {
-            io_check(libc::mount(
-                c"proc".as_ptr(),
-                m.proc_.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
-            // Recursive: /dev/pts, /dev/shm and /dev/mqueue come along.
-            remount(c"/sys".as_ptr(), m.sys.as_ptr(), MS_BIND | MS_REC)?;
-            remount(c"/dev".as_ptr(), m.dev.as_ptr(), MS_BIND | MS_REC)?;
-            // The kernel is the host's: a postinst's `sysctl --system` or `udevadm trigger`
-            // must not reach it, so /proc/sys and /sys are read-only.
-            remount(m.proc_sys.as_ptr(), m.proc_sys.as_ptr(), MS_BIND)?;
-            read_only(&m.proc_sys)?;
-            read_only(&m.sys)?;
-            for (src, dst, ro) in &m.binds {
-                remount(src.as_ptr(), dst.as_ptr(), MS_BIND | MS_REC)?;
-                if *ro {
-                    read_only(dst)?;
-                }
-            }
-            io_check(libc::chroot(m.root.as_ptr()))?;
-            io_check(libc::chdir(c"/".as_ptr()))?;
-        }
-    }
-    Ok(())
-}
-
 /// Runs a step to completion. On failure, prints the last lines of its log (prefixed, never
 /// starting with "error:") and fails with one line naming the step and the log.
 pub fn run(step: &Step) -> Result<()> {
     let log = std::fs::File::create(step.log)
         .with_context(|| format!("creating the log {}", step.log.display()))?;
-    let mounts = match step.chroot {
-        Some(root) => {
-            let root = root
-                .canonicalize()
-                .with_context(|| format!("finding {}", root.display()))?;
-            let mut binds = Vec::new();
-            for b in step.binds {
-                let source = b
-                    .source
-                    .canonicalize()
-                    .with_context(|| format!("finding {}", b.source.display()))?;
-                let target = rootpath::resolve(&root, &b.target)?;
-                binds.push((cstr(&source)?, cstr(&target)?, b.read_only));
-            }
-            Some(Mounts {
-                proc_: cstr(&root.join("proc"))?,
-                proc_sys: cstr(&root.join("proc/sys"))?,
-                sys: cstr(&root.join("sys"))?,
-                dev: cstr(&root.join("dev"))?,
-                root: cstr(&root)?,
-                binds,
-            })
-        }
-        None => None,
+    let sandbox = match step.chroot {
+        Some(root) => Sandbox::chroot(root, step.binds)?,
+        None => Sandbox::plain(),
     };
     let mut cmd = Command::new(step.program);
     cmd.args(&step.args)
@@ -434,18 +323,20 @@ pub fn run(step: &Step) -> Result<()> {
         cmd.current_dir(dir);
     }
     crate::progress::show_command(&cmd);
-    // SAFETY: `enter` only makes system calls on data prepared above.
+    // SAFETY: `enter` only makes async-signal-safe system calls on data prepared above.
     unsafe {
-        cmd.pre_exec(move || enter(mounts.as_ref()));
+        cmd.pre_exec(move || sandbox.enter());
     }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("{}: starting {}", step.what, step.program))?;
     let pid = child.id();
     partial::register_group(pid);
+    // Returns once the step's init has exited, and with it every process of the step's PID
+    // namespace (see [`crate::sandbox`]).
     let status = child.wait();
-    // Whatever the step left running in its group (a daemon a postinst started anyway) goes
-    // now, which also ends the mount namespace.
+    // Nothing of the group can be left outside the namespace but, should the outer process
+    // have been killed alone, this ends its init too.
     // SAFETY: kill(2) on the process group this step leads.
     unsafe {
         libc::kill(-(pid as i32), libc::SIGKILL);
@@ -583,6 +474,55 @@ mod tests {
         .unwrap();
         assert!(partial::mounts_below(&m).is_empty());
         assert!(!m.join("x").exists());
+    }
+
+    /// Processes of the host whose command line contains `marker`: (pid, command line).
+    fn running(marker: &str) -> Vec<(i32, String)> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let pid = e.file_name().to_str()?.parse().ok()?;
+                let c = std::fs::read(e.path().join("cmdline")).ok()?;
+                Some((pid, String::from_utf8_lossy(&c).replace('\0', " ")))
+            })
+            .filter(|(_, c)| c.contains(marker))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_a_step_starts_outlives_it() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("s.log");
+        let marker = format!("appliance-detached-{}", std::process::id());
+        // A daemon in a session of its own, and one forked twice: neither is in the step's
+        // process group.
+        let script = format!(
+            "setsid sh -c 'sleep 1000; : {marker}-setsid' >/dev/null 2>&1 </dev/null &\n\
+             (sh -c 'sleep 1000; : {marker}-forked' >/dev/null 2>&1 </dev/null &)\n\
+             sleep 0.5; echo started"
+        );
+        let step = Step {
+            what: "daemonising step".into(),
+            program: "/bin/sh",
+            args: vec!["-c".into(), script],
+            env: base_env(),
+            chroot: None,
+            binds: &[],
+            cwd: None,
+            log: &log,
+        };
+        run(&step).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n");
+        let left = running(&marker);
+        for (pid, _) in &left {
+            // Stopped here when the test fails, so that none outlives the test either.
+            // SAFETY: kill(2) of a process found by the marker this test made.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        assert!(left.is_empty(), "left running: {left:?}");
     }
 
     fn mirrors() -> crate::mirror::Mirrors {

@@ -18,7 +18,7 @@ enum Action {
 
 struct Rule {
     /// Path in the tree; `*` and `?` match within one component; a last component `**`
-    /// matches everything below.
+    /// matches everything below, any other `**` any depth of directories (none included).
     pattern: &'static str,
     action: Action,
     why: &'static str,
@@ -150,7 +150,86 @@ const RULES: &[Rule] = &[
         action: Action::Empty,
         why: "log of the build",
     },
+    // The rest follows virt-sysprep's operations of the same names (libguestfs
+    // sysprep/sysprep_operation_*.ml: crash-data, mail-spool, cron-spool, dhcp-client-state,
+    // udev-persistent-net, backup-files, passwd-backups, package-manager-cache's
+    // /var/cache/debconf), narrowed to files: the spool and state directories stay, with their
+    // owners and modes (cron refuses a /var/spool/cron/crontabs it did not set up).
+    Rule {
+        pattern: "var/crash/*",
+        action: Action::Remove,
+        why: "crash dump",
+    },
+    Rule {
+        pattern: "var/log/dump/*",
+        action: Action::Remove,
+        why: "crash dump",
+    },
+    Rule {
+        pattern: "var/spool/mail/*",
+        action: Action::Remove,
+        why: "mail spool",
+    },
+    Rule {
+        pattern: "var/mail/*",
+        action: Action::Remove,
+        why: "mail spool",
+    },
+    Rule {
+        pattern: "var/spool/cron/crontabs/*",
+        action: Action::Remove,
+        why: "user crontab",
+    },
+    Rule {
+        pattern: "var/spool/cron/atjobs/*",
+        action: Action::Remove,
+        why: "at job",
+    },
+    Rule {
+        pattern: "var/spool/cron/atspool/*",
+        action: Action::Remove,
+        why: "at job output",
+    },
+    Rule {
+        pattern: "var/lib/dhcp/*.leases",
+        action: Action::Remove,
+        why: "DHCP lease of the build host",
+    },
+    Rule {
+        pattern: "var/lib/dhclient/*",
+        action: Action::Remove,
+        why: "DHCP lease of the build host",
+    },
+    Rule {
+        pattern: "var/lib/NetworkManager/*.lease",
+        action: Action::Remove,
+        why: "DHCP lease of the build host",
+    },
+    Rule {
+        pattern: "etc/udev/rules.d/70-persistent-net.rules",
+        action: Action::Remove,
+        why: "network interface names bound to the build's MAC addresses",
+    },
+    Rule {
+        pattern: "etc/*-",
+        action: Action::Remove,
+        why: "backup of a user or group database",
+    },
+    Rule {
+        pattern: "var/backups/*",
+        action: Action::Remove,
+        why: "backup of a user or group or package database",
+    },
+    Rule {
+        pattern: "var/cache/debconf/*-old",
+        action: Action::Remove,
+        why: "backup of the debconf database",
+    },
 ];
+
+/// Editor and package backup files (virt-sysprep's backup-files), below each of these.
+const BACKUP_DIRS: &[&str] = &["etc", "root", "srv", "tmp", "var"];
+const BACKUP_NAMES: &[&str] = &["*~", "*.bak"];
 
 /// `var/lib/cloud/seed` may hold a deliberately baked NoCloud seed; cloud-init clean keeps it.
 const KEEP: &[&str] = &["var/lib/cloud/seed"];
@@ -166,7 +245,8 @@ pub struct Finding {
 fn matches(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     let mut found = vec![PathBuf::new()];
     let parts: Vec<&str> = pattern.split('/').collect();
-    for part in &parts {
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
         let mut next = Vec::new();
         for dir in &found {
             let host = root.join(dir);
@@ -175,12 +255,15 @@ fn matches(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
                 continue;
             }
             if *part == "**" {
+                // Not following links: a directory's absolute link never leads to the host.
                 for e in walkdir::WalkDir::new(&host)
-                    .min_depth(1)
+                    .min_depth(if last { 1 } else { 0 })
                     .sort_by_file_name()
                 {
                     let e = e.with_context(|| format!("walking {}", host.display()))?;
-                    next.push(e.path().strip_prefix(root).unwrap().to_path_buf());
+                    if last || e.file_type().is_dir() {
+                        next.push(e.path().strip_prefix(root).unwrap().to_path_buf());
+                    }
                 }
                 continue;
             }
@@ -207,11 +290,31 @@ fn secret_pattern(p: &str) -> String {
     p.trim_start_matches('/').to_string()
 }
 
+/// Every rule as (pattern, action, why): [`RULES`], the backup files and the declared secrets.
+fn all_rules(secrets: &[String]) -> Vec<(String, Action, &'static str)> {
+    let fixed = RULES
+        .iter()
+        .map(|r| (r.pattern.to_string(), r.action, r.why));
+    let backups = BACKUP_DIRS.iter().flat_map(|d| {
+        BACKUP_NAMES
+            .iter()
+            .map(move |n| (format!("{d}/**/{n}"), Action::Remove, "backup file"))
+    });
+    let declared = secrets.iter().map(|s| {
+        (
+            secret_pattern(s),
+            Action::Remove,
+            "build-time secret declared by an overlay",
+        )
+    });
+    fixed.chain(backups).chain(declared).collect()
+}
+
 /// What in the tree breaks a rule (or is a declared secret); empty means clean.
 pub fn audit(root: &Path, secrets: &[String]) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let mut check = |pattern: &str, action: Action, why: &str| -> Result<()> {
-        for rel in matches(root, pattern)? {
+    for (pattern, action, why) in all_rules(secrets) {
+        for rel in matches(root, &pattern)? {
             let meta = root.join(&rel).symlink_metadata()?;
             let bad = match action {
                 Action::Remove => true,
@@ -224,17 +327,6 @@ pub fn audit(root: &Path, secrets: &[String]) -> Result<Vec<Finding>> {
                 });
             }
         }
-        Ok(())
-    };
-    for r in RULES {
-        check(r.pattern, r.action, r.why)?;
-    }
-    for s in secrets {
-        check(
-            &secret_pattern(s),
-            Action::Remove,
-            "build-time secret declared by an overlay",
-        )?;
     }
     out.dedup_by(|a, b| a.path == b.path);
     Ok(out)
@@ -244,11 +336,7 @@ pub fn audit(root: &Path, secrets: &[String]) -> Result<Vec<Finding>> {
 /// were changed.
 pub fn scrub(root: &Path, secrets: &[String]) -> Result<usize> {
     let mut n = 0;
-    let rules = RULES
-        .iter()
-        .map(|r| (r.pattern.to_string(), r.action))
-        .chain(secrets.iter().map(|s| (secret_pattern(s), Action::Remove)));
-    for (pattern, action) in rules {
+    for (pattern, action, _) in all_rules(secrets) {
         for rel in matches(root, &pattern)? {
             let p = root.join(&rel);
             let Ok(meta) = p.symlink_metadata() else {
@@ -380,5 +468,80 @@ mod tests {
             require_clean(&after).unwrap_err().to_string(),
             "audit: the image would ship 1 path(s) that must not: /etc/ssh/ssh_host_rsa_key (SSH host key)"
         );
+    }
+
+    #[test]
+    fn scrub_removes_what_virt_sysprep_does_and_keeps_the_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let gone = [
+            "var/crash/_usr_bin_node.0.crash",
+            "var/log/dump/vmcore",
+            "var/spool/mail/root",
+            "var/mail/admin",
+            "var/spool/cron/crontabs/root",
+            "var/spool/cron/atjobs/a0000101a2b3c",
+            "var/lib/dhcp/dhclient.eth0.leases",
+            "var/lib/dhclient/dhclient--eth0.lease",
+            "var/lib/NetworkManager/internal-0-ens3.lease",
+            "etc/udev/rules.d/70-persistent-net.rules",
+            "etc/passwd-",
+            "etc/shadow-",
+            "etc/group-",
+            "etc/gshadow-",
+            "etc/nginx/sites-available/default~",
+            "etc/ssh/sshd_config.bak",
+            "root/notes.bak",
+            "srv/www/index.html~",
+            "var/lib/mongodb/old/mongod.conf.bak",
+            "var/backups/passwd.bak",
+            "var/backups/dpkg.status.0",
+            "var/cache/debconf/config.dat-old",
+            "var/cache/debconf/templates.dat-old",
+        ];
+        let kept = [
+            "etc/passwd",
+            "etc/shadow",
+            "etc/group",
+            "etc/gshadow",
+            "etc/ssh/sshd_config",
+            "etc/udev/rules.d/80-appliance.rules",
+            "var/lib/dhcp/dhclient.conf.keep",
+            "var/lib/NetworkManager/NetworkManager.state",
+            "var/cache/debconf/config.dat",
+            "var/cache/debconf/templates.dat",
+            "var/spool/cron/atjobs/.SEQ",
+            "usr/share/doc/x/changelog~",
+            "var/lib/cloud/seed/nocloud/user-data.bak",
+        ];
+        for p in gone.iter().chain(&kept) {
+            put(r, p, "x");
+        }
+        let found: Vec<String> = audit(r, &[]).unwrap().into_iter().map(|f| f.path).collect();
+        for p in gone {
+            assert!(found.contains(&format!("/{p}")), "/{p} not in {found:?}");
+        }
+        scrub(r, &[]).unwrap();
+        assert_eq!(audit(r, &[]).unwrap(), vec![]);
+        for p in gone {
+            assert!(r.join(p).symlink_metadata().is_err(), "{p} is left");
+        }
+        for p in kept {
+            assert_eq!(std::fs::read(r.join(p)).unwrap(), b"x", "{p}");
+        }
+        for dir in [
+            "var/crash",
+            "var/log/dump",
+            "var/spool/mail",
+            "var/mail",
+            "var/spool/cron/crontabs",
+            "var/lib/dhcp",
+            "var/lib/dhclient",
+            "var/backups",
+            "etc/udev/rules.d",
+            "srv/www",
+        ] {
+            assert!(r.join(dir).is_dir(), "{dir} is gone");
+        }
     }
 }

@@ -7,7 +7,11 @@
 //!   provisioning left;
 //! - bad profiles (unknown key, missing overlay, template with an unknown variable, failing
 //!   provision.sh) each give one clear error and leave no mount, work tree or image behind;
-//! - Ctrl-C during provisioning leaves no mount, process or work tree.
+//! - Ctrl-C during provisioning leaves no mount, process or work tree;
+//! - a provisioning step's sandbox: a detached daemon does not outlive it, /proc/1/root is not
+//!   the host's root and no chroot escape reaches it, /dev holds only the minimal nodes,
+//!   /proc/sysrq-trigger cannot be written, the capabilities are reduced; a package whose
+//!   postinst adds a user, sets a file capability and starts a daemon installs.
 //!
 //! The small cases start from the assembly tests' tree (APPLIANCE_TEST_TREE) as a `local`
 //! base, with a cache of their own.
@@ -439,6 +443,170 @@ fn ctrl_c_during_provisioning_leaves_no_mount_process_or_tree() {
         .any(|c| c.starts_with(b"sleep\x0061.5"));
     assert!(!sleeping, "the provisioning step is still running");
     assert_nothing_left(&out);
+}
+
+/// Host processes whose command line contains `marker`, each killed (so that a failing run
+/// leaves none behind); their command lines.
+fn kill_running(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap() {
+        let e = e.unwrap();
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(c) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let c = String::from_utf8_lossy(&c).replace('\0', " ");
+        if c.contains(marker) {
+            // SAFETY: kill(2) of a process started with this test's marker.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            found.push(c);
+        }
+    }
+    found
+}
+
+/// The sandbox's own checks, run as an overlay's provision.sh: each failure ends the step
+/// with "sandbox: WHAT".
+const SANDBOX_CHECKS: &str = r#"#!/bin/sh
+set -e
+fail() { echo "sandbox: $*"; exit 1; }
+# Detached daemons: a new session keeping the step's log open, a new session and a double
+# fork (reparented to the namespace's init).
+setsid sh -c 'sleep 1000; : @DAEMON@' &
+setsid sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &
+(sh -c 'sleep 1000; : @DAEMON@' >/dev/null 2>&1 </dev/null &)
+# PID 1 is the sandbox's init (the step is its only child) and its root is the chroot's.
+[ "$$" = 2 ] || fail "the step is PID $$, not 2"
+# The init (a copy of the builder's memory) cannot be read or traced; /proc/1/root with it.
+if cat /proc/1/environ >/dev/null 2>&1; then fail "/proc/1/environ is readable"; fi
+if r=$(readlink /proc/1/root 2>/dev/null) && [ "$r" != / ]; then fail "/proc/1/root is $r"; fi
+[ "$PPID" = 1 ] || fail "the step's parent is PID $PPID, not 1"
+for r in /proc/[0-9]*/root; do
+  if [ -e "$r@HOST@" ]; then fail "$r reaches the host's root"; fi
+done
+# The classic way out of a chroot (CAP_SYS_CHROOT is kept): chroot into a subdirectory
+# without entering it, walk up, chroot there.
+rc=0
+perl -e 'chroot "/usr" or die "chroot: $!\n"; chdir ".." for 1..64; chroot "." or die;
+  exit(-e "@HOST@" ? 1 : 0)' || rc=$?
+[ "$rc" = 0 ] || fail "chroot escape: perl exit status $rc (1: it reached the host's root)"
+# No descriptor of the builder's but the log and /dev/null.
+[ "$(ls /proc/self/fd | tr '\n' ' ')" = "0 1 2 3 " ] || fail "descriptors: $(ls -l /proc/self/fd)"
+# Only the step's processes (init, shell, three daemons, their sleeps, these commands).
+n=$(ls -d /proc/[0-9]* | wc -l)
+[ "$n" -lt 20 ] || fail "$n processes visible"
+# The minimal /dev, exactly.
+[ "$(ls -A /dev | tr '\n' ' ')" = "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero " ] ||
+  fail "/dev holds $(ls -A /dev | tr '\n' ' ')"
+[ "$(ls -A /dev/pts | tr '\n' ' ')" = "ptmx " ] || fail "/dev/pts holds $(ls -A /dev/pts)"
+blocks=$(find /dev -xdev -type b)
+[ -z "$blocks" ] || fail "block devices in /dev: $blocks"
+for d in null zero full random urandom tty; do
+  [ -c /dev/$d ] || fail "/dev/$d is not a character device"
+done
+[ "$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')" = 00000000 ] || fail "/dev/zero"
+[ "$(head -c 16 /dev/urandom | wc -c)" = 16 ] || fail "/dev/urandom"
+if echo x >/dev/full 2>/dev/null; then fail "/dev/full took a write"; fi
+# A pty of its own devpts.
+[ -c /dev/pts/ptmx ] || fail "/dev/pts/ptmx"
+[ -d /dev/shm ] && touch /dev/shm/x || fail "/dev/shm"
+# The host's kernel is out of reach.
+if (echo h >/proc/sysrq-trigger) 2>/dev/null; then fail "/proc/sysrq-trigger is writable"; fi
+if (echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then fail "/proc/sys is writable"; fi
+if [ -s /proc/kcore ]; then fail "/proc/kcore is readable"; fi
+if mount -o remount,rw /proc/sysrq-trigger 2>/dev/null; then fail "it can be remounted"; fi
+if mount -t tmpfs none /mnt 2>/dev/null; then fail "a file system can be mounted"; fi
+if mknod /tmp/sda b 8 0 2>/dev/null; then fail "a device node can be made"; fi
+# The capabilities kept: bounding, permitted and effective sets, none inheritable or ambient.
+for set in CapBnd CapPrm CapEff; do
+  grep -qx "$set:	00000000a00405fb" /proc/self/status || fail "$(grep Cap /proc/self/status)"
+done
+for set in CapInh CapAmb; do
+  grep -qx "$set:	0000000000000000" /proc/self/status || fail "$(grep Cap /proc/self/status)"
+done
+echo sandboxed
+"#;
+
+/// A package built and installed inside the sandbox, whose maintainer script does what real
+/// ones do: a system user, owners and modes, a file capability, a daemon started with
+/// start-stop-daemon (not through invoke-rc.d, so policy-rc.d does not stop it).
+const PACKAGE_CHECKS: &str = r#"#!/bin/sh
+set -e
+p=/root/probe
+mkdir -p $p/DEBIAN $p/usr/bin
+cp /bin/true $p/usr/bin/appliance-probe
+cat >$p/DEBIAN/control <<EOF
+Package: appliance-sandbox-probe
+Version: 1.0
+Architecture: all
+Maintainer: test <test@example.invalid>
+Description: sandbox probe
+EOF
+cat >$p/DEBIAN/postinst <<'EOF'
+#!/bin/sh
+set -e
+useradd --system --home-dir /var/lib/probe --shell /usr/sbin/nologin probe
+install -d -o probe -g probe -m 0750 /var/lib/probe
+su -s /bin/sh probe -c 'touch /var/lib/probe/by-probe'
+setcap cap_net_bind_service+ep /usr/bin/appliance-probe
+start-stop-daemon --start --background --pidfile /tmp/probe.pid --make-pidfile \
+  --startas /bin/sh -- -c 'sleep 1000; : @DAEMON@'
+EOF
+chmod 0755 $p/DEBIAN/postinst
+dpkg-deb --root-owner-group --build $p /root/probe.deb
+dpkg -i /root/probe.deb
+[ "$(dpkg-query -W -f='${Status}' appliance-sandbox-probe)" = "install ok installed" ]
+[ "$(stat -c %U:%a /var/lib/probe/by-probe)" = probe:644 ]
+[ "$(getcap /usr/bin/appliance-probe)" = "/usr/bin/appliance-probe cap_net_bind_service=ep" ]
+rm -r $p /root/probe.deb
+echo installed
+"#;
+
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn provisioning_is_sandboxed_and_nothing_it_starts_outlives_it() {
+    let dir = scratch("sandbox");
+    let cache = dir.path().join("cache");
+    // On the host, outside the tree: no path from inside the step may lead to it.
+    let host_marker = dir.path().join("host-marker");
+    std::fs::write(&host_marker, "host").unwrap();
+    let daemon = format!("appliance-sandbox-daemon-{}", std::process::id());
+    let fill = |s: &str| {
+        s.replace("@DAEMON@", &daemon)
+            .replace("@HOST@", &host_marker.display().to_string())
+    };
+    let (checks, package) = (fill(SANDBOX_CHECKS), fill(PACKAGE_CHECKS));
+    let profile = local_profile(
+        dir.path(),
+        &[
+            ("sandbox", &[("provision.sh", &checks)]),
+            ("package", &[("provision.sh", &package)]),
+        ],
+        "",
+    );
+    let out = dir.path().join("out");
+    let start = std::time::Instant::now();
+    let res = build_cmd(&profile, &out, Some(&cache)).output().unwrap();
+    let left = kill_running(&daemon);
+    let logs = ["02-provision-sandbox.log", "03-provision-package.log"]
+        .map(|l| std::fs::read_to_string(out.join("logs").join(l)).unwrap_or_default());
+    assert!(
+        res.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&res.stderr),
+        logs[0],
+        logs[1]
+    );
+    assert_eq!(logs[0], "sandboxed\n");
+    assert!(logs[1].ends_with("installed\n"), "{}", logs[1]);
+    assert!(left.is_empty(), "left running after the build: {left:?}");
+    // Provisioning did not wait for the daemons (they sleep 1000 s).
+    assert!(start.elapsed() < Duration::from_secs(900));
+    assert!(out.join("small.qcow2").is_file());
 }
 
 #[test]
