@@ -1033,6 +1033,8 @@ fn s9_no_dns_name_runs_on_the_address_until_given_one() {
         .lines()
         .find(|l| l.contains(" for instance machine-"));
     assert!(configured.is_some(), "{}", boot.console);
+    // Its network: the base overlay's fallback (cloud-init, disabled, wrote none).
+    assert_eq!(boot.reports.get("network-fallback"), "ran=yes written");
     let address = boot.reports.get("guest-address");
     assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{address:?}");
     assert_ip_mode(&boot, &address);
@@ -1044,6 +1046,8 @@ fn s9_no_dns_name_runs_on_the_address_until_given_one() {
     );
     let mut boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
+    // With a datasource, cloud-init's network configuration alone.
+    assert_eq!(boot.reports.get("network-fallback"), "ran=no none");
     assert_eq!(boot.reports.get("hostname"), "single-label");
     assert!(
         boot.console.contains("single-label login:"),
