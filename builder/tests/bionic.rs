@@ -1162,3 +1162,99 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Issue 14: a disk booted with no cloud-init datasource gets DHCP from the base overlay's
+/// fallback (cloud-init, disabled by ds-identify, writes none), and only when the machine has
+/// no network configuration of its own: cloud-init's from an earlier boot with a datasource
+/// (netplan on Ubuntu, ifupdown on Debian) or an administrator's stays the only one.
+#[test]
+fn network_fallback_only_without_a_datasource_and_without_own_configuration() {
+    let script = "overlays/base/files/usr/local/lib/appliance/network-fallback";
+    let written = "run/systemd/network/90-appliance-fallback.network";
+    let run = |root: &Path| {
+        let out = run_script(script, &[root.to_str().unwrap()], None);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let put = |root: &Path, path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    // Nothing configured (Debian's interfaces file as debootstrap leaves it, loopback lines
+    // included): DHCP on the Ethernet NICs, and a second run keeps it.
+    for interfaces in [
+        None,
+        Some("source /etc/network/interfaces.d/*\n"),
+        Some("auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n"),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        if let Some(text) = interfaces {
+            put(root.path(), "etc/network/interfaces", text);
+        }
+        for _ in 0..2 {
+            let said = run(root.path());
+            assert!(said.contains("DHCP on en* and eth*"), "{said}");
+            let network = std::fs::read_to_string(root.path().join(written)).unwrap();
+            assert!(network.contains("[Match]\nName=en* eth*\n"), "{network}");
+            assert!(network.contains("[Network]\nDHCP=ipv4\n"), "{network}");
+        }
+        assert_eq!(
+            std::fs::read_dir(root.path().join("run/systemd/network"))
+                .unwrap()
+                .count(),
+            1,
+            "a temporary file was left"
+        );
+    }
+    // The machine's own configuration: nothing written.
+    for (path, text) in [
+        (
+            "etc/netplan/50-cloud-init.yaml",
+            "network:\n  version: 2\n  ethernets:\n    ens3:\n      dhcp4: true\n",
+        ),
+        (
+            "run/systemd/network/10-netplan-ens3.network",
+            "[Match]\nName=ens3\n",
+        ),
+        (
+            "etc/systemd/network/20-wired.network",
+            "[Match]\nName=en*\n",
+        ),
+        (
+            "etc/network/interfaces.d/50-cloud-init",
+            "auto ens3\niface ens3 inet dhcp\n",
+        ),
+        (
+            "etc/network/interfaces",
+            "auto lo\niface lo inet loopback\nallow-hotplug ens3\niface ens3 inet static\n",
+        ),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        put(root.path(), path, text);
+        let said = run(root.path());
+        assert!(
+            said.contains("not needed") && said.contains(path),
+            "{path}: {said}"
+        );
+        assert!(!root.path().join(written).exists(), "{path}");
+    }
+    // Only when cloud-init found no datasource, before systemd-networkd reads its files, and
+    // before appliance-firstboot reads the default route.
+    let unit = std::fs::read_to_string(
+        repo().join("overlays/base/files/etc/systemd/system/appliance-network-fallback.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("\nConditionPathExists=/run/cloud-init/disabled\n"));
+    assert!(unit.contains("\nBefore=network-pre.target systemd-networkd.service\n"));
+    assert!(unit.contains("\nExecStart=/usr/local/lib/appliance/network-fallback\n"));
+    let firstboot = std::fs::read_to_string(
+        repo().join("overlays/firstboot/files/etc/systemd/system/appliance-firstboot.service"),
+    )
+    .unwrap();
+    assert!(firstboot.contains("\nWants=network-online.target\n"));
+    assert!(firstboot
+        .contains("\nAfter=cloud-init.service cloud-config.service network-online.target\n"));
+    let provision = std::fs::read_to_string(repo().join("overlays/base/provision.sh")).unwrap();
+    assert!(provision.contains("appliance-network-fallback.service"));
+}

@@ -308,6 +308,12 @@ impl Guest {
 
     /// Boots with `seed` and waits for the guest's report; records the figures.
     fn boot(&mut self, seed: &Path) -> Boot {
+        self.boot_with(Some(seed))
+    }
+
+    /// Boots with `seed`, or with no seed at all (a disk imported into a hypervisor: cloud-init
+    /// finds no datasource), and waits for the guest's report; records the figures.
+    fn boot_with(&mut self, seed: Option<&Path>) -> Boot {
         self.boots += 1;
         let ports: BTreeMap<u16, u16> = PORTS.iter().map(|&g| (g, free_port())).collect();
         let forwards = ports
@@ -318,7 +324,7 @@ impl Guest {
         let mut vm = TestVm::start(
             &self.disk,
             Firmware::Bios,
-            Some(seed.to_path_buf()),
+            seed.map(Path::to_path_buf),
             forwards,
             false,
         );
@@ -1016,19 +1022,25 @@ fn assert_ip_mode(boot: &Boot, address: &str) -> String {
     leaf
 }
 
-/// Scenario 9: no DNS name. With user-data that says nothing (an empty cloud-config: the
-/// nearest to none that a NoCloud seed holds, since cloud-init needs its user-data file and
-/// `appliance seed` refuses an empty one) the appliance comes up on the guest's address (IP
-/// mode); then, as a new instance with cloud-init's `hostname: single-label`, the
-/// host name is applied and it is IP mode again; in the same boot, dns_name set in
-/// config.yaml and `reconfigure` move it to the name.
+/// Scenario 9: no DNS name. Booted with no user-data at all (no seed: cloud-init finds no
+/// datasource and disables itself, as on a disk imported into a hypervisor) the appliance
+/// comes up on the guest's address (IP mode), as the instance its machine id names; then,
+/// as a new instance with cloud-init's `hostname: single-label`, the host name is applied and
+/// it is IP mode again; in the same boot, dns_name set in config.yaml and `reconfigure` move
+/// it to the name.
 #[test]
 #[ignore = "builds profiles/debian12-test.toml and boots it under QEMU; run by scripts/test"]
 fn s9_no_dns_name_runs_on_the_address_until_given_one() {
     let mut guest = Guest::new("9");
-    let seed = guest.seed("#cloud-config\n", "iid-s9-a");
-    let boot = guest.boot(&seed);
+    let boot = guest.boot_with(None);
     assert_services_run(&boot, "success exit=0");
+    let configured = boot
+        .console
+        .lines()
+        .find(|l| l.contains(" for instance machine-"));
+    assert!(configured.is_some(), "{}", boot.console);
+    // Its network: the base overlay's fallback (cloud-init, disabled, wrote none).
+    assert_eq!(boot.reports.get("network-fallback"), "ran=yes written");
     let address = boot.reports.get("guest-address");
     assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{address:?}");
     assert_ip_mode(&boot, &address);
@@ -1040,6 +1052,8 @@ fn s9_no_dns_name_runs_on_the_address_until_given_one() {
     );
     let mut boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
+    // With a datasource, cloud-init's network configuration alone.
+    assert_eq!(boot.reports.get("network-fallback"), "ran=no none");
     assert_eq!(boot.reports.get("hostname"), "single-label");
     assert!(
         boot.console.contains("single-label login:"),

@@ -59,6 +59,11 @@ pub const CONFIG_FILE: &str = "etc/appliance/config.yaml";
 pub const INSTANCE_DATA: &str = "run/cloud-init/instance-data.json";
 /// cloud-init's record of the instance id, relative to the root.
 pub const INSTANCE_ID: &str = "var/lib/cloud/data/instance-id";
+/// Made by cloud-init's systemd generator when it found a datasource and will run this boot
+/// (ds-identify found none: `disabled` instead, and cloud-init does not run at all).
+pub const CLOUD_INIT_ENABLED: &str = "run/cloud-init/enabled";
+/// systemd's machine id, made at the first boot of an image that ships it empty.
+pub const MACHINE_ID: &str = "etc/machine-id";
 
 /// Largest file, decompressed blob or MIME part read.
 pub const MAX_BYTES: usize = 1 << 20;
@@ -434,7 +439,8 @@ pub fn parse_config_file(bytes: &[u8]) -> Result<ConfigFile, ConfigError> {
 }
 
 /// The instance id cloud-init gave this boot: `v1.instance_id` of instance-data.json, else
-/// the instance-id file (older cloud-init, or instance data not yet written).
+/// the instance-id file (older cloud-init, or instance data not yet written); on a machine
+/// where cloud-init found no datasource, `machine-` and the machine id.
 pub fn instance_id(root: &Path) -> Result<String, ConfigError> {
     let from_json = || -> Option<String> {
         let bytes = std::fs::read(crate::tree::Tree::new(root).path(INSTANCE_DATA)).ok()?;
@@ -445,11 +451,28 @@ pub fn instance_id(root: &Path) -> Result<String, ConfigError> {
         let text = std::fs::read_to_string(crate::tree::Tree::new(root).path(INSTANCE_ID)).ok()?;
         Some(text.trim().to_owned())
     };
-    let id = from_json().or_else(from_file).ok_or_else(|| {
-        ConfigError::InstanceId(format!(
-            "neither /{INSTANCE_DATA} (v1.instance_id) nor /{INSTANCE_ID} gives one"
-        ))
-    })?;
+    // A machine booted without any datasource (a disk imported into a hypervisor, no seed):
+    // cloud-init's generator disabled it, so no instance id will ever come. The machine id
+    // stands in, so the appliance still comes up (in IP mode, there being no user-data); a seed
+    // attached later brings cloud-init's own id, which is a new instance. While cloud-init is
+    // enabled its id is awaited, never replaced: a missing one is then an error.
+    let from_machine_id = || -> Option<String> {
+        if root.join(CLOUD_INIT_ENABLED).exists() {
+            return None;
+        }
+        let text = std::fs::read_to_string(root.join(MACHINE_ID)).ok()?;
+        let id = text.trim();
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| format!("machine-{id}"))
+    };
+    let id = from_json()
+        .or_else(from_file)
+        .or_else(from_machine_id)
+        .ok_or_else(|| {
+            ConfigError::InstanceId(format!(
+                "neither /{INSTANCE_DATA} (v1.instance_id) nor /{INSTANCE_ID} gives one, and /{MACHINE_ID} (used when cloud-init found no datasource) holds no machine id"
+            ))
+        })?;
     if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_control() || c == ' ') {
         return Err(ConfigError::InstanceId(format!(
             "{:?} is not an instance id",

@@ -497,17 +497,28 @@ fn sources_read_from_a_root() {
 
 #[test]
 fn instance_id_from_cloud_init() {
-    use firstboot::userdata::{instance_id, INSTANCE_DATA, INSTANCE_ID};
+    use firstboot::userdata::{
+        instance_id, CLOUD_INIT_ENABLED, INSTANCE_DATA, INSTANCE_ID, MACHINE_ID,
+    };
     let root = tempfile::tempdir().unwrap();
     let write = |p: &str, text: &str| {
         let path = root.path().join(p);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     };
+    let none = "instance id: neither /run/cloud-init/instance-data.json (v1.instance_id) nor /var/lib/cloud/data/instance-id gives one, and /etc/machine-id (used when cloud-init found no datasource) holds no machine id";
+    assert_eq!(instance_id(root.path()).unwrap_err().to_string(), none);
+    // No datasource (cloud-init disabled itself): the machine id stands in ...
+    write(MACHINE_ID, "uninitialized\n");
+    assert_eq!(instance_id(root.path()).unwrap_err().to_string(), none);
+    write(MACHINE_ID, "0123456789abcdef0123456789ABCDEF\n");
     assert_eq!(
-        instance_id(root.path()).unwrap_err().to_string(),
-        "instance id: neither /run/cloud-init/instance-data.json (v1.instance_id) nor /var/lib/cloud/data/instance-id gives one"
+        instance_id(root.path()).unwrap(),
+        "machine-0123456789abcdef0123456789ABCDEF"
     );
+    // ... never while cloud-init runs this boot: its id is awaited.
+    write(CLOUD_INIT_ENABLED, "");
+    assert_eq!(instance_id(root.path()).unwrap_err().to_string(), none);
     write(INSTANCE_ID, "iid-file\n");
     assert_eq!(instance_id(root.path()).unwrap(), "iid-file");
     write(

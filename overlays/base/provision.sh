@@ -1,7 +1,8 @@
 #!/bin/sh
-# The base every appliance image shares: cloud-init (with growpart to fill the disk), SSH.
+# The base every appliance image shares: cloud-init (with growpart to fill the disk), SSH, and
+# DHCP when cloud-init finds no datasource (appliance-network-fallback.service).
 set -eu
 apt-get update -q
 apt-get install -q --no-install-recommends \
   cloud-init cloud-guest-utils openssh-server dbus sudo
-systemctl enable appliance-ssh-keygen.service
+systemctl enable appliance-ssh-keygen.service appliance-network-fallback.service
