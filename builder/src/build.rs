@@ -191,17 +191,23 @@ pub fn make_plan(
             variant,
             components,
             include,
+            extra_suites,
         } => BaseDescription {
             kind: "debootstrap",
             mirrored: mirrored(mirror),
             source: format!(
-                "{suite} from {mirror} (variant {variant}{}; include {})",
+                "{suite} from {mirror} (variant {variant}{}; include {}{})",
                 if components.is_empty() {
                     String::new()
                 } else {
                     format!(", components {}", components.join(","))
                 },
-                include.join(",")
+                include.join(","),
+                if extra_suites.is_empty() {
+                    String::new()
+                } else {
+                    format!("; upgraded from {}", extra_suites.join(","))
+                }
             ),
             sha256: id.as_ref().map(|i| i.sha256.clone()),
             verified_by: format!(
