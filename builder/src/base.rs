@@ -227,6 +227,7 @@ pub fn identify(
             components,
             include,
             extra_suites,
+            packages,
         } => {
             let keyring_hash = download::sha256_file(keyring)?;
             let (components, include) = (components.join(","), include.join(","));
@@ -243,6 +244,10 @@ pub fn identify(
             let extra = extra_suites.join(",");
             if !extra_suites.is_empty() {
                 parts.push(&extra);
+            }
+            let packages = format!("apt-get install {}", packages.join(","));
+            if packages != "apt-get install " {
+                parts.push(&packages);
             }
             BaseId {
                 kind: "debootstrap",
@@ -372,12 +377,16 @@ pub fn materialize(
             step.done();
             Ok(())
         }
-        (Base::Debootstrap { extra_suites, .. }, Inputs::Fetch { staging, mirrors }) => {
-            if !extra_suites.is_empty() {
-                bail!(
-                    "base.extra_suites: bundles do not carry the upgrades from {} yet; build from the network",
-                    extra_suites.join(",")
-                );
+        (
+            Base::Debootstrap {
+                extra_suites,
+                packages,
+                ..
+            },
+            Inputs::Fetch { staging, mirrors },
+        ) => {
+            if !extra_suites.is_empty() || !packages.is_empty() {
+                bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
             }
             let rel = files
                 .file
@@ -548,15 +557,17 @@ fn upgrade_from_extra_suites(
     reporter: &Reporter,
 ) -> Result<()> {
     let Base::Debootstrap {
+        suite,
         mirror,
         components,
         extra_suites,
+        packages,
         ..
     } = base
     else {
         unreachable!("called for debootstrap bases only")
     };
-    if extra_suites.is_empty() {
+    if extra_suites.is_empty() && packages.is_empty() {
         return Ok(());
     }
     let list = target.join("etc/apt/sources.list");
@@ -572,20 +583,28 @@ fn upgrade_from_extra_suites(
     }
     std::fs::write(&list, text).with_context(|| format!("writing {}", list.display()))?;
     let step = reporter.step(&format!(
-        "upgrading the base from {} (a few minutes)",
-        extra_suites.join(", ")
+        "upgrading the base from {} and installing {} package(s) with apt (a few minutes)",
+        extra_suites.join(", "),
+        packages.len()
     ));
     let chroot = provision::Chroot::prepare(target, opts.inputs)?;
     let mut env = chroot.env();
     env.retain(|(k, _)| k != "LC_ALL");
     let log = opts.log.with_extension("upgrade.log");
+    // "$@": the packages, as arguments (never parsed by the shell).
+    let mut args = vec![
+        "-ec".into(),
+        "apt-get update; apt-get -y dist-upgrade; \
+         if [ $# -gt 0 ]; then apt-get -y install --no-install-recommends \"$@\"; fi; \
+         apt-get clean"
+            .into(),
+        "sh".into(),
+    ];
+    args.extend(packages.iter().cloned());
     provision::run(&provision::Step {
-        what: format!("apt-get dist-upgrade from {}", extra_suites.join(",")),
+        what: format!("apt-get dist-upgrade and install in the {} base", suite),
         program: "/bin/sh",
-        args: vec![
-            "-ec".into(),
-            "apt-get update; apt-get -y dist-upgrade; apt-get -y autoremove --purge; apt-get clean; rm -rf /var/lib/apt/lists/*".into(),
-        ],
+        args,
         env,
         chroot: Some(target),
         binds: &[],
@@ -611,16 +630,14 @@ fn debootstrap_cached(
         suite,
         mirror,
         extra_suites,
+        packages,
         ..
     } = base
     else {
         unreachable!("called for debootstrap bases only")
     };
-    if !extra_suites.is_empty() && unpack.is_some() {
-        bail!(
-            "base.extra_suites: bundles do not carry the upgrades from {} yet; build from the network",
-            extra_suites.join(",")
-        );
+    if (!extra_suites.is_empty() || !packages.is_empty()) && unpack.is_some() {
+        bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
     }
     let dir = cache
         .bases()
@@ -681,6 +698,7 @@ mod tests {
             components: vec![],
             include: include.iter().map(|s| s.to_string()).collect(),
             extra_suites: vec![],
+            packages: vec![],
         };
         let mirrors = crate::mirror::Mirrors::default();
         let inputs = Inputs::Network(&mirrors);

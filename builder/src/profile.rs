@@ -76,6 +76,11 @@ pub enum BaseSpec {
         /// tree by its parameters).
         #[serde(default)]
         extra_suites: Vec<String>,
+        /// Packages installed with apt (without recommends) after that upgrade: apt resolves
+        /// virtual packages and takes the newest version of every suite, which debootstrap's
+        /// `include` does not.
+        #[serde(default)]
+        packages: Vec<String>,
     },
     /// A local directory or tarball, relative to the profile file.
     Local { path: PathBuf },
@@ -145,6 +150,7 @@ pub enum Base {
         components: Vec<String>,
         include: Vec<String>,
         extra_suites: Vec<String>,
+        packages: Vec<String>,
     },
     Local {
         path: PathBuf,
@@ -507,6 +513,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
             components,
             include,
             extra_suites,
+            packages,
         } => {
             check_url("mirror", mirror)?;
             let suite_name = |s: &str| {
@@ -528,6 +535,12 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                     bail!("base.include: '{p}' is not a package name");
                 }
             }
+            if let Some(p) = packages
+                .iter()
+                .find(|p| p.is_empty() || p.starts_with('-') || p.contains([',', ' ']))
+            {
+                bail!("base.packages: '{p}' is not a package name");
+            }
             Base::Debootstrap {
                 suite: suite.clone(),
                 mirror: mirror.trim_end_matches('/').to_string(),
@@ -536,6 +549,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                 components: components.clone(),
                 include: include.clone(),
                 extra_suites: extra_suites.clone(),
+                packages: packages.clone(),
             }
         }
         BaseSpec::Local { path } => {
