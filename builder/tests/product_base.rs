@@ -269,9 +269,24 @@ fn boot_to_configured(firmware: &[&str], tag: &str) -> String {
         "bionic-base {tag}: configured {:.0?} after QEMU's start",
         start.elapsed()
     );
-    // cloud-init ran the seed (its modules' final line), and the kernel is bionic's.
-    assert!(console.contains("Cloud-init v. 23.1"), "{tag}: {console}");
-    assert!(console.contains("4.15.0-"), "{tag}: {console}");
+    // cloud-init 23.1 ran the seed, the NIC got QEMU's DHCP lease (netplan and networkd), no
+    // unit failed on the way (the release pocket's cloud-init never ran; without `locales`
+    // cloud-config failed), and the kernel is bionic's.
+    assert!(
+        console.contains("Cloud-init v. 23.1") && console.contains("running 'modules:config'"),
+        "{tag}: {console}"
+    );
+    assert!(
+        console
+            .lines()
+            .any(|l| l.contains("ci-info: |") && l.contains("| True |") && l.contains("10.0.2.15")),
+        "{tag}: no DHCP lease:\n{console}"
+    );
+    assert!(!console.contains("FAILED"), "{tag}: {console}");
+    assert!(
+        console.contains("Linux version 4.15.0-"),
+        "{tag}: {console}"
+    );
     console
 }
 
