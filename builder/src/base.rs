@@ -226,20 +226,37 @@ pub fn identify(
             variant,
             components,
             include,
+            extra_suites,
+            packages,
         } => {
             let keyring_hash = download::sha256_file(keyring)?;
+            let (components, include) = (components.join(","), include.join(","));
+            let mut parts = vec![
+                "debootstrap",
+                suite,
+                mirror,
+                variant,
+                &components,
+                &include,
+                &keyring_hash,
+            ];
+            // Appended only when there are some: the ids of bases without stay as they were.
+            let extra = extra_suites.join(",");
+            if !extra_suites.is_empty() {
+                parts.push(&extra);
+            }
+            let packages = format!("apt-get install {}", packages.join(","));
+            if packages != "apt-get install " {
+                parts.push(&packages);
+            }
             BaseId {
                 kind: "debootstrap",
-                sha256: hash_parts(&[
-                    "debootstrap",
-                    suite,
-                    mirror,
-                    variant,
-                    &components.join(","),
-                    &include.join(","),
-                    &keyring_hash,
-                ]),
-                source: format!("{suite} from {mirror}"),
+                sha256: hash_parts(&parts),
+                source: if extra_suites.is_empty() {
+                    format!("{suite} from {mirror}")
+                } else {
+                    format!("{suite} + {extra} from {mirror}")
+                },
                 file: None,
             }
         }
@@ -360,7 +377,17 @@ pub fn materialize(
             step.done();
             Ok(())
         }
-        (Base::Debootstrap { .. }, Inputs::Fetch { staging, mirrors }) => {
+        (
+            Base::Debootstrap {
+                extra_suites,
+                packages,
+                ..
+            },
+            Inputs::Fetch { staging, mirrors },
+        ) => {
+            if !extra_suites.is_empty() || !packages.is_empty() {
+                bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
+            }
             let rel = files
                 .file
                 .as_deref()
@@ -457,6 +484,7 @@ fn debootstrap(
         variant,
         components,
         include,
+        ..
     } = base
     else {
         unreachable!("called for debootstrap bases only")
@@ -519,6 +547,75 @@ fn debootstrap(
     Ok(())
 }
 
+/// Adds the base's extra suites to the tree's sources.list (the profile's mirror, the same
+/// components) and upgrades the tree from them with apt in a chroot: apt checks their
+/// Release files' signatures with the archive keyring debootstrap installed in the tree.
+fn upgrade_from_extra_suites(
+    base: &Base,
+    target: &Path,
+    opts: &MaterializeOptions,
+    reporter: &Reporter,
+) -> Result<()> {
+    let Base::Debootstrap {
+        suite,
+        mirror,
+        components,
+        extra_suites,
+        packages,
+        ..
+    } = base
+    else {
+        unreachable!("called for debootstrap bases only")
+    };
+    if extra_suites.is_empty() && packages.is_empty() {
+        return Ok(());
+    }
+    let list = target.join("etc/apt/sources.list");
+    let mut text =
+        std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    let components = if components.is_empty() {
+        "main".to_string()
+    } else {
+        components.join(" ")
+    };
+    for s in extra_suites {
+        text.push_str(&format!("deb {mirror} {s} {components}\n"));
+    }
+    std::fs::write(&list, text).with_context(|| format!("writing {}", list.display()))?;
+    let step = reporter.step(&format!(
+        "upgrading the base from {} and installing {} package(s) with apt (a few minutes)",
+        extra_suites.join(", "),
+        packages.len()
+    ));
+    let chroot = provision::Chroot::prepare(target, opts.inputs)?;
+    let mut env = chroot.env();
+    env.retain(|(k, _)| k != "LC_ALL");
+    let log = opts.log.with_extension("upgrade.log");
+    // "$@": the packages, as arguments (never parsed by the shell).
+    let mut args = vec![
+        "-ec".into(),
+        "apt-get update; apt-get -y dist-upgrade; \
+         if [ $# -gt 0 ]; then apt-get -y install --no-install-recommends \"$@\"; fi; \
+         apt-get clean"
+            .into(),
+        "sh".into(),
+    ];
+    args.extend(packages.iter().cloned());
+    provision::run(&provision::Step {
+        what: format!("apt-get dist-upgrade and install in the {} base", suite),
+        program: "/bin/sh",
+        args,
+        env,
+        chroot: Some(target),
+        binds: &[],
+        cwd: None,
+        log: &log,
+    })?;
+    chroot.restore()?;
+    step.done();
+    Ok(())
+}
+
 /// The debootstrap tree for these parameters (or from a bundle's tarball of .debs,
 /// `unpack`), made once and kept in the cache.
 fn debootstrap_cached(
@@ -529,9 +626,19 @@ fn debootstrap_cached(
     unpack: Option<&str>,
     reporter: &Reporter,
 ) -> Result<PathBuf> {
-    let Base::Debootstrap { suite, mirror, .. } = base else {
+    let Base::Debootstrap {
+        suite,
+        mirror,
+        extra_suites,
+        packages,
+        ..
+    } = base
+    else {
         unreachable!("called for debootstrap bases only")
     };
+    if (!extra_suites.is_empty() || !packages.is_empty()) && unpack.is_some() {
+        bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
+    }
     let dir = cache
         .bases()
         .join(format!("debootstrap-{suite}-{}", &id.sha256[..16]));
@@ -550,6 +657,7 @@ fn debootstrap_cached(
     let work = WorkDir::create(&cache.bases(), "debootstrap")?;
     let target = work.path().join("tree");
     debootstrap(base, unpack, opts.inputs.mirrors(), &target, opts, reporter)?;
+    upgrade_from_extra_suites(base, &target, opts, reporter)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
         let _ = std::fs::remove_file(&done);
@@ -589,6 +697,8 @@ mod tests {
             variant: "minbase".into(),
             components: vec![],
             include: include.iter().map(|s| s.to_string()).collect(),
+            extra_suites: vec![],
+            packages: vec![],
         };
         let mirrors = crate::mirror::Mirrors::default();
         let inputs = Inputs::Network(&mirrors);
@@ -600,6 +710,24 @@ mod tests {
         };
         assert_eq!(id(&base(&["a"])), id(&base(&["a"])));
         assert_ne!(id(&base(&["a"])), id(&base(&["a", "b"])));
+        // Extra suites are part of the id; without them the id is as it always was.
+        let mut upgraded = base(&["a"]);
+        if let Base::Debootstrap { extra_suites, .. } = &mut upgraded {
+            extra_suites.push("bookworm-updates".into());
+        }
+        assert_ne!(id(&base(&["a"])), id(&upgraded));
+        assert_eq!(
+            id(&base(&["a"])),
+            hash_parts(&[
+                "debootstrap",
+                "bookworm",
+                "http://deb.debian.org/debian",
+                "minbase",
+                "",
+                "a",
+                &download::sha256_file(&kr).unwrap(),
+            ])
+        );
         let e = materialize(
             &base(&["a"]),
             &identify(&base(&["a"]), &cache, &inputs, true, true)

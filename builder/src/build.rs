@@ -191,17 +191,33 @@ pub fn make_plan(
             variant,
             components,
             include,
+            extra_suites,
+            packages,
         } => BaseDescription {
             kind: "debootstrap",
             mirrored: mirrored(mirror),
             source: format!(
-                "{suite} from {mirror} (variant {variant}{}; include {})",
+                "{suite} from {mirror} (variant {variant}{}{}{}{})",
                 if components.is_empty() {
                     String::new()
                 } else {
                     format!(", components {}", components.join(","))
                 },
-                include.join(",")
+                if include.is_empty() {
+                    String::new()
+                } else {
+                    format!("; include {}", include.join(","))
+                },
+                if extra_suites.is_empty() {
+                    String::new()
+                } else {
+                    format!("; upgraded from {}", extra_suites.join(","))
+                },
+                if packages.is_empty() {
+                    String::new()
+                } else {
+                    format!("; then apt installs {}", packages.join(","))
+                }
             ),
             sha256: id.as_ref().map(|i| i.sha256.clone()),
             verified_by: format!(

@@ -69,6 +69,18 @@ pub enum BaseSpec {
         components: Vec<String>,
         #[serde(default)]
         include: Vec<String>,
+        /// More suites of the same mirror (e.g. "bionic-updates", "bionic-security"), added
+        /// to the tree's sources.list with the same components; the tree is then upgraded
+        /// from them with apt (which checks their signed Release files with the tree's own
+        /// archive keyring). Only for suites that no longer change (the cache keeps the
+        /// tree by its parameters).
+        #[serde(default)]
+        extra_suites: Vec<String>,
+        /// Packages installed with apt (without recommends) after that upgrade: apt resolves
+        /// virtual packages and takes the newest version of every suite, which debootstrap's
+        /// `include` does not.
+        #[serde(default)]
+        packages: Vec<String>,
     },
     /// A local directory or tarball, relative to the profile file.
     Local { path: PathBuf },
@@ -137,6 +149,8 @@ pub enum Base {
         variant: String,
         components: Vec<String>,
         include: Vec<String>,
+        extra_suites: Vec<String>,
+        packages: Vec<String>,
     },
     Local {
         path: PathBuf,
@@ -498,14 +512,20 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
             variant,
             components,
             include,
+            extra_suites,
+            packages,
         } => {
             check_url("mirror", mirror)?;
-            if suite.is_empty()
-                || !suite
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
+            let suite_name = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            if !suite_name(suite) {
                 bail!("base.suite: '{suite}' is not a suite name");
+            }
+            if let Some(s) = extra_suites.iter().find(|s| !suite_name(s)) {
+                bail!("base.extra_suites: '{s}' is not a suite name");
             }
             if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
                 bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
@@ -515,6 +535,12 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                     bail!("base.include: '{p}' is not a package name");
                 }
             }
+            if let Some(p) = packages
+                .iter()
+                .find(|p| p.is_empty() || p.starts_with('-') || p.contains([',', ' ']))
+            {
+                bail!("base.packages: '{p}' is not a package name");
+            }
             Base::Debootstrap {
                 suite: suite.clone(),
                 mirror: mirror.trim_end_matches('/').to_string(),
@@ -522,6 +548,8 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                 variant: variant.clone(),
                 components: components.clone(),
                 include: include.clone(),
+                extra_suites: extra_suites.clone(),
+                packages: packages.clone(),
             }
         }
         BaseSpec::Local { path } => {
@@ -725,6 +753,29 @@ formats = ["qcow2", "raw"]
         write(d.path(), "profiles/kr.gpg", "k");
         let ok = tarball("sha256sums = \"https://e.invalid/S\"\nsignature = \"https://e.invalid/S.gpg\"\nkeyring = \"kr.gpg\"");
         assert!(load_with(d.path(), &ok, &[]).is_ok());
+    }
+
+    #[test]
+    fn extra_suites_must_be_suite_names() {
+        let d = fixture();
+        write(d.path(), "profiles/kr.gpg", "k");
+        let deb = |extra: &str| {
+            GOOD.replace(
+                "kind = \"local\"\npath = \"tree\"",
+                &format!(
+                    "kind = \"debootstrap\"\nsuite = \"bionic\"\nmirror = \"http://archive.invalid/ubuntu\"\nkeyring = \"kr.gpg\"\n{extra}"
+                ),
+            )
+        };
+        assert!(
+            err(d.path(), &deb("extra_suites = [\"bionic-updates main\"]"))
+                .ends_with("base.extra_suites: 'bionic-updates main' is not a suite name")
+        );
+        let p = load_with(d.path(), &deb("extra_suites = [\"bionic-updates\"]"), &[]).unwrap();
+        let Base::Debootstrap { extra_suites, .. } = p.base else {
+            panic!("not a debootstrap base")
+        };
+        assert_eq!(extra_suites, ["bionic-updates"]);
     }
 
     #[test]

@@ -253,11 +253,23 @@ fn the_plan_resolves_offline_and_names_every_pin() {
     // variables, the outputs.
     assert!(text.starts_with(&format!("profile {NAME} (")), "{text}");
     let base = p.table["base"].as_table().unwrap();
-    for key in ["url", "sha256sums", "signature", "keyring"] {
+    for key in ["suite", "mirror", "keyring", "variant"] {
         let value = base[key].as_str().unwrap();
         assert!(
             text.contains(value),
             "the plan does not name base.{key} {value}:\n{text}"
+        );
+    }
+    for key in ["components", "extra_suites", "packages"] {
+        let list: Vec<&str> = base[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            text.contains(&list.join(",")),
+            "the plan does not name base.{key} {list:?}:\n{text}"
         );
     }
     let section = |name: &str| -> Vec<&str> {

@@ -74,11 +74,12 @@ fn the_appliance_without_network_stops_at_its_first_download_with_advice() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(
         errors,
-        vec![
-            "error: cannot download https://cloud-images.ubuntu.com/releases/bionic/release-20230607/SHA256SUMS \
-             (cannot resolve cloud-images.ubuntu.com): without a network, build from a bundle made by \
-             `appliance fetch` (--bundle DIR), or use a mirror you can reach (--mirror ubuntu-cloud-images=URL)"
-        ],
+        vec![format!(
+            "error: debootstrap bionic: cannot download http://archive.ubuntu.com/ubuntu/dists/bionic/Release: \
+             without a network, build from a bundle made by `appliance fetch` (--bundle DIR), or use a mirror \
+             you can reach (--mirror ubuntu=URL) (log {}/logs/01-base.log)",
+            out.display()
+        )],
         "{stderr}"
     );
     // Nothing half-written: no file in the cache, nothing in the output but the log.
@@ -96,8 +97,9 @@ fn plan_lists_every_component_of_the_appliance() {
         .unwrap_or_else(|| panic!("no components: section in\n{plan}"));
     for want in [
         "  base (the profile's [base])",
-        "    url https://cloud-images.ubuntu.com/releases/bionic/release-20230607/ubuntu-18.04-server-cloudimg-amd64-root.tar.xz",
-        "checked with gpgv against /usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
+        "    debootstrap bionic from http://archive.ubuntu.com/ubuntu (variant minbase, components main,universe;",
+        "upgraded from bionic-updates,bionic-security; then apt installs systemd-sysv,",
+        "verified by the Release signature, checked against /usr/share/keyrings/ubuntu-archive-keyring.gpg",
         "  mongodb-org 4.4.29 (overlay mongodb)",
         "    repository https://repo.mongodb.org/apt/ubuntu bionic/mongodb-org/4.4 multiverse",
         "    key fingerprint 20691EEC35216C63CAF66CE1656408E390CFB1F5",
@@ -123,7 +125,7 @@ fn plan_lists_every_component_of_the_appliance() {
     }
     let mirrors = plan.split("\nmirrors:\n").nth(1).unwrap_or_default();
     for want in [
-        "  ubuntu-cloud-images  https://cloud-images.ubuntu.com\n",
+        "  ubuntu               http://archive.ubuntu.com/ubuntu\n",
         "  mongodb              https://repo.mongodb.org/apt/ubuntu\n",
         "  npm                  https://registry.npmjs.org\n",
     ] {
@@ -131,7 +133,7 @@ fn plan_lists_every_component_of_the_appliance() {
     }
     // The plan's existing lines stay.
     for want in [
-        "base: tarball https://cloud-images.ubuntu.com/",
+        "base: debootstrap bionic from http://archive.ubuntu.com/ubuntu ",
         "\nsteps:\n",
         "\noutputs:\n",
     ] {
