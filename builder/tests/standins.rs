@@ -646,8 +646,13 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     );
     std::fs::create_dir_all(root.join("opt/rc")).unwrap();
     run_ok(Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(root.join("opt/rc")).arg("--no-same-owner"));
-    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).unwrap();
-    b.sh_ok("cd /opt/rc/bundle/programs/server && HOME=/tmp npm install --production --unsafe-perm=true --no-audit --no-fund");
+    // From the registry through serve.py's pass-through, as the build's --mirror npm= has it.
+    b.sh_ok(&format!(
+        "cd /opt/rc/bundle/programs/server && HOME=/tmp npm_config_registry={}/npm/ \
+         npm install --production --unsafe-perm=true --no-audit --no-fund",
+        s.base
+    ));
+    assert!(root.join("opt/rc/bundle/programs/server/node_modules/mongodb/package.json").exists());
 
     // mongod 3.6 with the overlay's configuration (another port), as replica set rs01.
     let port = common::free_port();
@@ -658,6 +663,9 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
         .replace("/var/log/mongodb/mongod.log", "/tmp/mongod.log");
     std::fs::write(root.join("etc/mongod-test.conf"), conf).unwrap();
     std::fs::create_dir_all(root.join("tmp/mongodb")).unwrap();
+    // The configuration's timeZoneInfo needs tzdata (in Ubuntu's images; not in a minbase
+    // debootstrap): mongod refuses to start without it.
+    b.sh_ok("apt-get install -y -q --no-install-recommends tzdata");
     let mut mongod = Command::new("chroot")
         .arg(&root)
         .args(["/usr/bin/mongod", "--config", "/etc/mongod-test.conf"])
@@ -690,6 +698,7 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
         cmd.arg(&root)
             .args(["/usr/local/bin/node", "/opt/rc/bundle/main.js"])
             .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .env("NODE_ENV", "production")
             .env("BIND_IP", "127.0.0.1")
             .env("PORT", rc_port.to_string())
