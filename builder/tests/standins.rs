@@ -147,11 +147,8 @@ impl Standins {
             ("prosody_repo", "prosody", ""),
             ("jitsi_repo", "jitsi", ""),
         ] {
-            let line = vars[repo_var].replacen(
-                &mirrors[mirror],
-                &format!("{}/{}", self.base, mirror),
-                1,
-            );
+            let line =
+                vars[repo_var].replacen(&mirrors[mirror], &format!("{}/{}", self.base, mirror), 1);
             out.push_str(&format!(
                 "deb [signed-by={}{opts}] {line}\n",
                 keyring.display()
@@ -205,11 +202,18 @@ fn pinned_packages() -> Vec<(&'static str, String)> {
     }
     out.push(("prosody", v["prosody_version"].clone()));
     out.push(("jitsi-meet", v["jitsi_meet_version"].clone()));
-    for p in ["jitsi-meet-web", "jitsi-meet-web-config", "jitsi-meet-prosody"] {
+    for p in [
+        "jitsi-meet-web",
+        "jitsi-meet-web-config",
+        "jitsi-meet-prosody",
+    ] {
         out.push((p, v["jitsi_meet_web_version"].clone()));
     }
     out.push(("jicofo", v["jicofo_version"].clone()));
-    out.push(("jitsi-videobridge2", v["jitsi_videobridge2_version"].clone()));
+    out.push((
+        "jitsi-videobridge2",
+        v["jitsi_videobridge2_version"].clone(),
+    ));
     out
 }
 
@@ -239,7 +243,10 @@ fn standin_repositories_are_signed_and_serve_every_pin() {
             "apt-cache",
             &["show", &format!("{package}={version}")],
         );
-        assert!(out.status.success(), "{package}={version} is not served: {out:?}");
+        assert!(
+            out.status.success(),
+            "{package}={version} is not served: {out:?}"
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("STAND-IN"), "{text}");
     }
@@ -293,7 +300,10 @@ fn standin_repositories_are_signed_and_serve_every_pin() {
         (lib.clone(), "fetch-pinned"),
         (lib.clone(), "apt-key-pinned"),
     ] {
-        write_exe(&bin.join(name), &std::fs::read_to_string(from.join(name)).unwrap());
+        write_exe(
+            &bin.join(name),
+            &std::fs::read_to_string(from.join(name)).unwrap(),
+        );
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let helper = |name: &str, args: &[&str]| -> Output {
@@ -318,12 +328,20 @@ fn standin_repositories_are_signed_and_serve_every_pin() {
         );
         assert!(out.status.success(), "{key_var}: {out:?}");
         // The real fingerprint of the profile is not the test key's: refused.
-        let real = format!("{key_var}").replace("_url", "_fingerprint");
+        let real = key_var.replace("_url", "_fingerprint");
         let out = helper(
             "apt-key-pinned",
-            &["keyring", &vars[key_var], &vars[&real], d.join("x").to_str().unwrap()],
+            &[
+                "keyring",
+                &vars[key_var],
+                &vars[&real],
+                d.join("x").to_str().unwrap(),
+            ],
         );
-        assert!(!out.status.success(), "{key_var} accepted with the real fingerprint");
+        assert!(
+            !out.status.success(),
+            "{key_var} accepted with the real fingerprint"
+        );
     }
     let sha = s
         .args()
@@ -382,13 +400,22 @@ impl Bionic {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
         let root = dir.path().join("root");
-        run_ok(Command::new("mount").args(["-t", "overlay", "overlay", "-o"]).arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            dir.path().join("upper").display(),
-            dir.path().join("work").display()
-        )).arg(&root));
-        run_ok(Command::new("mount").args(["-t", "proc", "proc"]).arg(root.join("proc")));
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o"])
+                .arg(format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.display(),
+                    dir.path().join("upper").display(),
+                    dir.path().join("work").display()
+                ))
+                .arg(&root),
+        );
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "proc", "proc"])
+                .arg(root.join("proc")),
+        );
         // Nothing starts in the chroot; sysctl would set the host's kernel.
         write_exe(&root.join("usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n");
         std::fs::remove_file(root.join("sbin/sysctl")).unwrap();
@@ -405,7 +432,10 @@ impl Bionic {
             .arg(self.root())
             .args(["/bin/sh", "-c", script])
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ))
     }
 
     fn sh_ok(&self, script: &str) -> String {
@@ -428,7 +458,10 @@ impl Bionic {
 impl Drop for Bionic {
     fn drop(&mut self) {
         let root = self.root();
-        let _ = Command::new("umount").arg("-l").arg(root.join("proc")).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(root.join("proc"))
+            .status();
         let _ = Command::new("umount").arg("-l").arg(&root).status();
     }
 }
@@ -495,7 +528,8 @@ fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
     let s = Standins::start();
     let b = Bionic::new();
     add_standin_sources(&b, &s);
-    let selections = repo().join("overlays/jitsi/files/usr/share/appliance/jitsi/debconf-selections");
+    let selections =
+        repo().join("overlays/jitsi/files/usr/share/appliance/jitsi/debconf-selections");
     std::fs::copy(&selections, b.root().join("tmp/selections")).unwrap();
     b.sh_ok("debconf-set-selections /tmp/selections");
     let pinned: Vec<String> = pinned_packages()
@@ -559,19 +593,31 @@ fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
         .lines()
         .find_map(|l| l.strip_prefix("JICOFO_AUTH_PASSWORD="))
         .unwrap();
-    assert!(b.read("/etc/jitsi/jicofo/jicofo.conf").contains(&format!("password: \"{focus_password}\"")));
+    assert!(b
+        .read("/etc/jitsi/jicofo/jicofo.conf")
+        .contains(&format!("password: \"{focus_password}\"")));
     let auth = format!("/var/lib/prosody/auth%2e{encoded}");
-    assert!(record_holds(&b.read(&format!("{auth}/accounts/focus.dat")), focus_password));
+    assert!(record_holds(
+        &b.read(&format!("{auth}/accounts/focus.dat")),
+        focus_password
+    ));
     let jvb = b.read("/etc/jitsi/videobridge/jvb.conf");
     let jvb_password = jvb
         .lines()
         .find_map(|l| l.trim().strip_prefix("PASSWORD = \""))
         .unwrap()
         .trim_end_matches('"');
-    assert!(record_holds(&b.read(&format!("{auth}/accounts/jvb.dat")), jvb_password));
-    assert!(b.read(&format!("{auth}/roster/focus.dat")).contains(&format!("focus.{DOMAIN}")));
+    assert!(record_holds(
+        &b.read(&format!("{auth}/accounts/jvb.dat")),
+        jvb_password
+    ));
+    assert!(b
+        .read(&format!("{auth}/roster/focus.dat"))
+        .contains(&format!("focus.{DOMAIN}")));
     let prosody = b.read(&format!("/etc/prosody/conf.avail/{DOMAIN}.cfg.lua"));
-    assert!(prosody.contains(&format!("unlimited_jids = {{ \"focus@auth.{DOMAIN}\", \"jvb@auth.{DOMAIN}\" }}")));
+    assert!(prosody.contains(&format!(
+        "unlimited_jids = {{ \"focus@auth.{DOMAIN}\", \"jvb@auth.{DOMAIN}\" }}"
+    )));
     assert!(prosody.contains("\"limits_exception\""));
     let turn = prosody
         .lines()
@@ -580,17 +626,27 @@ fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
         .trim_end_matches("\";");
     let config_dat = b.read("/var/cache/debconf/config.dat");
     assert!(config_dat.contains(&format!("Name: jitsi-meet-prosody/turn-secret\nTemplate: jitsi-meet-prosody/turn-secret\nValue: {turn}")), "turn secret not in debconf");
-    assert!(b.read("/var/cache/debconf/passwords.dat").contains(&format!("Value: {focus_password}")));
+    assert!(b
+        .read("/var/cache/debconf/passwords.dat")
+        .contains(&format!("Value: {focus_password}")));
     // Java (OpenJDK 11's keystore, rebuilt by update-ca-certificates' hook) trusts auth.<d>.
-    let keystore = b.sh_ok("keytool -list -keystore /etc/ssl/certs/java/cacerts -storepass changeit");
-    assert!(keystore.contains(&format!("auth.{DOMAIN}")), "Java does not trust auth.{DOMAIN}");
+    let keystore =
+        b.sh_ok("keytool -list -keystore /etc/ssl/certs/java/cacerts -storepass changeit");
+    assert!(
+        keystore.contains(&format!("auth.{DOMAIN}")),
+        "Java does not trust auth.{DOMAIN}"
+    );
     // nginx's site has SSI for the page's config include.
     let site = b.read(&format!("/etc/nginx/sites-available/{DOMAIN}.conf"));
     assert!(site.contains("ssi on;"));
-    assert!(b.read("/usr/share/jitsi-meet/index.html").contains("<!--#include virtual=\"/config.js\" -->"));
+    assert!(b
+        .read("/usr/share/jitsi-meet/index.html")
+        .contains("<!--#include virtual=\"/config.js\" -->"));
 
     // MongoDB: MongoDB's unit and configuration, the user, and Ubuntu's real shell and mongod.
-    assert!(b.read("/lib/systemd/system/mongod.service").contains("ExecStart=/usr/bin/mongod --config /etc/mongod.conf"));
+    assert!(b
+        .read("/lib/systemd/system/mongod.service")
+        .contains("ExecStart=/usr/bin/mongod --config /etc/mongod.conf"));
     b.sh_ok("getent passwd mongodb && test -d /var/lib/mongodb");
     let version = b.sh_ok("mongo --version && mongod --version");
     assert!(version.contains("v3.6"), "{version}");
@@ -603,9 +659,17 @@ fn download(url: &str, sha256: &str) -> PathBuf {
     let file = cache.join(sha256);
     if !file.exists() {
         let part = cache.join(format!("{sha256}.part"));
-        run_ok(Command::new("curl").args(["-fsSL", "-o"]).arg(&part).arg(url));
+        run_ok(
+            Command::new("curl")
+                .args(["-fsSL", "-o"])
+                .arg(&part)
+                .arg(url),
+        );
         let got = run_ok(Command::new("sha256sum").arg(&part));
-        assert!(got.starts_with(sha256), "{url}: SHA-256 {got}, not {sha256}");
+        assert!(
+            got.starts_with(sha256),
+            "{url}: SHA-256 {got}, not {sha256}"
+        );
         std::fs::rename(&part, &file).unwrap();
     }
     file
@@ -632,35 +696,64 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     let node_dir = format!("/opt/node-v{}-linux-x64", vars["node_version"]);
     let nd = root.join(node_dir.trim_start_matches('/'));
     std::fs::create_dir_all(nd.join("lib/node_modules/npm")).unwrap();
-    run_ok(Command::new("tar").arg("-xzf").arg(&node).arg("-C").arg(&nd).args(["--strip-components=1", "--no-same-owner"]));
-    run_ok(Command::new("tar").arg("-xzf").arg(&npm).arg("-C").arg(nd.join("lib/node_modules/npm")).args(["--strip-components=1", "--no-same-owner"]));
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&node)
+            .arg("-C")
+            .arg(&nd)
+            .args(["--strip-components=1", "--no-same-owner"]),
+    );
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&npm)
+            .arg("-C")
+            .arg(nd.join("lib/node_modules/npm"))
+            .args(["--strip-components=1", "--no-same-owner"]),
+    );
     b.sh_ok(&format!(
         "ln -sfn ../lib/node_modules/npm/bin/npm-cli.js {node_dir}/bin/npm && \
          ln -sfn {node_dir}/bin/node /usr/local/bin/node && ln -sfn {node_dir}/bin/npm /usr/local/bin/npm"
     ));
-    assert_eq!(b.sh_ok("node --version").trim(), format!("v{}", vars["node_version"]));
+    assert_eq!(
+        b.sh_ok("node --version").trim(),
+        format!("v{}", vars["node_version"])
+    );
 
     // The stand-in tarball, unpacked and installed as provision.sh does.
     let tarball = s.out().join("www/rocketchat").join(
-        vars["rocketchat_url"].trim_start_matches(&format!("{}/", profile_table("mirrors")["rocketchat"])),
+        vars["rocketchat_url"]
+            .trim_start_matches(&format!("{}/", profile_table("mirrors")["rocketchat"])),
     );
     std::fs::create_dir_all(root.join("opt/rc")).unwrap();
-    run_ok(Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(root.join("opt/rc")).arg("--no-same-owner"));
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(root.join("opt/rc"))
+            .arg("--no-same-owner"),
+    );
     // From the registry through serve.py's pass-through, as the build's --mirror npm= has it.
     b.sh_ok(&format!(
         "cd /opt/rc/bundle/programs/server && HOME=/tmp npm_config_registry={}/npm/ \
          npm install --production --unsafe-perm=true --no-audit --no-fund",
         s.base
     ));
-    assert!(root.join("opt/rc/bundle/programs/server/node_modules/mongodb/package.json").exists());
+    assert!(root
+        .join("opt/rc/bundle/programs/server/node_modules/mongodb/package.json")
+        .exists());
 
     // mongod 3.6 with the overlay's configuration (another port), as replica set rs01.
     let port = common::free_port();
-    let conf = std::fs::read_to_string(repo().join("overlays/mongodb/files/usr/share/appliance/mongodb/mongod.conf"))
-        .unwrap()
-        .replace("port: 27017", &format!("port: {port}"))
-        .replace("/var/lib/mongodb", "/tmp/mongodb")
-        .replace("/var/log/mongodb/mongod.log", "/tmp/mongod.log");
+    let conf = std::fs::read_to_string(
+        repo().join("overlays/mongodb/files/usr/share/appliance/mongodb/mongod.conf"),
+    )
+    .unwrap()
+    .replace("port: 27017", &format!("port: {port}"))
+    .replace("/var/lib/mongodb", "/tmp/mongodb")
+    .replace("/var/log/mongodb/mongod.log", "/tmp/mongod.log");
     std::fs::write(root.join("etc/mongod-test.conf"), conf).unwrap();
     std::fs::create_dir_all(root.join("tmp/mongodb")).unwrap();
     // The configuration's timeZoneInfo needs tzdata (in Ubuntu's images; not in a minbase
@@ -679,17 +772,30 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
         }
     }
     let _mongod = Kill(&mut mongod);
-    let mongo = |js: &str| b.sh(&format!("mongo --quiet --norc --port {port} admin --eval '{js}'"));
+    let mongo = |js: &str| {
+        b.sh(&format!(
+            "mongo --quiet --norc --port {port} admin --eval '{js}'"
+        ))
+    };
     let start = Instant::now();
     while !mongo("db.adminCommand({ping: 1}).ok").status.success() {
-        assert!(start.elapsed() < Duration::from_secs(60), "mongod did not start: {}", b.read("/tmp/mongod.log"));
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "mongod did not start: {}",
+            b.read("/tmp/mongod.log")
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let out = mongo(&format!(
         "var r = rs.initiate({{_id: \"rs01\", members: [{{_id: 0, host: \"127.0.0.1:{port}\"}}]}}); \
          for (var i = 0; i < 60 && !db.isMaster().ismaster; i++) sleep(500); print(db.isMaster().ismaster)"
     ));
-    assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with("true"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with("true"),
+        "{out:?}"
+    );
 
     // The server, as rocketchat.service runs it.
     let rc_port = common::free_port();
@@ -703,8 +809,14 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
             .env("BIND_IP", "127.0.0.1")
             .env("PORT", rc_port.to_string())
             .env("ROOT_URL", "https://chat.example.com/chat/")
-            .env("MONGO_URL", format!("mongodb://127.0.0.1:{port}/rocketchat?replicaSet=rs01"))
-            .env("MONGO_OPLOG_URL", format!("mongodb://127.0.0.1:{port}/{oplog_db}?replicaSet=rs01"))
+            .env(
+                "MONGO_URL",
+                format!("mongodb://127.0.0.1:{port}/rocketchat?replicaSet=rs01"),
+            )
+            .env(
+                "MONGO_OPLOG_URL",
+                format!("mongodb://127.0.0.1:{port}/{oplog_db}?replicaSet=rs01"),
+            )
             .env("ADMIN_USERNAME", "boss")
             .env("ADMIN_PASS", "s3cret pass")
             .env("ADMIN_EMAIL", "boss@example.com")
@@ -718,7 +830,9 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     };
     let base = format!("http://127.0.0.1:{rc_port}/chat");
     let curl = |args: &[&str]| -> (String, String) {
-        let out = run(Command::new("curl").args(["-sS", "-w", "\n%{http_code}"]).args(args));
+        let out = run(Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}"])
+            .args(args));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap();
         (code.to_string(), body.to_string())
@@ -729,10 +843,18 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut err = String::new();
                 use std::io::Read;
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("the stand-in Rocket.Chat exited ({status}): {err}");
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "Rocket.Chat did not answer");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "Rocket.Chat did not answer"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     };
@@ -745,29 +867,75 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     wait_up(&mut rc);
     let (code, body) = curl(&[&format!("{base}/api/info")]);
     assert_eq!(code, "200");
-    assert!(body.contains(&format!("\"version\":\"{}\"", vars["rocketchat_version"])), "{body}");
-    assert_eq!(curl(&[&format!("http://127.0.0.1:{rc_port}/api/info")]).0, "404", "served outside ROOT_URL's path");
+    assert!(
+        body.contains(&format!("\"version\":\"{}\"", vars["rocketchat_version"])),
+        "{body}"
+    );
+    assert_eq!(
+        curl(&[&format!("http://127.0.0.1:{rc_port}/api/info")]).0,
+        "404",
+        "served outside ROOT_URL's path"
+    );
     assert_eq!(setting("Site_Url"), "\"https://chat.example.com/chat/\"");
     assert_eq!(setting("Show_Setup_Wizard"), "\"completed\"");
     // A wrong password: 401. The right one: a token, and /me is the administrator.
-    let (code, _) = curl(&["-H", "Content-Type: application/json", "-d", "{\"user\":\"boss\",\"password\":\"wrong\"}", &format!("{base}/api/v1/login")]);
+    let (code, _) = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"user\":\"boss\",\"password\":\"wrong\"}",
+        &format!("{base}/api/v1/login"),
+    ]);
     assert_eq!(code, "401");
-    let (code, body) = curl(&["-H", "Content-Type: application/json", "-d", "{\"user\":\"boss\",\"password\":\"s3cret pass\"}", &format!("{base}/api/v1/login")]);
+    let (code, body) = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"user\":\"boss\",\"password\":\"s3cret pass\"}",
+        &format!("{base}/api/v1/login"),
+    ]);
     assert_eq!(code, "200", "{body}");
     let login: serde_json::Value = serde_json::from_str(&body).unwrap();
     let token = login["data"]["authToken"].as_str().unwrap().to_string();
     let uid = login["data"]["userId"].as_str().unwrap().to_string();
-    let auth = [format!("X-Auth-Token: {token}"), format!("X-User-Id: {uid}")];
+    let auth = [
+        format!("X-Auth-Token: {token}"),
+        format!("X-User-Id: {uid}"),
+    ];
     let (code, body) = curl(&["-H", &auth[0], "-H", &auth[1], &format!("{base}/api/v1/me")]);
     assert_eq!(code, "200");
     let me: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(me["username"], "boss");
     assert_eq!(me["emails"][0]["address"], "boss@example.com");
     // A setting without the second factor, or with a wrong one: refused, unchanged.
-    let (code, body) = curl(&["-H", &auth[0], "-H", &auth[1], "-H", "Content-Type: application/json", "-d", "{\"value\":true}", &format!("{base}/api/v1/settings/Jitsi_Enabled")]);
+    let (code, body) = curl(&[
+        "-H",
+        &auth[0],
+        "-H",
+        &auth[1],
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"value\":true}",
+        &format!("{base}/api/v1/settings/Jitsi_Enabled"),
+    ]);
     assert_eq!(code, "400");
     assert!(body.contains("totp-required"), "{body}");
-    let (code, body) = curl(&["-H", &auth[0], "-H", &auth[1], "-H", "x-2fa-method: password", "-H", "x-2fa-code: 00", "-H", "Content-Type: application/json", "-d", "{\"value\":true}", &format!("{base}/api/v1/settings/Jitsi_Enabled")]);
+    let (code, body) = curl(&[
+        "-H",
+        &auth[0],
+        "-H",
+        &auth[1],
+        "-H",
+        "x-2fa-method: password",
+        "-H",
+        "x-2fa-code: 00",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"value\":true}",
+        &format!("{base}/api/v1/settings/Jitsi_Enabled"),
+    ]);
     assert_eq!(code, "400");
     assert!(body.contains("totp-invalid"), "{body}");
     assert_eq!(setting("Jitsi_Enabled"), "false");
@@ -778,7 +946,10 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     let out = run(Command::new("sh")
         .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
         .env("APPLIANCE_FIRSTBOOT_STATE", &state)
-        .env("APPLIANCE_ROCKETCHAT_JITSI_STATE", s.dir.path().join("rc-jitsi.state"))
+        .env(
+            "APPLIANCE_ROCKETCHAT_JITSI_STATE",
+            s.dir.path().join("rc-jitsi.state"),
+        )
         .env("PORT", rc_port.to_string())
         .env("ROOT_URL", "https://chat.example.com/chat/")
         .env("ADMIN_USERNAME", "boss")
@@ -803,7 +974,13 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     assert_eq!(setting("Site_Url"), "\"https://chat.example.com/chat/\"");
     let _ = rc.kill();
     let _ = rc.wait();
-    let mut rc = start_rc(&[("OVERWRITE_SETTING_Site_Url", "https://new.example.com/chat/")], "local");
+    let mut rc = start_rc(
+        &[(
+            "OVERWRITE_SETTING_Site_Url",
+            "https://new.example.com/chat/",
+        )],
+        "local",
+    );
     wait_up(&mut rc);
     assert_eq!(setting("Site_Url"), "\"https://new.example.com/chat/\"");
     // One administrator, however many starts.
@@ -816,10 +993,16 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     let rc = start_rc(&[], "rocketchat");
     let out = rc.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MONGO_OPLOG_URL"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MONGO_OPLOG_URL"),
+        "{out:?}"
+    );
     // A bundle for another Node.js major: refused at start.
     std::fs::write(root.join("opt/rc/bundle/.node_version.txt"), "v12.22.1\n").unwrap();
     let out = start_rc(&[], "local").wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs Node.js 12.x"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs Node.js 12.x"),
+        "{out:?}"
+    );
 }
