@@ -101,7 +101,7 @@ impl Chroot {
                 MIRROR_TOOL.as_bytes(),
                 0o755,
             )?;
-            for tool in ["apt-get", "apt"] {
+            for tool in ["apt-get", "apt", "apt-cache"] {
                 c.place(
                     &format!("{BUILD_DIR}/bin/{tool}"),
                     APT_MIRRORED.as_bytes(),

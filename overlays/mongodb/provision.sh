@@ -24,8 +24,10 @@ pinned=
 for p in $packages; do
 	pinned="$pinned $p=$version"
 done
+# tzdata: our mongod.conf's processManagement.timeZoneInfo reads /usr/share/zoneinfo, which
+# mongod refuses to start without and minbase does not have.
 # shellcheck disable=SC2086 # one word per package
-apt-get install -q --no-install-recommends $pinned
+apt-get install -q --no-install-recommends $pinned tzdata
 # shellcheck disable=SC2086
 apt-mark hold $packages
 
