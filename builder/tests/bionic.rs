@@ -596,6 +596,52 @@ fn units_to_verify(p: &ProfileData) -> Vec<String> {
     units
 }
 
+/// systemd 237 (18.04) refuses `systemctl enable` of a unit that has a symbolic link in its
+/// drop-in directory ("Failed to lookup unit file state: Invalid argument"; newer systemd,
+/// which the test above runs, accepts it), so the product's provisioning stopped at the
+/// rocketchat overlay when the admin and Jitsi units shared rocketchat.service's drop-in that
+/// way. Every unit and drop-in the overlays ship is a file of its own (links in *.wants/
+/// enable units, as `systemctl enable` makes them).
+#[test]
+fn no_unit_or_drop_in_of_the_overlays_is_a_link() {
+    let p = profile_data();
+    let mut seen = 0;
+    for (overlay, rel) in unit_files(&p) {
+        // Links in *.wants/ are how a unit is enabled: those are systemd's own.
+        if rel.parent().unwrap().to_string_lossy().ends_with(".wants") {
+            continue;
+        }
+        let path = repo()
+            .join("overlays")
+            .join(&overlay)
+            .join("files")
+            .join(&rel);
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "overlay {overlay}: /{} is not a regular file (systemd 237 cannot enable its unit)",
+            rel.display()
+        );
+        seen += 1;
+    }
+    // Its directories too: a linked drop-in directory is the same link.
+    for o in &p.overlays {
+        let system = repo()
+            .join("overlays")
+            .join(o)
+            .join("files/etc/systemd/system");
+        for entry in std::fs::read_dir(&system).into_iter().flatten() {
+            let entry = entry.unwrap();
+            assert!(
+                !entry.file_type().unwrap().is_symlink(),
+                "overlay {o}: {} is a link",
+                entry.path().display()
+            );
+        }
+    }
+    assert!(seen > 10, "only {seen} units and drop-ins found");
+}
+
 #[test]
 fn systemd_analyze_verifies_every_unit_of_the_overlays() {
     let p = profile_data();
@@ -630,8 +676,7 @@ fn systemd_analyze_verifies_every_unit_of_the_overlays() {
         }
     }
 
-    // The drop-in appliance-firstboot writes for rocketchat.service (which the units of the
-    // admin and the Jitsi app set-up read through their links): its golden files, from an
+    // The drop-in appliance-firstboot writes for rocketchat.service: its golden files, from an
     // external MongoDB with credentials to an administrator's password with quotes and `%`.
     let golden = repo().join("firstboot/tests/golden");
     let dropin = root.join("etc/systemd/system/rocketchat.service.d/appliance.conf");
