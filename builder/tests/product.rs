@@ -1,0 +1,263 @@
+//! The product itself (issue 15, point 4): profiles/rocketchat-jitsi-bionic.toml built with
+//! `scripts/build-standin-product` (the vendor payloads stood in, everything else the real
+//! thing: tests/standins/README.md), with one overlay added, `test-report` (the guest's own
+//! report on its serial console), and booted under OVMF with Secure Boot enforcing (bionic's
+//! own signed shim, GRUB and kernel) with a NoCloud seed. Checked from outside the VM (debugfs,
+//! objdump) and from the guest's report:
+//!
+//! - the OS in the image is Ubuntu 18.04, and the firstboot binary needs nothing newer than
+//!   glibc 2.27;
+//! - appliance-firstboot applied the user-data; the replica set is initiated and its member
+//!   primary; Rocket.Chat stored Site_Url from the drop-in's ROOT_URL and the six Jitsi
+//!   settings the appliance's own unit sets over REST;
+//! - nginx serves Jitsi Meet's page with its configuration included (server-side include);
+//! - OpenJDK 11's keystore trusts the auth certificate firstboot made for the name;
+//! - ufw 0.36 has exactly the profile's rules.
+//!
+//! The profile's [base] is product_base.rs's, so the debootstrapped base is shared through the
+//! cache. Every test's name starts with `product_`.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+const DNS: &str = "meet.product.test";
+
+/// The product profile with `test-report` added (and only qcow2 made), in `dir`.
+fn test_profile(dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(repo().join("profiles/rocketchat-jitsi-bionic.toml")).unwrap();
+    let mut out = String::new();
+    let mut replaced = 0;
+    for line in text.lines() {
+        if line.starts_with("name = ") {
+            out.push_str("name = \"product-test\"\n");
+            out.push_str(&format!(
+                "overlays_dir = \"{}\"\n",
+                repo().join("overlays").display()
+            ));
+            replaced += 1;
+        } else if let Some(list) = line.strip_prefix("overlays = [") {
+            out.push_str(&format!(
+                "overlays = [{}, \"test-report\"]\n",
+                list.trim_end_matches(']')
+            ));
+            replaced += 1;
+        } else if line.starts_with("formats = ") {
+            out.push_str("formats = [\"qcow2\"]\n");
+            replaced += 1;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert_eq!(
+        replaced, 3,
+        "the product profile's name, overlays or formats line moved"
+    );
+    let path = dir.join("product-test.toml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// The built qcow2 (once for this file's tests).
+fn image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = scratch("product").keep();
+        let profile = test_profile(&dir);
+        let out = dir.join("out");
+        let mut cmd = tool("bash");
+        cmd.arg(repo().join("scripts/build-standin-product"))
+            .arg(&profile)
+            .arg(&out)
+            .env("APPLIANCE", env!("CARGO_BIN_EXE_appliance"));
+        let start = Instant::now();
+        run_ok(&mut cmd);
+        eprintln!("product: built in {:.0?}", start.elapsed());
+        out.join("product-test.qcow2")
+    })
+}
+
+/// The image's root file system (once for this file's tests).
+fn root() -> &'static ImageRoot {
+    static ROOT: OnceLock<ImageRoot> = OnceLock::new();
+    ROOT.get_or_init(|| ImageRoot::new(image(), "product-raw"))
+}
+
+#[test]
+#[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
+fn product_image_is_ubuntu_18_04_and_its_firstboot_needs_glibc_2_27() {
+    let os = root().debugfs("cat /usr/lib/os-release");
+    assert!(os.lines().any(|l| l == "ID=ubuntu"), "{os}");
+    assert!(os.lines().any(|l| l == "VERSION_ID=\"18.04\""), "{os}");
+    root().assert_firstboot_needs_at_most_glibc_2_27();
+}
+
+/// The guest's reports: (key, value) of each `APPLIANCE-REPORT key value` line.
+fn reports(console: &str) -> Vec<(String, String)> {
+    console
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line
+                .trim_end_matches('\r')
+                .split_once("APPLIANCE-REPORT ")?;
+            let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+fn all<'a>(reports: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    reports
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn one<'a>(reports: &'a [(String, String)], key: &str, console: &str) -> &'a str {
+    all(reports, key)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no {key} report in:\n{console}"))
+}
+
+#[test]
+#[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
+fn product_boots_under_secure_boot_and_configures_every_service() {
+    let dir = scratch("product-boot");
+    let ud = dir.path().join("user-data");
+    std::fs::write(
+        &ud,
+        format!("#cloud-config\nappliance:\n  dns_name: {DNS}\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("serial.log");
+    let start = Instant::now();
+    let out = appliance()
+        .arg("boot")
+        .arg(image())
+        .args(["--uefi", "--secure-boot", "--user-data"])
+        .arg(&ud)
+        .args(["--timeout", "1500", "--expect", "APPLIANCE-REPORT END"])
+        .arg("--serial-log")
+        .arg(&log)
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    assert!(
+        out.status.success(),
+        "no report ({}): {}\nlast lines:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        console
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!(
+        "product: reported {:.0?} after QEMU's start",
+        start.elapsed()
+    );
+    let r = reports(&console);
+    // All of them, for whoever reads a failure below.
+    for (k, v) in &r {
+        eprintln!("report {k} {v}");
+    }
+    let get = |key: &str| one(&r, key, &console);
+
+    // bionic's own signed chain under Secure Boot enforcing.
+    assert!(console.contains("Secure boot enabled"), "{console}");
+    assert!(console.contains("Linux version 4.15.0-"), "{console}");
+    assert_eq!(get("os"), "ubuntu 18.04");
+    assert_eq!(get("firstboot"), "success exit=0", "{console}");
+    assert_eq!(get("hostname"), DNS);
+
+    // MongoDB: the replica set rs01 is initiated and its one member primary.
+    assert_eq!(get("active-mongod"), "active", "{console}");
+    assert_eq!(get("mongo-rs"), "127.0.0.1:27017 PRIMARY", "{console}");
+    for unit in [
+        "appliance-mongo-rs",
+        "appliance-rocketchat-admin",
+        "appliance-rocketchat-jitsi",
+    ] {
+        assert_eq!(
+            get(&format!("result-{unit}")),
+            "success active",
+            "{unit}: {console}"
+        );
+    }
+    assert_eq!(get("active-rocketchat"), "active", "{console}");
+
+    // Rocket.Chat: Site_Url from the drop-in's ROOT_URL, and the Jitsi settings the
+    // appliance's unit set over REST.
+    let settings: BTreeSet<&str> = all(&r, "rc-setting").into_iter().collect();
+    for want in [
+        format!("Site_Url=https://{DNS}:3000/"),
+        "Jitsi_Enabled=true".to_owned(),
+        format!("Jitsi_Domain={DNS}"),
+        "Jitsi_SSL=true".to_owned(),
+    ] {
+        assert!(
+            settings.contains(want.as_str()),
+            "{want} not in {settings:?}"
+        );
+    }
+
+    // nginx serves Jitsi Meet's page with its configuration included for this name.
+    let page = get("jitsi-page");
+    assert!(
+        page.contains(" config=1 ") || page.contains(" config=2 "),
+        "{page}"
+    );
+    assert!(page.ends_with("includes-left=0"), "{page}");
+    assert_eq!(get("jitsi-page-domain"), format!("domain: \"{DNS}\""));
+    assert_eq!(get("nginx-t"), "ok");
+
+    // OpenJDK's keystore has the auth certificate firstboot made, by its fingerprint.
+    let fpr = get("auth-cert-sha256");
+    assert_eq!(fpr.len(), 95, "{fpr}");
+    let keystore = all(&r, "java-keystore").join("\n");
+    assert!(
+        keystore.contains(&format!("auth.{DNS}")) && keystore.contains(fpr),
+        "auth.{DNS} ({fpr}) not trusted by Java:\n{keystore}"
+    );
+
+    // ufw: active, and exactly the profile's rules.
+    let ufw = all(&r, "ufw");
+    assert!(ufw.contains(&"Status: active"), "{ufw:?}");
+    let plan = run_ok(
+        appliance()
+            .arg("plan")
+            .arg(repo().join("profiles/rocketchat-jitsi-bionic.toml"))
+            .arg("--json"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let allowed = v["variables"]["ufw_allow"]
+        .as_str()
+        .expect("the plan shows ufw_allow");
+    let mut want = BTreeSet::new();
+    for rule in allowed.split_whitespace() {
+        want.insert(format!("{rule} ALLOW IN Anywhere"));
+        want.insert(format!("{rule} (v6) ALLOW IN Anywhere (v6)"));
+    }
+    // The rules: the lines after `ufw status verbose`'s "--" line.
+    let got: BTreeSet<String> = ufw
+        .iter()
+        .skip_while(|l| !l.starts_with("--"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(got, want, "{ufw:?}");
+}
