@@ -22,9 +22,13 @@ pub fn test_tree() -> PathBuf {
     p
 }
 
-/// Scratch space on the disk (outputs are GiBs; /tmp may be small or in memory).
+/// Scratch space on the disk (outputs are GiBs; /tmp may be small or in memory):
+/// /var/tmp/appliance-tests, which scripts/test empties before and after its run, or
+/// $APPLIANCE_TEST_SCRATCH (a run by hand beside scripts/test's).
 pub fn scratch(name: &str) -> tempfile::TempDir {
-    let base = Path::new("/var/tmp/appliance-tests");
+    let base = std::env::var_os("APPLIANCE_TEST_SCRATCH")
+        .map_or_else(|| PathBuf::from("/var/tmp/appliance-tests"), PathBuf::from);
+    let base = base.as_path();
     std::fs::create_dir_all(base).unwrap();
     tempfile::Builder::new()
         .prefix(name)
