@@ -363,6 +363,7 @@ fn product_s5_reboot_with_the_same_user_data_changes_nothing() {
     assert_services_run(&first, "success exit=0");
     let cert = first.served_chain(443, DNS);
     let files = first.reports.get("files");
+    let mtimes: BTreeSet<String> = first.reports.all("file-mtime").into_iter().collect();
     drop(first);
 
     let second = guest.boot(&seed);
@@ -374,10 +375,13 @@ fn product_s5_reboot_with_the_same_user_data_changes_nothing() {
         "{log:?}"
     );
     // Every file firstboot writes has the same modification time (and there are as many).
+    let again: BTreeSet<String> = second.reports.all("file-mtime").into_iter().collect();
     assert_eq!(
         second.reports.get("files"),
         files,
-        "a second boot rewrote files"
+        "a second boot rewrote files: before {:?}, after {:?}",
+        mtimes.difference(&again).collect::<Vec<_>>(),
+        again.difference(&mtimes).collect::<Vec<_>>()
     );
     assert_eq!(second.served_chain(443, DNS), cert);
     // The oneshot's own time is a figure (BENCHMARKS.md), not asserted. The report also ran
