@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+pub mod guest;
+
 /// The Debian 12 tree made by scripts/make-test-tree; scripts/test exports its path.
 pub fn test_tree() -> PathBuf {
     let p = std::env::var_os("APPLIANCE_TEST_TREE").expect(
@@ -20,9 +22,13 @@ pub fn test_tree() -> PathBuf {
     p
 }
 
-/// Scratch space on the disk (outputs are GiBs; /tmp may be small or in memory).
+/// Scratch space on the disk (outputs are GiBs; /tmp may be small or in memory):
+/// /var/tmp/appliance-tests, which scripts/test empties before and after its run, or
+/// $APPLIANCE_TEST_SCRATCH (a run by hand beside scripts/test's).
 pub fn scratch(name: &str) -> tempfile::TempDir {
-    let base = Path::new("/var/tmp/appliance-tests");
+    let base = std::env::var_os("APPLIANCE_TEST_SCRATCH")
+        .map_or_else(|| PathBuf::from("/var/tmp/appliance-tests"), PathBuf::from);
+    let base = base.as_path();
     std::fs::create_dir_all(base).unwrap();
     tempfile::Builder::new()
         .prefix(name)
@@ -135,6 +141,8 @@ pub fn debian12_profile(dir: &Path, disk: &str) -> PathBuf {
 pub struct TestVm {
     pub vm: Vm,
     pub serial: PathBuf,
+    /// How long each wait on the serial console may take (7 minutes unless set).
+    pub wait: Duration,
     _dir: tempfile::TempDir,
 }
 
@@ -146,15 +154,48 @@ impl TestVm {
         forwards: Vec<Forward>,
         snapshot: bool,
     ) -> TestVm {
+        // QEMU's own default model, which the suite's boot times were measured with.
+        TestVm::start_spec(
+            image,
+            firmware,
+            1024,
+            Some("qemu64".into()),
+            seed,
+            forwards,
+            snapshot,
+        )
+    }
+
+    /// A VM on `image` itself (not a snapshot) with `memory_mib` and the CPU model `cpu`
+    /// (None: the accelerator's default).
+    pub fn start_sized(
+        image: &Path,
+        firmware: Firmware,
+        memory_mib: u32,
+        cpu: Option<String>,
+        seed: Option<PathBuf>,
+        forwards: Vec<Forward>,
+    ) -> TestVm {
+        TestVm::start_spec(image, firmware, memory_mib, cpu, seed, forwards, false)
+    }
+
+    fn start_spec(
+        image: &Path,
+        firmware: Firmware,
+        memory_mib: u32,
+        cpu: Option<String>,
+        seed: Option<PathBuf>,
+        forwards: Vec<Forward>,
+        snapshot: bool,
+    ) -> TestVm {
         let dir = scratch("vm");
         let serial = dir.path().join("serial.log");
         let spec = VmSpec {
             image: image.to_path_buf(),
             firmware,
-            memory_mib: 1024,
+            memory_mib,
             cpus: 1,
-            // QEMU's own default model, which the suite's boot times were measured with.
-            cpu: Some("qemu64".into()),
+            cpu,
             seed,
             forwards,
             snapshot,
@@ -165,13 +206,14 @@ impl TestVm {
         TestVm {
             vm,
             serial,
+            wait: Duration::from_secs(420),
             _dir: dir,
         }
     }
 
-    /// The first serial line containing `needle`, waiting up to 7 minutes (TCG).
+    /// The first serial line containing `needle`, waiting up to `wait` (7 minutes: TCG).
     pub fn wait_for(&mut self, needle: &str) -> String {
-        let limit = Duration::from_secs(420);
+        let limit = self.wait;
         self.vm
             .wait_for(&self.serial, needle, limit)
             .unwrap_or_else(|| {
@@ -193,7 +235,7 @@ impl TestVm {
     /// The first serial line for which `matches` holds, waiting as [`TestVm::wait_for`] does;
     /// `what` says in the panic what was waited for.
     pub fn wait_for_match(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        let limit = Duration::from_secs(420);
+        let limit = self.wait;
         self.vm
             .wait_for_line(&self.serial, limit, matches)
             .unwrap_or_else(|| {
