@@ -423,6 +423,46 @@ fn s4_bad_user_data_keeps_the_last_good_configuration() {
 }
 
 /// Scenario 7: a disk grown before the first boot: the root file system fills it.
+/// Scenario 5: a reboot with the same user-data rewrites nothing. (On the product image it
+/// found a file rewritten after the first report, not yet explained: it stays here until then.)
+#[test]
+#[ignore = "builds profiles/debian12-test.toml and boots it under QEMU; run by scripts/test"]
+fn s5_reboot_with_the_same_user_data_changes_nothing() {
+    let mut guest = Guest::new(image(), "5");
+    let seed = guest.seed(&user_data(DNS, ""), "iid-s5");
+    let first = guest.boot(&seed);
+    assert_services_run(&first, "success exit=0");
+    let cert = first.served_chain(443, DNS);
+    let files = first.reports.get("files");
+    let mtimes: BTreeSet<String> = first.reports.all("file-mtime").into_iter().collect();
+    drop(first);
+
+    let second = guest.boot(&seed);
+    assert_services_run(&second, "success exit=0");
+    let log = second.reports.all("firstboot-log");
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].starts_with("up to date: instance iid-s5 "),
+        "{log:?}"
+    );
+    // Every file firstboot writes has the same modification time (and there are as many).
+    let again: BTreeSet<String> = second.reports.all("file-mtime").into_iter().collect();
+    assert_eq!(
+        second.reports.get("files"),
+        files,
+        "a second boot rewrote files: before {:?}, after {:?}",
+        mtimes.difference(&again).collect::<Vec<_>>(),
+        again.difference(&mtimes).collect::<Vec<_>>()
+    );
+    assert_eq!(second.served_chain(443, DNS), cert);
+    // The oneshot's own time is a figure (BENCHMARKS.md), not asserted. The report also ran
+    // it once more, warm (a second run that must succeed and write nothing either).
+    for key in ["firstboot-us", "firstboot-warm-us"] {
+        let us: u64 = second.reports.get(key).parse().unwrap_or(0);
+        assert!(us > 0, "{key}: {:?}", second.reports);
+    }
+}
+
 #[test]
 #[ignore = "builds profiles/debian12-test.toml and boots it under QEMU; run by scripts/test"]
 fn s7_grown_disk_is_filled_by_the_root_file_system() {

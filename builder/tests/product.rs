@@ -353,47 +353,6 @@ fn product_s2_self_signed_certificate() {
     assert_eq!(ufw_rules(&boot.reports.all("ufw")), want);
 }
 
-/// Scenario 5 (moved from e2e.rs): a reboot with the same user-data rewrites nothing.
-#[test]
-#[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
-fn product_s5_reboot_with_the_same_user_data_changes_nothing() {
-    let mut guest = Guest::new(machine(), "product-5");
-    let seed = guest.seed(&user_data(DNS, ""), "iid-product-s5");
-    let first = guest.boot(&seed);
-    assert_services_run(&first, "success exit=0");
-    let cert = first.served_chain(443, DNS);
-    let files = first.reports.get("files");
-    let mtimes: BTreeSet<String> = first.reports.all("file-mtime").into_iter().collect();
-    drop(first);
-
-    let second = guest.boot(&seed);
-    assert_services_run(&second, "success exit=0");
-    let log = second.reports.all("firstboot-log");
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(
-        log[0].starts_with("up to date: instance iid-product-s5 "),
-        "{log:?}"
-    );
-    // Every file firstboot writes has the same modification time (and there are as many).
-    let again: BTreeSet<String> = second.reports.all("file-mtime").into_iter().collect();
-    assert_eq!(
-        second.reports.get("files"),
-        files,
-        "a second boot rewrote files: before {:?}, after {:?}",
-        mtimes.difference(&again).collect::<Vec<_>>(),
-        again.difference(&mtimes).collect::<Vec<_>>()
-    );
-    assert_eq!(second.served_chain(443, DNS), cert);
-    // The oneshot's own time is a figure (BENCHMARKS.md), not asserted. The report also ran
-    // it once more, warm (a second run that must succeed and write nothing either).
-    for key in ["firstboot-us", "firstboot-warm-us"] {
-        let us: u64 = second.reports.get(key).parse().unwrap_or(0);
-        assert!(us > 0, "{key}: {:?}", second.reports);
-    }
-    // The product's own units ran again and the replica set is still primary.
-    assert_eq!(second.reports.get("mongo-rs"), "127.0.0.1:27017 PRIMARY");
-}
-
 /// Scenario 6 (moved from e2e.rs): two machines from one image share no identity or secret.
 /// (The product's prosody is a stand-in, not an XMPP server: the XMPP logins the Debian 12
 /// image checked are not tried here; the accounts, passwords and certificates are compared.)
