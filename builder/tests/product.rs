@@ -110,9 +110,9 @@ fn profile_rules() -> Vec<String> {
 }
 
 /// The image's root file system (once for this file's tests).
-fn root() -> &'static ImageRoot {
-    static ROOT: OnceLock<ImageRoot> = OnceLock::new();
-    ROOT.get_or_init(|| ImageRoot::new(image(), "product-raw"))
+fn root() -> &'static ImageReader {
+    static ROOT: OnceLock<ImageReader> = OnceLock::new();
+    ROOT.get_or_init(|| ImageReader::open(image()))
 }
 
 #[test]

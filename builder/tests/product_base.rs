@@ -61,9 +61,9 @@ fn image() -> &'static Path {
 }
 
 /// The image's root file system (once for this file's tests).
-fn root() -> &'static ImageRoot {
-    static ROOT: OnceLock<ImageRoot> = OnceLock::new();
-    ROOT.get_or_init(|| ImageRoot::new(image(), "bionic-base-raw"))
+fn root() -> &'static ImageReader {
+    static ROOT: OnceLock<ImageReader> = OnceLock::new();
+    ROOT.get_or_init(|| ImageReader::open(image()))
 }
 
 fn debugfs(request: &str) -> String {

@@ -339,51 +339,6 @@ impl ImageReader {
     pub fn cat(&self, path: &str) -> String {
         self.debugfs(&format!("cat {path}"))
     }
-}
-
-impl Drop for ImageReader {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.raw);
-    }
-}
-
-/// An image's root file system (partition 1) as a raw copy, read with debugfs (e2fsprogs,
-/// not our code).
-pub struct ImageRoot {
-    raw: PathBuf,
-    offset: u64,
-    _dir: tempfile::TempDir,
-}
-
-impl ImageRoot {
-    /// Converts `image` (any format qemu-img reads) to raw in a scratch directory.
-    pub fn new(image: &Path, name: &str) -> ImageRoot {
-        let dir = scratch(name);
-        let raw = dir.path().join("disk.raw");
-        run_ok(
-            tool("qemu-img")
-                .args(["convert", "-O", "raw"])
-                .arg(image)
-                .arg(&raw),
-        );
-        let offset = partition_offset(&raw, 1);
-        ImageRoot {
-            raw,
-            offset,
-            _dir: dir,
-        }
-    }
-
-    /// Runs one debugfs request on the file system.
-    pub fn debugfs(&self, request: &str) -> String {
-        stdout(&run_ok(
-            tool("debugfs").arg("-R").arg(request).arg(format!(
-                "{}?offset={}",
-                self.raw.display(),
-                self.offset
-            )),
-        ))
-    }
 
     /// Checks with scripts/check-glibc (objdump) that the image's appliance-firstboot needs no
     /// glibc symbol newer than 2.27 (Ubuntu 18.04's).
@@ -409,5 +364,11 @@ impl ImageRoot {
             "{}",
             stdout(&out)
         );
+    }
+}
+
+impl Drop for ImageReader {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.raw);
     }
 }
