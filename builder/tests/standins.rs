@@ -908,34 +908,23 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     assert_eq!(me["username"], "boss");
     assert_eq!(me["emails"][0]["address"], "boss@example.com");
     // A setting without the second factor, or with a wrong one: refused, unchanged.
-    let (code, body) = curl(&[
-        "-H",
-        &auth[0],
-        "-H",
-        &auth[1],
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        "{\"value\":true}",
-        &format!("{base}/api/v1/settings/Jitsi_Enabled"),
-    ]);
+    let set_enabled = |second_factor: &[&str]| {
+        let mut args = vec!["-H", &auth[0], "-H", &auth[1]];
+        args.extend_from_slice(second_factor);
+        let url = format!("{base}/api/v1/settings/Jitsi_Enabled");
+        args.extend([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"value\":true}",
+        ]);
+        args.push(&url);
+        curl(&args)
+    };
+    let (code, body) = set_enabled(&[]);
     assert_eq!(code, "400");
     assert!(body.contains("totp-required"), "{body}");
-    let (code, body) = curl(&[
-        "-H",
-        &auth[0],
-        "-H",
-        &auth[1],
-        "-H",
-        "x-2fa-method: password",
-        "-H",
-        "x-2fa-code: 00",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        "{\"value\":true}",
-        &format!("{base}/api/v1/settings/Jitsi_Enabled"),
-    ]);
+    let (code, body) = set_enabled(&["-H", "x-2fa-method: password", "-H", "x-2fa-code: 00"]);
     assert_eq!(code, "400");
     assert!(body.contains("totp-invalid"), "{body}");
     assert_eq!(setting("Jitsi_Enabled"), "false");
