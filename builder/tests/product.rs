@@ -154,9 +154,9 @@ fn one<'a>(reports: &'a [(String, String)], key: &str, console: &str) -> &'a str
         .unwrap_or_else(|| panic!("no {key} report in:\n{console}"))
 }
 
-#[test]
-#[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
-fn product_boots_under_secure_boot_and_configures_every_service() {
+/// Boots the image under OVMF with Secure Boot enforcing with a NoCloud seed naming [`DNS`],
+/// until the guest's report ends; returns the serial console's text.
+fn boot_to_report() -> String {
     let dir = scratch("product-boot");
     let ud = dir.path().join("user-data");
     std::fs::write(
@@ -196,21 +196,13 @@ fn product_boots_under_secure_boot_and_configures_every_service() {
         "product: reported {:.0?} after QEMU's start",
         start.elapsed()
     );
-    let r = reports(&console);
-    // All of them, for whoever reads a failure below.
-    for (k, v) in &r {
-        eprintln!("report {k} {v}");
-    }
-    let get = |key: &str| one(&r, key, &console);
+    console
+}
 
-    // bionic's own signed chain under Secure Boot enforcing.
-    assert!(console.contains("Secure boot enabled"), "{console}");
-    assert!(console.contains("Linux version 4.15.0-"), "{console}");
-    assert_eq!(get("os"), "ubuntu 18.04");
-    assert_eq!(get("firstboot"), "success exit=0", "{console}");
-    assert_eq!(get("hostname"), DNS);
-
-    // MongoDB: the replica set rs01 is initiated and its one member primary.
+/// MongoDB's replica set, the appliance's Rocket.Chat units, and what Rocket.Chat stored:
+/// Site_Url from the drop-in's ROOT_URL, the Jitsi settings the appliance's unit set over REST.
+fn assert_mongo_and_rocketchat(r: &[(String, String)], console: &str) {
+    let get = |key: &str| one(r, key, console);
     assert_eq!(get("active-mongod"), "active", "{console}");
     assert_eq!(get("mongo-rs"), "127.0.0.1:27017 PRIMARY", "{console}");
     for unit in [
@@ -225,10 +217,7 @@ fn product_boots_under_secure_boot_and_configures_every_service() {
         );
     }
     assert_eq!(get("active-rocketchat"), "active", "{console}");
-
-    // Rocket.Chat: Site_Url from the drop-in's ROOT_URL, and the Jitsi settings the
-    // appliance's unit set over REST.
-    let settings: BTreeSet<&str> = all(&r, "rc-setting").into_iter().collect();
+    let settings: BTreeSet<&str> = all(r, "rc-setting").into_iter().collect();
     for want in [
         format!("Site_Url=https://{DNS}:3000/"),
         "Jitsi_Enabled=true".to_owned(),
@@ -240,28 +229,32 @@ fn product_boots_under_secure_boot_and_configures_every_service() {
             "{want} not in {settings:?}"
         );
     }
+}
 
-    // nginx serves Jitsi Meet's page with its configuration included for this name.
-    let page = get("jitsi-page");
-    assert!(
-        page.contains(" config=1 ") || page.contains(" config=2 "),
-        "{page}"
+/// prosody (the stand-in: Ubuntu 18.04's real Prosody 0.10) runs firstboot's configuration for
+/// the name and accepts jicofo's and the videobridge's logins (STARTTLS, SASL PLAIN on
+/// auth.<name>) with the passwords firstboot wrote into their configuration; the control, a
+/// wrong password, is refused by prosody (not merely unanswered).
+fn assert_prosody_accepts_focus_and_jvb(r: &[(String, String)], console: &str) {
+    let get = |key: &str| one(r, key, console);
+    assert_eq!(get("active-prosody"), "active", "{console}");
+    assert_eq!(
+        get("prosody-vhost"),
+        format!("/etc/prosody/conf.d/{DNS}.cfg.lua")
     );
-    assert!(page.ends_with("includes-left=0"), "{page}");
-    assert_eq!(get("jitsi-page-domain"), format!("domain: \"{DNS}\""));
-    assert_eq!(get("nginx-t"), "ok");
-
-    // OpenJDK's keystore has the auth certificate firstboot made, by its fingerprint.
-    let fpr = get("auth-cert-sha256");
-    assert_eq!(fpr.len(), 95, "{fpr}");
-    let keystore = all(&r, "java-keystore").join("\n");
+    assert_eq!(get("prosody-check"), "ok");
+    assert_eq!(get("login-focus"), "ok", "focus@auth.{DNS}");
+    assert_eq!(get("login-jvb"), "ok", "jvb@auth.{DNS}");
+    let wrong = get("login-wrong");
     assert!(
-        keystore.contains(&format!("auth.{DNS}")) && keystore.contains(fpr),
-        "auth.{DNS} ({fpr}) not trusted by Java:\n{keystore}"
+        wrong.starts_with("failed: ") && wrong.contains("not-authorized"),
+        "a wrong password was not refused by prosody: {wrong}"
     );
+}
 
-    // ufw: active, and exactly the profile's rules.
-    let ufw = all(&r, "ufw");
+/// ufw: active, and exactly the product profile's rules (as `appliance plan` resolves them).
+fn assert_ufw_has_the_profile_rules(r: &[(String, String)]) {
+    let ufw = all(r, "ufw");
     assert!(ufw.contains(&"Status: active"), "{ufw:?}");
     let plan = run_ok(
         appliance()
@@ -287,6 +280,53 @@ fn product_boots_under_secure_boot_and_configures_every_service() {
         .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(got, want, "{ufw:?}");
+}
+
+#[test]
+#[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
+fn product_boots_under_secure_boot_and_configures_every_service() {
+    let console = boot_to_report();
+    let r = reports(&console);
+    // All of them, for whoever reads a failure below.
+    for (k, v) in &r {
+        eprintln!("report {k} {v}");
+    }
+    let get = |key: &str| one(&r, key, &console);
+
+    // bionic's own signed chain under Secure Boot enforcing.
+    assert!(console.contains("Secure boot enabled"), "{console}");
+    assert!(console.contains("Linux version 4.15.0-"), "{console}");
+    assert_eq!(get("os"), "ubuntu 18.04");
+    assert_eq!(get("firstboot"), "success exit=0", "{console}");
+    assert_eq!(get("hostname"), DNS);
+
+    // MongoDB's replica set rs01 primary; Rocket.Chat's units and stored settings.
+    assert_mongo_and_rocketchat(&r, &console);
+
+    // nginx serves Jitsi Meet's page with its configuration included for this name.
+    let page = get("jitsi-page");
+    assert!(
+        page.contains(" config=1 ") || page.contains(" config=2 "),
+        "{page}"
+    );
+    assert!(page.ends_with("includes-left=0"), "{page}");
+    assert_eq!(get("jitsi-page-domain"), format!("domain: \"{DNS}\""));
+    assert_eq!(get("nginx-t"), "ok");
+
+    // prosody accepts focus and jvb with the secrets firstboot wrote, and refuses a wrong one.
+    assert_prosody_accepts_focus_and_jvb(&r, &console);
+
+    // OpenJDK's keystore has the auth certificate firstboot made, by its fingerprint.
+    let fpr = get("auth-cert-sha256");
+    assert_eq!(fpr.len(), 95, "{fpr}");
+    let keystore = all(&r, "java-keystore").join("\n");
+    assert!(
+        keystore.contains(&format!("auth.{DNS}")) && keystore.contains(fpr),
+        "auth.{DNS} ({fpr}) not trusted by Java:\n{keystore}"
+    );
+
+    // ufw: active, and exactly the profile's rules.
+    assert_ufw_has_the_profile_rules(&r);
 }
 
 /// Scenario 2 (moved from e2e.rs): no certificate given: self-signed, covering every name
