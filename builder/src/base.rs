@@ -25,6 +25,7 @@ use crate::partial::WorkDir;
 use crate::profile::Base;
 use crate::progress::Reporter;
 use crate::provision;
+use crate::sandbox;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::MetadataExt;
@@ -510,14 +511,14 @@ fn debootstrap(
         Some(_) => format!("debootstrap {suite} from the bundle's .debs (a few minutes)"),
         None => format!("debootstrap {suite} from {from} (a few minutes)"),
     });
-    let mut env = provision::base_env();
+    let mut env = sandbox::base_env();
     env.retain(|(k, _)| k != "LC_ALL");
     let log = match mode {
         // Each run its own log: the second would overwrite the first.
         Some(m) if m.starts_with("--make-tarball") => opts.log.with_extension("download.log"),
         _ => opts.log.to_path_buf(),
     };
-    provision::run(&provision::Step {
+    sandbox::run(&sandbox::Step {
         what: format!("debootstrap {suite}"),
         program: "debootstrap",
         args,
@@ -601,7 +602,7 @@ fn upgrade_from_extra_suites(
         "sh".into(),
     ];
     args.extend(packages.iter().cloned());
-    provision::run(&provision::Step {
+    sandbox::run(&sandbox::Step {
         what: format!("apt-get dist-upgrade and install in the {} base", suite),
         program: "/bin/sh",
         args,

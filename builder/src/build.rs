@@ -915,7 +915,7 @@ fn make_late(
         log_path.display()
     ));
     let step = reporter.step(&format!("making {} (overlay {})", l.dest, l.overlay));
-    crate::provision::run(&crate::provision::Step {
+    crate::sandbox::run(&crate::sandbox::Step {
         what: format!(
             "overlay '{}': late file {}: making it with `{}`",
             l.overlay,

@@ -13,7 +13,6 @@
 //! and `NO_PROXY`), as ureq reads them: one proxy for both schemes.
 
 use crate::host;
-use crate::inputs::Unreachable;
 use crate::partial::PartialFile;
 use crate::progress::{Reporter, Step};
 use crate::size::human;
@@ -472,6 +471,15 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// A download that got no answer at all (no route, no DNS, refused, timed out, TLS failed):
+/// the run's edge turns it into advice ([`crate::inputs::no_network_advice`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Unreachable {
+    pub url: String,
+    pub reason: String,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! `appliance: missing input: URL` (not in the bundle) or `appliance: cannot download: URL`.
 
 use crate::bundle::Bundle;
+use crate::download::Unreachable;
 use crate::mirror::Mirrors;
 use std::path::Path;
 
@@ -52,15 +53,6 @@ impl<'a> Inputs<'a> {
     }
 }
 
-/// A download that got no answer at all (no route, no DNS, refused, timed out, TLS failed):
-/// the run's edge turns it into advice ([`no_network_advice`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
-pub struct Unreachable {
-    pub url: String,
-    pub reason: String,
-}
-
 /// The one line for an input that cannot be downloaded: what to do without a network.
 pub fn no_network_advice(
     url: &str,
@@ -93,7 +85,7 @@ pub fn explain(err: anyhow::Error, inputs: &Inputs) -> anyhow::Error {
     }
     let Some(step) = err
         .chain()
-        .find_map(|c| c.downcast_ref::<crate::provision::StepFailed>())
+        .find_map(|c| c.downcast_ref::<crate::sandbox::StepFailed>())
     else {
         return err;
     };

@@ -16,7 +16,9 @@
 //! Cross-cutting: [`ids`] (identifiers derived from a seed, for reproducible images),
 //! [`partial`] (artifacts written under temporary names and removed on failure or Ctrl-C),
 //! [`host`] (host tools and how to install them), [`progress`], [`size`], [`sparse`],
-//! [`rootpath`] (paths inside a tree, never leading out of it). [`seed`] and [`qemu`] make
+//! [`rootpath`] (paths inside a tree, never leading out of it), [`toml_util`] (TOML files read
+//! with one-line errors), [`sandbox`] (the namespace runner of every build step). [`seed`] and
+//! [`qemu`] make
 //! NoCloud seeds and boot images for testing.
 
 pub mod assemble;
@@ -47,4 +49,5 @@ pub mod scrub;
 pub mod seed;
 pub mod size;
 pub mod sparse;
+pub mod toml_util;
 pub mod tree;
