@@ -385,7 +385,7 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
     // The raw is hashed while the exports run.
     let wants_raw = opts.formats.contains(&Format::Raw);
     let (exported, raw_sha) = std::thread::scope(|s| {
-        let raw_hash = wants_raw.then(|| s.spawn(|| export::sums::sha256_file(raw.path())));
+        let raw_hash = wants_raw.then(|| s.spawn(|| crate::hash::sha256_file(raw.path())));
         let exported = export::export_all(&ctx, &opts.formats);
         let raw_sha = raw_hash
             .map(|h| h.join().expect("hash thread panicked"))

@@ -19,10 +19,11 @@
 //! `--unpack-tarball` as a build from the bundle does ([`bundle_files`] says where they go).
 
 use crate::bundle::BaseFiles;
-use crate::download::{self, DownloadCache};
+use crate::cache::{Cache, Entry};
+use crate::download;
 use crate::inputs::Inputs;
 use crate::partial::WorkDir;
-use crate::profile::Base;
+use crate::profile::{Base, Debootstrap};
 use crate::progress::Reporter;
 use crate::provision;
 use crate::sandbox;
@@ -31,34 +32,6 @@ use sha2::{Digest, Sha256};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Where cached inputs and stages live.
-#[derive(Clone, Debug)]
-pub struct Cache {
-    pub root: PathBuf,
-}
-
-impl Cache {
-    /// `$APPLIANCE_CACHE`, else /var/cache/appliance.
-    pub fn from_env() -> Cache {
-        let root = std::env::var_os("APPLIANCE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/cache/appliance"));
-        Cache { root }
-    }
-
-    pub fn downloads(&self) -> DownloadCache {
-        DownloadCache::new(self.root.join("downloads"))
-    }
-
-    pub fn bases(&self) -> PathBuf {
-        self.root.join("bases")
-    }
-
-    pub fn stages(&self) -> PathBuf {
-        self.root.join("stages")
-    }
-}
 
 /// A base named by what it is made of.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -99,9 +72,9 @@ pub fn bundle_files(base: &Base) -> BaseFiles {
             sha256sums: signed_sums.as_ref().and_then(|s| under(&s.url)),
             signature: signed_sums.as_ref().and_then(|s| under(&s.signature)),
         },
-        Base::Debootstrap { suite, mirror, .. } => BaseFiles {
+        Base::Debootstrap(d) => BaseFiles {
             kind: "debootstrap".into(),
-            source: format!("{suite} from {mirror}"),
+            source: format!("{} from {}", d.suite, d.mirror),
             file: Some("base/debootstrap.tar".into()),
             ..BaseFiles::default()
         },
@@ -201,7 +174,7 @@ pub fn identify(
                 file: None,
             }
         }
-        Base::Debootstrap { suite, mirror, .. } if matches!(inputs, Inputs::Bundle(_)) => {
+        Base::Debootstrap(d) if matches!(inputs, Inputs::Bundle(_)) => {
             let Inputs::Bundle(b) = inputs else {
                 unreachable!()
             };
@@ -216,47 +189,41 @@ pub fn identify(
             BaseId {
                 kind: "debootstrap",
                 sha256: hash_parts(&["debootstrap --unpack-tarball", &sha]),
-                source: format!("{suite} from {mirror} (the bundle's debootstrap.tar)"),
+                source: format!(
+                    "{} from {} (the bundle's debootstrap.tar)",
+                    d.suite, d.mirror
+                ),
                 file: None,
             }
         }
-        Base::Debootstrap {
-            suite,
-            mirror,
-            keyring,
-            variant,
-            components,
-            include,
-            extra_suites,
-            packages,
-        } => {
-            let keyring_hash = download::sha256_file(keyring)?;
-            let (components, include) = (components.join(","), include.join(","));
+        Base::Debootstrap(d) => {
+            let keyring_hash = crate::hash::sha256_file(&d.keyring)?;
+            let (components, include) = (d.components.join(","), d.include.join(","));
             let mut parts = vec![
                 "debootstrap",
-                suite,
-                mirror,
-                variant,
+                &d.suite,
+                &d.mirror,
+                &d.variant,
                 &components,
                 &include,
                 &keyring_hash,
             ];
             // Appended only when there are some: the ids of bases without stay as they were.
-            let extra = extra_suites.join(",");
-            if !extra_suites.is_empty() {
+            let extra = d.extra_suites.join(",");
+            if !d.extra_suites.is_empty() {
                 parts.push(&extra);
             }
-            let packages = format!("apt-get install {}", packages.join(","));
+            let packages = format!("apt-get install {}", d.packages.join(","));
             if packages != "apt-get install " {
                 parts.push(&packages);
             }
             BaseId {
                 kind: "debootstrap",
                 sha256: hash_parts(&parts),
-                source: if extra_suites.is_empty() {
-                    format!("{suite} from {mirror}")
+                source: if d.extra_suites.is_empty() {
+                    format!("{} from {}", d.suite, d.mirror)
                 } else {
-                    format!("{suite} + {extra} from {mirror}")
+                    format!("{} + {extra} from {}", d.suite, d.mirror)
                 },
                 file: None,
             }
@@ -266,7 +233,7 @@ pub fn identify(
             sha256: if path.is_dir() {
                 listing_hash(path)?
             } else {
-                download::sha256_file(path)?
+                crate::hash::sha256_file(path)?
             },
             source: path.display().to_string(),
             file: Some(path.clone()),
@@ -366,27 +333,20 @@ pub fn materialize(
             }
             unpack(&file, dest, reporter)
         }
-        (Base::Debootstrap { .. }, Inputs::Bundle(b)) => {
+        (Base::Debootstrap(d), Inputs::Bundle(b)) => {
             let tarball = from_bundle(b, &files.file, "debootstrap tarball")?;
             // debootstrap takes absolute tarball paths only.
             let tarball = std::path::absolute(&tarball)
                 .with_context(|| format!("finding {}", tarball.display()))?;
             let unpack = format!("--unpack-tarball={}", tarball.display());
-            let tree = debootstrap_cached(base, id, cache, opts, Some(&unpack), reporter)?;
+            let tree = debootstrap_cached(d, id, cache, opts, Some(&unpack), reporter)?;
             let step = reporter.step("copying the cached debootstrap tree");
             copy_tree(&tree, dest)?;
             step.done();
             Ok(())
         }
-        (
-            Base::Debootstrap {
-                extra_suites,
-                packages,
-                ..
-            },
-            Inputs::Fetch { staging, mirrors },
-        ) => {
-            if !extra_suites.is_empty() || !packages.is_empty() {
+        (Base::Debootstrap(d), Inputs::Fetch { staging, mirrors }) => {
+            if !d.extra_suites.is_empty() || !d.packages.is_empty() {
                 bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
             }
             let rel = files
@@ -402,7 +362,7 @@ pub fn materialize(
             // The .debs (into the bundle), then the tree from them, as a build from the
             // bundle makes it.
             debootstrap(
-                base,
+                d,
                 Some(&format!("--make-tarball={}", tarball.display())),
                 Some(mirrors),
                 dest,
@@ -410,7 +370,7 @@ pub fn materialize(
                 reporter,
             )?;
             debootstrap(
-                base,
+                d,
                 Some(&format!("--unpack-tarball={}", tarball.display())),
                 None,
                 dest,
@@ -425,8 +385,8 @@ pub fn materialize(
             Ok(())
         }
         (Base::Local { path }, _) => unpack(path, dest, reporter),
-        (Base::Debootstrap { .. }, Inputs::Network(_)) => {
-            let tree = debootstrap_cached(base, id, cache, opts, None, reporter)?;
+        (Base::Debootstrap(d), Inputs::Network(_)) => {
+            let tree = debootstrap_cached(d, id, cache, opts, None, reporter)?;
             let step = reporter.step("copying the cached debootstrap tree");
             copy_tree(&tree, dest)?;
             step.done();
@@ -471,14 +431,14 @@ fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
 /// `--unpack-tarball=...`) when given, from the profile's mirror or its `--mirror`. A tree
 /// made from a mirror gets the profile's mirror back in its sources.list.
 fn debootstrap(
-    base: &Base,
+    d: &Debootstrap,
     mode: Option<&str>,
     mirrors: Option<&crate::mirror::Mirrors>,
     target: &Path,
     opts: &MaterializeOptions,
     reporter: &Reporter,
 ) -> Result<()> {
-    let Base::Debootstrap {
+    let Debootstrap {
         suite,
         mirror,
         keyring,
@@ -486,10 +446,7 @@ fn debootstrap(
         components,
         include,
         ..
-    } = base
-    else {
-        unreachable!("called for debootstrap bases only")
-    };
+    } = d;
     crate::host::require("debootstrap")?;
     let from = mirrors
         .map(|m| m.apply(mirror))
@@ -552,22 +509,19 @@ fn debootstrap(
 /// components) and upgrades the tree from them with apt in a chroot: apt checks their
 /// Release files' signatures with the archive keyring debootstrap installed in the tree.
 fn upgrade_from_extra_suites(
-    base: &Base,
+    d: &Debootstrap,
     target: &Path,
     opts: &MaterializeOptions,
     reporter: &Reporter,
 ) -> Result<()> {
-    let Base::Debootstrap {
+    let Debootstrap {
         suite,
         mirror,
         components,
         extra_suites,
         packages,
         ..
-    } = base
-    else {
-        unreachable!("called for debootstrap bases only")
-    };
+    } = d;
     if extra_suites.is_empty() && packages.is_empty() {
         return Ok(());
     }
@@ -620,53 +574,33 @@ fn upgrade_from_extra_suites(
 /// The debootstrap tree for these parameters (or from a bundle's tarball of .debs,
 /// `unpack`), made once and kept in the cache.
 fn debootstrap_cached(
-    base: &Base,
+    d: &Debootstrap,
     id: &BaseId,
     cache: &Cache,
     opts: &MaterializeOptions,
     unpack: Option<&str>,
     reporter: &Reporter,
 ) -> Result<PathBuf> {
-    let Base::Debootstrap {
-        suite,
-        mirror,
-        extra_suites,
-        packages,
-        ..
-    } = base
-    else {
-        unreachable!("called for debootstrap bases only")
-    };
-    if (!extra_suites.is_empty() || !packages.is_empty()) && unpack.is_some() {
+    if (!d.extra_suites.is_empty() || !d.packages.is_empty()) && unpack.is_some() {
         bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
     }
-    let dir = cache
-        .bases()
-        .join(format!("debootstrap-{suite}-{}", &id.sha256[..16]));
-    let done = dir.with_extension("complete");
-    if done.exists() && !opts.refresh {
-        return Ok(dir);
+    let entry = Entry::new(cache.bases(), &d.cache_name(&id.sha256));
+    if entry.is_complete() && !opts.refresh {
+        return Ok(entry.dir);
     }
     if opts.offline && unpack.is_none() {
         bail!(
-            "offline: the debootstrap base ({suite} from {mirror}) is not in the cache {}",
+            "offline: the debootstrap base ({} from {}) is not in the cache {}",
+            d.suite,
+            d.mirror,
             cache.bases().display()
         );
     }
-    std::fs::create_dir_all(cache.bases())
-        .with_context(|| format!("creating {}", cache.bases().display()))?;
-    let work = WorkDir::create(&cache.bases(), "debootstrap")?;
-    let target = work.path().join("tree");
-    debootstrap(base, unpack, opts.inputs.mirrors(), &target, opts, reporter)?;
-    upgrade_from_extra_suites(base, &target, opts, reporter)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
-        let _ = std::fs::remove_file(&done);
-    }
-    std::fs::rename(&target, &dir)
-        .with_context(|| format!("moving the tree to {}", dir.display()))?;
-    std::fs::write(&done, format!("{}\n", id.sha256))?;
-    Ok(dir)
+    entry.fill("debootstrap", &id.sha256, |target| {
+        debootstrap(d, unpack, opts.inputs.mirrors(), target, opts, reporter)?;
+        upgrade_from_extra_suites(d, target, opts, reporter)
+    })?;
+    Ok(entry.dir)
 }
 
 #[cfg(test)]
@@ -691,15 +625,17 @@ mod tests {
         let cache = Cache {
             root: d.path().join("cache"),
         };
-        let base = |include: &[&str]| Base::Debootstrap {
-            suite: "bookworm".into(),
-            mirror: "http://deb.debian.org/debian".into(),
-            keyring: kr.clone(),
-            variant: "minbase".into(),
-            components: vec![],
-            include: include.iter().map(|s| s.to_string()).collect(),
-            extra_suites: vec![],
-            packages: vec![],
+        let base = |include: &[&str]| {
+            Base::Debootstrap(Debootstrap {
+                suite: "bookworm".into(),
+                mirror: "http://deb.debian.org/debian".into(),
+                keyring: kr.clone(),
+                variant: "minbase".into(),
+                components: vec![],
+                include: include.iter().map(|s| s.to_string()).collect(),
+                extra_suites: vec![],
+                packages: vec![],
+            })
         };
         let mirrors = crate::mirror::Mirrors::default();
         let inputs = Inputs::Network(&mirrors);
@@ -713,8 +649,8 @@ mod tests {
         assert_ne!(id(&base(&["a"])), id(&base(&["a", "b"])));
         // Extra suites are part of the id; without them the id is as it always was.
         let mut upgraded = base(&["a"]);
-        if let Base::Debootstrap { extra_suites, .. } = &mut upgraded {
-            extra_suites.push("bookworm-updates".into());
+        if let Base::Debootstrap(d) = &mut upgraded {
+            d.extra_suites.push("bookworm-updates".into());
         }
         assert_ne!(id(&base(&["a"])), id(&upgraded));
         assert_eq!(
@@ -726,7 +662,7 @@ mod tests {
                 "minbase",
                 "",
                 "a",
-                &download::sha256_file(&kr).unwrap(),
+                &crate::hash::sha256_file(&kr).unwrap(),
             ])
         );
         let e = materialize(

@@ -16,8 +16,9 @@
 //! from that bundle and not from a tree an online build cached).
 
 use crate::assemble::{self, AssembleOptions, Assembled};
-use crate::base::{self, BaseId, Cache, MaterializeOptions};
+use crate::base::{self, BaseId, MaterializeOptions};
 use crate::bundle::Bundle;
+use crate::cache::{Cache, Entry};
 use crate::inputs::{self, Inputs};
 use crate::mirror::{Mirrors, Repository};
 use crate::overlay::{self, Component, LateSource};
@@ -124,12 +125,9 @@ fn stage_key(
     Ok(hex::encode(h.finalize()))
 }
 
-fn stage_dir(cache: &Cache, key: &str) -> PathBuf {
-    cache.stages().join(&key[..32])
-}
-
-fn stage_done(cache: &Cache, key: &str) -> PathBuf {
-    stage_dir(cache, key).with_extension("complete")
+/// The provisioned tree of `key` in the cache.
+fn stage_entry(cache: &Cache, key: &str) -> Entry {
+    Entry::new(cache.stages(), &key[..32])
 }
 
 /// Resolves everything a build of `profile` would do. Fetches nothing (`fetch = false`) for
@@ -154,7 +152,7 @@ pub fn make_plan(
     let stage_cached = !opts.no_cache
         && key
             .as_ref()
-            .is_some_and(|k| stage_done(&opts.cache, k).exists());
+            .is_some_and(|k| stage_entry(&opts.cache, k).is_complete());
 
     let mirrored = |url: &str| {
         let via = inputs.mirrors()?.apply(url);
@@ -184,51 +182,17 @@ pub fn make_plan(
                 .as_ref()
                 .is_some_and(|i| opts.cache.downloads().cached(&i.sha256).is_some()),
         },
-        Base::Debootstrap {
-            suite,
-            mirror,
-            keyring,
-            variant,
-            components,
-            include,
-            extra_suites,
-            packages,
-        } => BaseDescription {
+        Base::Debootstrap(d) => BaseDescription {
             kind: "debootstrap",
-            mirrored: mirrored(mirror),
-            source: format!(
-                "{suite} from {mirror} (variant {variant}{}{}{}{})",
-                if components.is_empty() {
-                    String::new()
-                } else {
-                    format!(", components {}", components.join(","))
-                },
-                if include.is_empty() {
-                    String::new()
-                } else {
-                    format!("; include {}", include.join(","))
-                },
-                if extra_suites.is_empty() {
-                    String::new()
-                } else {
-                    format!("; upgraded from {}", extra_suites.join(","))
-                },
-                if packages.is_empty() {
-                    String::new()
-                } else {
-                    format!("; then apt installs {}", packages.join(","))
-                }
-            ),
+            mirrored: mirrored(&d.mirror),
+            source: d.describe(),
             sha256: id.as_ref().map(|i| i.sha256.clone()),
             verified_by: format!(
                 "the Release signature, checked against {}",
-                keyring.display()
+                d.keyring.display()
             ),
             cached: id.as_ref().is_some_and(|i| {
-                opts.cache
-                    .bases()
-                    .join(format!("debootstrap-{suite}-{}.complete", &i.sha256[..16]))
-                    .exists()
+                Entry::new(opts.cache.bases(), &d.cache_name(&i.sha256)).is_complete()
             }),
         },
         Base::Local { path } => BaseDescription {
@@ -744,7 +708,7 @@ fn build_from(
 
     let work = WorkDir::create(&opts.out, &profile.image_name)?;
     let tree = work.path().join("tree");
-    let stage = stage_dir(&opts.cache, &key);
+    let stage = stage_entry(&opts.cache, &key).dir;
     if plan.stage_cached {
         let t = Instant::now();
         log.note(&format!(
@@ -835,7 +799,7 @@ fn build_from(
                 serde_json::json!({
                     "path": l.dest,
                     "source": l.source,
-                    "sha256": crate::download::sha256_file(&l.source).ok(),
+                    "sha256": crate::hash::sha256_file(&l.source).ok(),
                 })
             })
             .collect(),
@@ -936,23 +900,10 @@ fn make_late(
     Ok(())
 }
 
-/// Copies the provisioned tree into the cache under its key (atomically: a temporary
-/// directory renamed into place, then the `.complete` marker).
+/// Copies the provisioned tree into the cache under its key (see [`Entry::fill`]).
 fn save_stage(tree: &Path, cache: &Cache, key: &str, reporter: &Reporter) -> Result<()> {
-    let dir = stage_dir(cache, key);
-    let done = stage_done(cache, key);
-    std::fs::create_dir_all(cache.stages())
-        .with_context(|| format!("creating {}", cache.stages().display()))?;
     let step = reporter.step("caching the provisioned tree");
-    let tmp = WorkDir::create(&cache.stages(), "stage")?;
-    base::copy_tree(tree, &tmp.path().join("tree"))?;
-    let _ = std::fs::remove_file(&done);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
-    std::fs::rename(tmp.path().join("tree"), &dir)
-        .with_context(|| format!("moving the tree to {}", dir.display()))?;
-    std::fs::write(&done, format!("{key}\n"))?;
+    stage_entry(cache, key).fill("stage", key, |copy| base::copy_tree(tree, copy))?;
     step.done();
     Ok(())
 }

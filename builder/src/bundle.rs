@@ -29,7 +29,7 @@
 //! maintainer scripts run as root, in the provisioning sandbox of [`crate::sandbox`]). The
 //! bundle is as trustworthy as where it is kept; the README says so to the operator.
 
-use crate::download::sha256_file;
+use crate::hash::sha256_file;
 use crate::overlay::Variables;
 use crate::progress::Reporter;
 use anyhow::{anyhow, bail, Context, Result};

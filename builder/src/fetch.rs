@@ -18,9 +18,10 @@
 //! Nothing is taken from or put in the provisioned-tree cache (the point is to download);
 //! downloads of files with a known hash still use the download cache.
 
-use crate::base::{self, Cache};
+use crate::base;
 use crate::build::{provision_tree, BuildLog};
 use crate::bundle;
+use crate::cache::Cache;
 use crate::inputs::{self, Inputs};
 use crate::mirror::Mirrors;
 use crate::partial::WorkDir;

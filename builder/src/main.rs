@@ -208,7 +208,7 @@ fn load_profile(
             .unwrap_or_else(|| PathBuf::from("build").join(&profile.file.name)),
         offline: a.offline,
         no_cache: a.no_cache,
-        cache: appliance::base::Cache::from_env(),
+        cache: appliance::cache::Cache::from_env(),
         threads: threads.unwrap_or_else(default_threads),
         source_date_epoch: source_date_epoch()?,
         mirrors,
@@ -256,7 +256,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
     let opts = appliance::fetch::FetchOptions {
         to: a.out,
         mirrors: appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?,
-        cache: appliance::base::Cache::from_env(),
+        cache: appliance::cache::Cache::from_env(),
         source_date_epoch: source_date_epoch()?,
     };
     let fetched = appliance::fetch::fetch(&profile, &opts, &Reporter::new())?;

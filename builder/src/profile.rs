@@ -143,19 +143,51 @@ pub enum Base {
         sha256: Option<String>,
         signed_sums: Option<SignedSums>,
     },
-    Debootstrap {
-        suite: String,
-        mirror: String,
-        keyring: PathBuf,
-        variant: String,
-        components: Vec<String>,
-        include: Vec<String>,
-        extra_suites: Vec<String>,
-        packages: Vec<String>,
-    },
+    Debootstrap(Debootstrap),
     Local {
         path: PathBuf,
     },
+}
+
+/// A debootstrap base: what debootstrap is run with, then what apt adds.
+#[derive(Clone, Debug)]
+pub struct Debootstrap {
+    pub suite: String,
+    pub mirror: String,
+    pub keyring: PathBuf,
+    pub variant: String,
+    pub components: Vec<String>,
+    pub include: Vec<String>,
+    pub extra_suites: Vec<String>,
+    pub packages: Vec<String>,
+}
+
+impl Debootstrap {
+    /// The name of its tree in the cache's `bases/`, for the base id `sha256`.
+    pub fn cache_name(&self, sha256: &str) -> String {
+        format!("debootstrap-{}-{}", self.suite, &sha256[..16])
+    }
+
+    /// What `appliance plan` says of it: suite, mirror and every parameter that is set.
+    pub fn describe(&self) -> String {
+        let listed = |label: &str, items: &[String]| {
+            if items.is_empty() {
+                String::new()
+            } else {
+                format!("{label}{}", items.join(","))
+            }
+        };
+        format!(
+            "{} from {} (variant {}{}{}{}{})",
+            self.suite,
+            self.mirror,
+            self.variant,
+            listed(", components ", &self.components),
+            listed("; include ", &self.include),
+            listed("; upgraded from ", &self.extra_suites),
+            listed("; then apt installs ", &self.packages),
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -488,7 +520,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
             {
                 bail!("base.packages: '{p}' is not a package name");
             }
-            Base::Debootstrap {
+            Base::Debootstrap(Debootstrap {
                 suite: suite.clone(),
                 mirror: mirror.trim_end_matches('/').to_string(),
                 keyring: keyring_file("keyring", keyring)?,
@@ -497,7 +529,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                 include: include.clone(),
                 extra_suites: extra_suites.clone(),
                 packages: packages.clone(),
-            }
+            })
         }
         BaseSpec::Local { path } => {
             let p = dir.join(path);
@@ -719,10 +751,10 @@ formats = ["qcow2", "raw"]
                 .ends_with("base.extra_suites: 'bionic-updates main' is not a suite name")
         );
         let p = load_with(d.path(), &deb("extra_suites = [\"bionic-updates\"]"), &[]).unwrap();
-        let Base::Debootstrap { extra_suites, .. } = p.base else {
+        let Base::Debootstrap(d) = p.base else {
             panic!("not a debootstrap base")
         };
-        assert_eq!(extra_suites, ["bionic-updates"]);
+        assert_eq!(d.extra_suites, ["bionic-updates"]);
     }
 
     #[test]

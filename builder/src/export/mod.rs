@@ -158,7 +158,7 @@ pub fn export_all(ctx: &ExportContext, formats: &[Format]) -> Result<Vec<Exporte
             ova::write_ova(vmdk.file.path(), &vmdk.sha256, ctx, ova.file())
                 .with_context(|| format!("writing {}", ova.dest().display()))?;
             step.done();
-            let sha256 = sums::sha256_file(ova.path())?;
+            let sha256 = crate::hash::sha256_file(ova.path())?;
             done.push(Exported {
                 format: Format::Ova,
                 file: ova,
@@ -204,7 +204,7 @@ fn export_one(ctx: &ExportContext, format: Format) -> Result<Exported> {
         Format::Raw | Format::Ova => unreachable!("not exported by export_one"),
     }
     step.done();
-    let sha256 = sums::sha256_file(out.path())?;
+    let sha256 = crate::hash::sha256_file(out.path())?;
     Ok(Exported {
         format,
         file: out,
