@@ -153,12 +153,48 @@ pub fn make_plan(
         && key
             .as_ref()
             .is_some_and(|k| stage_entry(&opts.cache, k).is_complete());
+    let base = describe_base(profile, id.as_ref(), opts, inputs);
+    let overlays = describe_overlays(profile, overlay_hashes)?;
+    let mut components = vec![base_component(&base)];
+    for o in &profile.overlays {
+        components.extend(o.components(&profile.variables)?);
+    }
+    let mut plan = Plan {
+        profile: profile.file.name.clone(),
+        profile_file: profile.path.clone(),
+        profile_sha256: profile.sha256.clone(),
+        base,
+        overlays,
+        variables: profile.variables.clone(),
+        components,
+        mirrors: opts.mirrors.repositories().to_vec(),
+        bundle: match inputs {
+            Inputs::Bundle(b) => Some(BundleDescription {
+                dir: b.dir().to_path_buf(),
+                sha256: b.sha256.clone(),
+            }),
+            _ => None,
+        },
+        stage_key: key,
+        stage_cached,
+        steps: Vec::new(),
+        outputs: outputs(profile, opts),
+    };
+    plan.steps = steps(&plan, profile, opts)?;
+    Ok((plan, id))
+}
 
+fn describe_base(
+    profile: &Profile,
+    id: Option<&BaseId>,
+    opts: &BuildOptions,
+    inputs: &Inputs,
+) -> BaseDescription {
     let mirrored = |url: &str| {
         let via = inputs.mirrors()?.apply(url);
         (via != url).then_some(via)
     };
-    let base = match &profile.base {
+    match &profile.base {
         Base::Tarball {
             url,
             sha256,
@@ -167,7 +203,7 @@ pub fn make_plan(
             kind: "tarball",
             source: url.clone(),
             mirrored: mirrored(url),
-            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            sha256: id.map(|i| i.sha256.clone()),
             verified_by: match (sha256, signed_sums) {
                 (Some(_), _) => "the SHA-256 pinned in the profile".into(),
                 (None, Some(s)) => format!(
@@ -186,12 +222,12 @@ pub fn make_plan(
             kind: "debootstrap",
             mirrored: mirrored(&d.mirror),
             source: d.describe(),
-            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            sha256: id.map(|i| i.sha256.clone()),
             verified_by: format!(
                 "the Release signature, checked against {}",
                 d.keyring.display()
             ),
-            cached: id.as_ref().is_some_and(|i| {
+            cached: id.is_some_and(|i| {
                 Entry::new(opts.cache.bases(), &d.cache_name(&i.sha256)).is_complete()
             }),
         },
@@ -199,14 +235,17 @@ pub fn make_plan(
             kind: "local",
             source: path.display().to_string(),
             mirrored: None,
-            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            sha256: id.map(|i| i.sha256.clone()),
             verified_by: "nothing (a local input)".into(),
             cached: true,
         },
-    };
+    }
+}
 
+/// What `plan` says of each overlay: its hash (`hashes`, in order) and what it holds.
+fn describe_overlays(profile: &Profile, hashes: Vec<String>) -> Result<Vec<OverlayDescription>> {
     let mut overlays = Vec::new();
-    for (o, sha256) in profile.overlays.iter().zip(overlay_hashes) {
+    for (o, sha256) in profile.overlays.iter().zip(hashes) {
         let files_dir = o.dir.join("files");
         let (mut files, mut templates) = (0, 0);
         if files_dir.exists() {
@@ -231,9 +270,12 @@ pub fn make_plan(
             late: o.spec.late.keys().cloned().collect(),
         });
     }
+    Ok(overlays)
+}
 
-    // The base as a component: a tarball by URL and content hash; a debootstrap base by its
-    // repository (its id is a hash of parameters, not of content); a local one by path.
+/// The base as a component: a tarball by URL and content hash; a debootstrap base by its
+/// repository (its id is a hash of parameters, not of content); a local one by path.
+fn base_component(base: &BaseDescription) -> Component {
     let mut fields = std::collections::BTreeMap::new();
     if base.kind == "tarball" {
         fields.insert(
@@ -253,23 +295,29 @@ pub fn make_plan(
             ),
         );
     }
-    let mut components = vec![Component {
+    Component {
         name: "base".into(),
         overlay: String::new(),
         fields: fields
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-    }];
-    for o in &profile.overlays {
-        components.extend(o.components(&profile.variables)?);
     }
+}
 
+/// The steps a build takes, in order.
+fn steps(plan: &Plan, profile: &Profile, opts: &BuildOptions) -> Result<Vec<String>> {
+    let (base, overlays, stage_cached, key) = (
+        &plan.base,
+        &plan.overlays,
+        plan.stage_cached,
+        &plan.stage_key,
+    );
     let mut steps = Vec::new();
-    if let Inputs::Bundle(b) = inputs {
+    if let Some(b) = &plan.bundle {
         steps.push(format!(
             "bundle {}: every file checked against bundle.json; no network",
-            b.dir().display()
+            b.dir.display()
         ));
     }
     let late = late_files(profile)?;
@@ -303,7 +351,7 @@ pub fn make_plan(
             ""
         }
     ));
-    for o in &overlays {
+    for o in overlays {
         steps.push(format!(
             "overlay {}: copy {} file(s) from files/ ({} template(s) rendered){cached_note}",
             o.name, o.files, o.templates
@@ -339,7 +387,17 @@ pub fn make_plan(
         ));
     }
     steps.push("audit: fail if anything scrub removes, or a declared secret, is present".into());
-    steps.push(format!(
+    steps.push(assemble_step(profile));
+    for f in &profile.formats {
+        steps.push(format!("export {}", f.name()));
+    }
+    steps.push("write SHA256SUMS, the package manifest and the build info".into());
+    Ok(steps)
+}
+
+/// The assemble step: disk size, boot modes, ext4 features.
+fn assemble_step(profile: &Profile) -> String {
+    format!(
         "assemble: GPT disk {}, boot {}, ext4 features {}",
         profile
             .disk_size
@@ -355,12 +413,11 @@ pub fn make_plan(
             .ext4_features
             .map(|f| f.name())
             .unwrap_or("auto (from the tree's e2fsprogs and GRUB)")
-    ));
-    for f in &profile.formats {
-        steps.push(format!("export {}", f.name()));
-    }
-    steps.push("write SHA256SUMS, the package manifest and the build info".into());
+    )
+}
 
+/// Every file a build writes into the output directory.
+fn outputs(profile: &Profile, opts: &BuildOptions) -> Vec<PathBuf> {
     let name = &profile.image_name;
     let mut outputs: Vec<PathBuf> = profile
         .formats
@@ -370,31 +427,7 @@ pub fn make_plan(
     outputs.push(opts.out.join("SHA256SUMS"));
     outputs.push(opts.out.join(format!("{name}.manifest")));
     outputs.push(opts.out.join(format!("{name}.build.json")));
-
-    Ok((
-        Plan {
-            profile: profile.file.name.clone(),
-            profile_file: profile.path.clone(),
-            profile_sha256: profile.sha256.clone(),
-            base,
-            overlays,
-            variables: profile.variables.clone(),
-            components,
-            mirrors: opts.mirrors.repositories().to_vec(),
-            bundle: match inputs {
-                Inputs::Bundle(b) => Some(BundleDescription {
-                    dir: b.dir().to_path_buf(),
-                    sha256: b.sha256.clone(),
-                }),
-                _ => None,
-            },
-            stage_key: key,
-            stage_cached,
-            steps,
-            outputs,
-        },
-        id,
-    ))
+    outputs
 }
 
 impl std::fmt::Display for Plan {
@@ -575,31 +608,39 @@ fn dpkg_version_of(pkg: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// Base, overlays' files, provisioning (with inputs from `inputs`), modes and owners: the
-/// provisioned tree at `tree`. Shared by the build and `appliance fetch`. `(offline, refresh)`:
-/// use cached bases only; make a debootstrap base again even when cached.
-#[allow(clippy::too_many_arguments)]
+/// What making the provisioned tree takes. Shared by the build and `appliance fetch`.
+pub(crate) struct ProvisionJob<'a> {
+    pub profile: &'a Profile,
+    pub id: &'a BaseId,
+    pub cache: &'a Cache,
+    pub inputs: &'a Inputs<'a>,
+    /// Use cached bases only.
+    pub offline: bool,
+    /// Make a debootstrap base again even when cached.
+    pub refresh: bool,
+    pub logs: &'a Path,
+    pub reporter: &'a Reporter,
+}
+
+/// Base, overlays' files, provisioning (with inputs from `job.inputs`), modes and owners: the
+/// provisioned tree at `tree`.
 pub(crate) fn provision_tree(
-    profile: &Profile,
-    id: &BaseId,
+    job: &ProvisionJob,
     tree: &Path,
-    cache: &Cache,
-    inputs: &Inputs,
-    (offline, refresh): (bool, bool),
-    logs: &Path,
     log: &mut BuildLog,
     timed: &mut dyn FnMut(&str, Instant),
-    reporter: &Reporter,
 ) -> Result<()> {
+    let (profile, id, inputs, logs, reporter) =
+        (job.profile, job.id, job.inputs, job.logs, job.reporter);
     let t = Instant::now();
     log.note(&format!("base: {} {}", id.kind, id.source));
     let materialize = MaterializeOptions {
-        offline,
-        refresh,
+        offline: job.offline,
+        refresh: job.refresh,
         log: &logs.join("01-base.log"),
         inputs,
     };
-    base::materialize(&profile.base, id, tree, cache, &materialize, reporter)?;
+    base::materialize(&profile.base, id, tree, job.cache, &materialize, reporter)?;
     timed("base", t);
     let t = Instant::now();
     for o in &profile.overlays {
@@ -667,25 +708,11 @@ fn build_from(
     reporter: &Reporter,
 ) -> Result<Built> {
     let started = Instant::now();
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
     let logs = opts.out.join("logs");
-    let mut log = BuildLog::create(&logs)?;
-    log.note(&format!(
-        "building profile {} ({})",
-        profile.file.name,
-        profile.path.display()
-    ));
-    if let Inputs::Bundle(b) = inputs {
-        log.note(&format!(
-            "inputs: bundle {} (bundle.json sha256 {}), all files checked",
-            b.dir().display(),
-            b.sha256
-        ));
-    }
-    let mut seconds = serde_json::Map::new();
+    let mut log = start_log(profile, opts, inputs, &logs)?;
+    let mut timings = serde_json::Map::new();
     let mut timed = |name: &str, since: Instant| {
-        seconds.insert(
+        timings.insert(
             name.into(),
             serde_json::json!((since.elapsed().as_secs_f64() * 10.0).round() / 10.0),
         );
@@ -708,70 +735,24 @@ fn build_from(
 
     let work = WorkDir::create(&opts.out, &profile.image_name)?;
     let tree = work.path().join("tree");
-    let stage = stage_entry(&opts.cache, &key).dir;
-    if plan.stage_cached {
-        let t = Instant::now();
-        log.note(&format!(
-            "provisioned tree {} is cached: skipping base, overlays and provisioning",
-            &key[..16]
-        ));
-        let step = reporter.step("copying the cached provisioned tree");
-        base::copy_tree(&stage, &tree)?;
-        step.done();
-        timed("copy_cached_tree", t);
-    } else {
-        provision_tree(
-            profile,
-            &id,
-            &tree,
-            &opts.cache,
-            inputs,
-            (opts.offline, opts.no_cache),
-            &logs,
-            &mut log,
-            &mut timed,
-            reporter,
-        )?;
-        let t = Instant::now();
-        save_stage(&tree, &opts.cache, &key, reporter)?;
-        log.note(&format!("provisioned tree cached as {}", &key[..16]));
-        timed("cache_store", t);
-    }
+    let job = ProvisionJob {
+        profile,
+        id: &id,
+        cache: &opts.cache,
+        inputs,
+        offline: opts.offline,
+        refresh: opts.no_cache,
+        logs: &logs,
+        reporter,
+    };
+    provisioned_tree(&job, &tree, (&key, plan.stage_cached), &mut log, &mut timed)?;
 
     let t = Instant::now();
-    let secrets: Vec<String> = profile
-        .overlays
-        .iter()
-        .flat_map(|o| o.spec.secrets.clone())
-        .collect();
-    let n = scrub::scrub(&tree, &secrets)?;
-    log.note(&format!("scrub: {n} path(s) removed or emptied"));
-    overlay::install_late(&tree, &late)?;
-    for l in &late {
-        log.note(&format!("late file {} from {}", l.dest, l.source.display()));
-    }
-    let findings = scrub::audit(&tree, &secrets)?;
-    scrub::require_clean(&findings)?;
-    log.note("audit: passed (nothing that must not ship is in the tree)");
-    let manifest = crate::manifest::for_tree(&tree)?;
+    let manifest = scrub_and_audit(profile, &tree, &late, &mut log)?;
     timed("scrub_and_audit", t);
 
     let t = Instant::now();
-    let assembled = assemble::assemble(
-        &AssembleOptions {
-            rootfs: tree.clone(),
-            out: opts.out.clone(),
-            name: profile.image_name.clone(),
-            size: profile.disk_size,
-            boot: profile.boot,
-            formats: profile.formats.clone(),
-            seed: None,
-            ext4_features: profile.ext4_features,
-            source_date_epoch: opts.source_date_epoch,
-            threads: opts.threads,
-        },
-        reporter,
-    )?;
+    let assembled = assemble::assemble(&assemble_options(profile, opts, &tree), reporter)?;
     timed("assemble_and_export", t);
     drop(work);
 
@@ -781,7 +762,128 @@ fn build_from(
     m.file_mut().write_all(manifest.as_bytes())?;
     m.commit()?;
     timed("total", started);
-    let info = BuildInfo {
+    let info = build_info(&plan, &key, &late, opts, timings, &assembled);
+    let info_path = opts.out.join(format!("{name}.build.json"));
+    let mut f = PartialFile::create(&info_path)?;
+    serde_json::to_writer_pretty(f.file_mut(), &info)?;
+    f.file_mut().write_all(b"\n")?;
+    f.commit()?;
+    log.note(&format!(
+        "done: {} in {:.1}s",
+        opts.out.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Built {
+        assembled,
+        manifest: manifest_path,
+        build_info: info_path,
+        logs,
+        stage_cached: plan.stage_cached,
+    })
+}
+
+/// The output directory and the build's log, which starts with what is built from what.
+fn start_log(
+    profile: &Profile,
+    opts: &BuildOptions,
+    inputs: &Inputs,
+    logs: &Path,
+) -> Result<BuildLog> {
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
+    let mut log = BuildLog::create(logs)?;
+    log.note(&format!(
+        "building profile {} ({})",
+        profile.file.name,
+        profile.path.display()
+    ));
+    if let Inputs::Bundle(b) = inputs {
+        log.note(&format!(
+            "inputs: bundle {} (bundle.json sha256 {}), all files checked",
+            b.dir().display(),
+            b.sha256
+        ));
+    }
+    Ok(log)
+}
+
+/// The provisioned tree at `tree`: copied from the cache when `(key, cached)` says it is
+/// there, else made and then cached.
+fn provisioned_tree(
+    job: &ProvisionJob,
+    tree: &Path,
+    (key, cached): (&str, bool),
+    log: &mut BuildLog,
+    timed: &mut dyn FnMut(&str, Instant),
+) -> Result<()> {
+    if cached {
+        let t = Instant::now();
+        log.note(&format!(
+            "provisioned tree {} is cached: skipping base, overlays and provisioning",
+            &key[..16]
+        ));
+        let step = job.reporter.step("copying the cached provisioned tree");
+        base::copy_tree(&stage_entry(job.cache, key).dir, tree)?;
+        step.done();
+        timed("copy_cached_tree", t);
+    } else {
+        provision_tree(job, tree, log, timed)?;
+        let t = Instant::now();
+        save_stage(tree, job.cache, key, job.reporter)?;
+        log.note(&format!("provisioned tree cached as {}", &key[..16]));
+        timed("cache_store", t);
+    }
+    Ok(())
+}
+
+/// Scrub, late files, audit; returns the tree's package manifest.
+fn scrub_and_audit(
+    profile: &Profile,
+    tree: &Path,
+    late: &[LateSource],
+    log: &mut BuildLog,
+) -> Result<String> {
+    let secrets: Vec<String> = profile
+        .overlays
+        .iter()
+        .flat_map(|o| o.spec.secrets.clone())
+        .collect();
+    let n = scrub::scrub(tree, &secrets)?;
+    log.note(&format!("scrub: {n} path(s) removed or emptied"));
+    overlay::install_late(tree, late)?;
+    for l in late {
+        log.note(&format!("late file {} from {}", l.dest, l.source.display()));
+    }
+    let findings = scrub::audit(tree, &secrets)?;
+    scrub::require_clean(&findings)?;
+    log.note("audit: passed (nothing that must not ship is in the tree)");
+    crate::manifest::for_tree(tree)
+}
+
+fn assemble_options(profile: &Profile, opts: &BuildOptions, tree: &Path) -> AssembleOptions {
+    AssembleOptions {
+        rootfs: tree.to_path_buf(),
+        out: opts.out.clone(),
+        name: profile.image_name.clone(),
+        size: profile.disk_size,
+        boot: profile.boot,
+        formats: profile.formats.clone(),
+        seed: None,
+        ext4_features: profile.ext4_features,
+        source_date_epoch: opts.source_date_epoch,
+        threads: opts.threads,
+    }
+}
+
+fn build_info<'a>(
+    plan: &'a Plan,
+    key: &'a str,
+    late: &[LateSource],
+    opts: &BuildOptions,
+    seconds: serde_json::Map<String, serde_json::Value>,
+    image: &'a Assembled,
+) -> BuildInfo<'a> {
+    BuildInfo {
         profile: &plan.profile,
         profile_file: &plan.profile_file,
         profile_sha256: &plan.profile_sha256,
@@ -791,7 +893,7 @@ fn build_from(
         components: &plan.components,
         mirrors: &plan.mirrors,
         bundle: &plan.bundle,
-        stage_key: &key,
+        stage_key: key,
         stage_cached: plan.stage_cached,
         late_files: late
             .iter()
@@ -813,25 +915,8 @@ fn build_from(
             "gpgv": tool_version("gpgv", "--version"),
         }),
         seconds: serde_json::Value::Object(seconds),
-        image: &assembled,
-    };
-    let info_path = opts.out.join(format!("{name}.build.json"));
-    let mut f = PartialFile::create(&info_path)?;
-    serde_json::to_writer_pretty(f.file_mut(), &info)?;
-    f.file_mut().write_all(b"\n")?;
-    f.commit()?;
-    log.note(&format!(
-        "done: {} in {:.1}s",
-        opts.out.display(),
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(Built {
-        assembled,
-        manifest: manifest_path,
-        build_info: info_path,
-        logs,
-        stage_cached: plan.stage_cached,
-    })
+        image,
+    }
 }
 
 /// Every overlay's late files, in profile order.

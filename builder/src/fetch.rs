@@ -19,7 +19,7 @@
 //! downloads of files with a known hash still use the download cache.
 
 use crate::base;
-use crate::build::{provision_tree, BuildLog};
+use crate::build::{provision_tree, BuildLog, ProvisionJob};
 use crate::bundle;
 use crate::cache::Cache;
 use crate::inputs::{self, Inputs};
@@ -108,18 +108,17 @@ fn fetch_into(
     let id = base::identify(&profile.base, &opts.cache, inputs, false, true)?
         .expect("identify with fetch = true names the base");
     let tree = work.path().join("tree");
-    provision_tree(
+    let job = ProvisionJob {
         profile,
-        &id,
-        &tree,
-        &opts.cache,
+        id: &id,
+        cache: &opts.cache,
         inputs,
-        (false, true),
+        offline: false,
+        refresh: true,
         logs,
-        &mut log,
-        &mut |_, _: Instant| {},
         reporter,
-    )?;
+    };
+    provision_tree(&job, &tree, &mut log, &mut |_, _: Instant| {})?;
     // The scratch tree is done with; the bundle is what stays.
     let step = reporter.step("indexing the bundle");
     bundle::index_apt_repository(&staging.join(bundle::APT))?;

@@ -277,6 +277,9 @@ fn locate_in(arg: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     )
 }
 
+/// Turns an error about `key` into the one line that names the profile and the key.
+type At<'a> = &'a dyn Fn(&str, anyhow::Error) -> anyhow::Error;
+
 impl Profile {
     /// Loads and checks a profile; `vars` are `--var` overrides.
     pub fn load(path: &Path, vars: &[(String, String)]) -> Result<Profile> {
@@ -299,116 +302,11 @@ impl Profile {
                 _ => at("base", e),
             }
         })?;
-
-        let mut mirrors = BTreeMap::new();
-        for (name, prefix) in &file.mirrors {
-            let key = format!("mirrors.{name}");
-            crate::mirror::check_name(name).map_err(|e| at(&key, e))?;
-            let prefix = crate::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
-            mirrors.insert(name.clone(), prefix);
-        }
-
-        let overlays_dir = crate::rootpath::lexical(
-            &dir.join(
-                file.overlays_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("../overlays")),
-            ),
-        );
-        let mut overlays: Vec<Overlay> = Vec::new();
-        for name in &file.overlays {
-            if overlays.iter().any(|o| &o.name == name) {
-                return Err(at("overlays", anyhow!("overlay '{name}' is listed twice")));
-            }
-            let overlay = Overlay::load(&overlays_dir, name).map_err(|e| at("overlays", e))?;
-            for dep in &overlay.spec.depends {
-                if !overlays.iter().any(|o| &o.name == dep) {
-                    return Err(at(
-                        "overlays",
-                        anyhow!(
-                            "overlay '{name}' depends on '{dep}', which is not listed before it"
-                        ),
-                    ));
-                }
-            }
-            overlays.push(overlay);
-        }
-
-        // Variables: overlay defaults, then the profile's, then --var.
-        let mut variables = Variables::new();
-        for o in &overlays {
-            for (k, v) in &o.spec.variables {
-                variables.insert(k.clone(), scalar(v).expect("checked by Overlay::load"));
-            }
-        }
-        for (k, v) in &file.variables {
-            check_variable_name(k).map_err(|e| at(&format!("variables.{k}"), e))?;
-            let v = scalar(v).ok_or_else(|| {
-                at(
-                    &format!("variables.{k}"),
-                    anyhow!("must be a string, an integer or a boolean"),
-                )
-            })?;
-            variables.insert(k.clone(), v);
-        }
-        for (k, v) in vars {
-            if !variables.contains_key(k) {
-                bail!(
-                    "--var {k}: no such variable in profile {} or its overlays (known: {})",
-                    path.display(),
-                    variables.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-            variables.insert(k.clone(), serde_json::Value::String(v.clone()));
-        }
-        for o in &overlays {
-            o.check_templates(&variables)?;
-            o.late_sources(&variables)?;
-            o.components(&variables)?;
-        }
-
-        let disk_size = file
-            .disk
-            .size
-            .as_deref()
-            .map(parse_size)
-            .transpose()
-            .map_err(|e| at("disk.size", e))?;
-        let boot = match &file.disk.boot {
-            Some(list) if list.is_empty() => {
-                return Err(at("disk.boot", anyhow!("must name bios, uefi or both")))
-            }
-            Some(list) => BootModes::parse(&list.join(",")).map_err(|e| at("disk.boot", e))?,
-            None => BootModes {
-                bios: true,
-                uefi: true,
-            },
-        };
-        let ext4_features = match file.disk.ext4_features.as_deref() {
-            None | Some("auto") => None,
-            Some(other) => Some(
-                other
-                    .parse::<FeatureSet>()
-                    .map_err(|e| at("disk.ext4_features", e))?,
-            ),
-        };
-        let formats = match &file.output.formats {
-            Some(list) => {
-                Format::parse_list(&list.join(",")).map_err(|e| at("output.formats", e))?
-            }
-            None => vec![Format::Qcow2],
-        };
-        let image_name = file
-            .output
-            .name
-            .clone()
-            .unwrap_or_else(|| file.name.clone());
-        check_name(&image_name).map_err(|e| {
-            at(
-                "output.name",
-                anyhow!("{}", e.to_string().replace("--name ", "")),
-            )
-        })?;
+        let mirrors = mirrors_of(&file, &at)?;
+        let overlays = overlays_of(&file, &dir, &at)?;
+        let variables = variables_of(&file, &overlays, vars, path, &at)?;
+        let (disk_size, boot, ext4_features) = disk_of(&file.disk, &at)?;
+        let (formats, image_name) = output_of(&file, &at)?;
 
         use sha2::Digest;
         Ok(Profile {
@@ -428,20 +326,153 @@ impl Profile {
     }
 }
 
+fn mirrors_of(file: &ProfileFile, at: At) -> Result<BTreeMap<String, String>> {
+    let mut mirrors = BTreeMap::new();
+    for (name, prefix) in &file.mirrors {
+        let key = format!("mirrors.{name}");
+        crate::mirror::check_name(name).map_err(|e| at(&key, e))?;
+        let prefix = crate::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
+        mirrors.insert(name.clone(), prefix);
+    }
+    Ok(mirrors)
+}
+
+/// The overlays in the profile's order, each after those it depends on.
+fn overlays_of(file: &ProfileFile, dir: &Path, at: At) -> Result<Vec<Overlay>> {
+    let overlays_dir = crate::rootpath::lexical(
+        &dir.join(
+            file.overlays_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("../overlays")),
+        ),
+    );
+    let mut overlays: Vec<Overlay> = Vec::new();
+    for name in &file.overlays {
+        if overlays.iter().any(|o| &o.name == name) {
+            return Err(at("overlays", anyhow!("overlay '{name}' is listed twice")));
+        }
+        let overlay = Overlay::load(&overlays_dir, name).map_err(|e| at("overlays", e))?;
+        for dep in &overlay.spec.depends {
+            if !overlays.iter().any(|o| &o.name == dep) {
+                return Err(at(
+                    "overlays",
+                    anyhow!("overlay '{name}' depends on '{dep}', which is not listed before it"),
+                ));
+            }
+        }
+        overlays.push(overlay);
+    }
+    Ok(overlays)
+}
+
+/// Variables: overlay defaults, then the profile's, then --var; every overlay's templates,
+/// late files and components checked against them.
+fn variables_of(
+    file: &ProfileFile,
+    overlays: &[Overlay],
+    vars: &[(String, String)],
+    path: &Path,
+    at: At,
+) -> Result<Variables> {
+    let mut variables = Variables::new();
+    for o in overlays {
+        for (k, v) in &o.spec.variables {
+            variables.insert(k.clone(), scalar(v).expect("checked by Overlay::load"));
+        }
+    }
+    for (k, v) in &file.variables {
+        check_variable_name(k).map_err(|e| at(&format!("variables.{k}"), e))?;
+        let v = scalar(v).ok_or_else(|| {
+            at(
+                &format!("variables.{k}"),
+                anyhow!("must be a string, an integer or a boolean"),
+            )
+        })?;
+        variables.insert(k.clone(), v);
+    }
+    for (k, v) in vars {
+        if !variables.contains_key(k) {
+            bail!(
+                "--var {k}: no such variable in profile {} or its overlays (known: {})",
+                path.display(),
+                variables.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        variables.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    for o in overlays {
+        o.check_templates(&variables)?;
+        o.late_sources(&variables)?;
+        o.components(&variables)?;
+    }
+    Ok(variables)
+}
+
+/// The `[disk]` table: size, boot modes, ext4 features.
+fn disk_of(disk: &DiskSpec, at: At) -> Result<(Option<u64>, BootModes, Option<FeatureSet>)> {
+    let disk_size = disk
+        .size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| at("disk.size", e))?;
+    let boot = match &disk.boot {
+        Some(list) if list.is_empty() => {
+            return Err(at("disk.boot", anyhow!("must name bios, uefi or both")))
+        }
+        Some(list) => BootModes::parse(&list.join(",")).map_err(|e| at("disk.boot", e))?,
+        None => BootModes {
+            bios: true,
+            uefi: true,
+        },
+    };
+    let ext4_features = match disk.ext4_features.as_deref() {
+        None | Some("auto") => None,
+        Some(other) => Some(
+            other
+                .parse::<FeatureSet>()
+                .map_err(|e| at("disk.ext4_features", e))?,
+        ),
+    };
+    Ok((disk_size, boot, ext4_features))
+}
+
+/// The `[output]` table: formats and the image's name.
+fn output_of(file: &ProfileFile, at: At) -> Result<(Vec<Format>, String)> {
+    let formats = match &file.output.formats {
+        Some(list) => Format::parse_list(&list.join(",")).map_err(|e| at("output.formats", e))?,
+        None => vec![Format::Qcow2],
+    };
+    let image_name = file
+        .output
+        .name
+        .clone()
+        .unwrap_or_else(|| file.name.clone());
+    check_name(&image_name).map_err(|e| {
+        at(
+            "output.name",
+            anyhow!("{}", e.to_string().replace("--name ", "")),
+        )
+    })?;
+    Ok((formats, image_name))
+}
+
+fn keyring_file(dir: &Path, key: &str, p: &Path) -> Result<PathBuf> {
+    let p = dir.join(p);
+    if !p.is_file() {
+        bail!("base.{key}: keyring {} does not exist", p.display());
+    }
+    Ok(p)
+}
+
+fn check_url(key: &str, url: &str) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("base.{key}: '{url}' is not an http:// or https:// URL");
+    }
+    Ok(())
+}
+
 fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
-    let keyring_file = |key: &str, p: &Path| -> Result<PathBuf> {
-        let p = dir.join(p);
-        if !p.is_file() {
-            bail!("base.{key}: keyring {} does not exist", p.display());
-        }
-        Ok(p)
-    };
-    let check_url = |key: &str, url: &str| -> Result<()> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("base.{key}: '{url}' is not an http:// or https:// URL");
-        }
-        Ok(())
-    };
     Ok(match spec {
         BaseSpec::Tarball {
             url,
@@ -464,7 +495,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                     Some(SignedSums {
                         url: sums.clone(),
                         signature: sig.clone(),
-                        keyring: keyring_file("keyring", kr)?,
+                        keyring: keyring_file(dir, "keyring", kr)?,
                     })
                 }
                 (None, _, _) => bail!("base.sha256sums: missing (signature and keyring are given)"),
@@ -484,53 +515,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                 signed_sums,
             }
         }
-        BaseSpec::Debootstrap {
-            suite,
-            mirror,
-            keyring,
-            variant,
-            components,
-            include,
-            extra_suites,
-            packages,
-        } => {
-            check_url("mirror", mirror)?;
-            let suite_name = |s: &str| {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            };
-            if !suite_name(suite) {
-                bail!("base.suite: '{suite}' is not a suite name");
-            }
-            if let Some(s) = extra_suites.iter().find(|s| !suite_name(s)) {
-                bail!("base.extra_suites: '{s}' is not a suite name");
-            }
-            if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
-                bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
-            }
-            for p in include.iter().chain(components) {
-                if p.is_empty() || p.contains([',', ' ']) {
-                    bail!("base.include: '{p}' is not a package name");
-                }
-            }
-            if let Some(p) = packages
-                .iter()
-                .find(|p| p.is_empty() || p.starts_with('-') || p.contains([',', ' ']))
-            {
-                bail!("base.packages: '{p}' is not a package name");
-            }
-            Base::Debootstrap(Debootstrap {
-                suite: suite.clone(),
-                mirror: mirror.trim_end_matches('/').to_string(),
-                keyring: keyring_file("keyring", keyring)?,
-                variant: variant.clone(),
-                components: components.clone(),
-                include: include.clone(),
-                extra_suites: extra_suites.clone(),
-                packages: packages.clone(),
-            })
-        }
+        BaseSpec::Debootstrap { .. } => Base::Debootstrap(resolve_debootstrap(spec, dir)?),
         BaseSpec::Local { path } => {
             let p = dir.join(path);
             if !p.exists() {
@@ -538,6 +523,58 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
             }
             Base::Local { path: p }
         }
+    })
+}
+
+fn resolve_debootstrap(spec: &BaseSpec, dir: &Path) -> Result<Debootstrap> {
+    let BaseSpec::Debootstrap {
+        suite,
+        mirror,
+        keyring,
+        variant,
+        components,
+        include,
+        extra_suites,
+        packages,
+    } = spec
+    else {
+        unreachable!("called for debootstrap bases only")
+    };
+    check_url("mirror", mirror)?;
+    let suite_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !suite_name(suite) {
+        bail!("base.suite: '{suite}' is not a suite name");
+    }
+    if let Some(s) = extra_suites.iter().find(|s| !suite_name(s)) {
+        bail!("base.extra_suites: '{s}' is not a suite name");
+    }
+    if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
+        bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
+    }
+    for p in include.iter().chain(components) {
+        if p.is_empty() || p.contains([',', ' ']) {
+            bail!("base.include: '{p}' is not a package name");
+        }
+    }
+    if let Some(p) = packages
+        .iter()
+        .find(|p| p.is_empty() || p.starts_with('-') || p.contains([',', ' ']))
+    {
+        bail!("base.packages: '{p}' is not a package name");
+    }
+    Ok(Debootstrap {
+        suite: suite.clone(),
+        mirror: mirror.trim_end_matches('/').to_string(),
+        keyring: keyring_file(dir, "keyring", keyring)?,
+        variant: variant.clone(),
+        components: components.clone(),
+        include: include.clone(),
+        extra_suites: extra_suites.clone(),
+        packages: packages.clone(),
     })
 }
 

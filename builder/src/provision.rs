@@ -379,6 +379,41 @@ mod tests {
         }
     }
 
+    /// The bundle part of the test above: a bundle's apt sources, bound read-only.
+    fn bundle_inputs_set_up_the_chroot(d: &Path, r: &Path, conf: &Path) {
+        let made = d.join("made");
+        std::fs::create_dir_all(made.join("apt")).unwrap();
+        crate::bundle::seal(
+            &made,
+            &d.join("bundle"),
+            "p",
+            &"0".repeat(64),
+            &Default::default(),
+            Default::default(),
+            0,
+        )
+        .unwrap();
+        let bundle =
+            crate::bundle::Bundle::open(&d.join("bundle"), &crate::progress::Reporter::new())
+                .unwrap();
+        let c = Chroot::prepare(r, &Inputs::Bundle(&bundle)).unwrap();
+        let text = std::fs::read_to_string(conf).unwrap();
+        assert!(
+            text.contains("Dir::Etc::SourceList \"/run/appliance-build/apt/sources.list\";"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("run/appliance-build/apt/sources.list")).unwrap(),
+            "# The appliance builder: only the bundle's packages while provisioning.\ndeb [trusted=yes] file:/run/appliance-bundle/apt ./\n"
+        );
+        assert!(c.binds[0].read_only);
+        assert!(c
+            .env()
+            .iter()
+            .any(|(k, v)| k == "APPLIANCE_BUNDLE" && v == "/run/appliance-bundle"));
+        c.restore().unwrap();
+    }
+
     #[test]
     fn each_kind_of_inputs_sets_up_the_chroot_and_leaves_nothing() {
         let d = tempfile::tempdir().unwrap();
@@ -444,39 +479,7 @@ mod tests {
         assert!(!c.binds[0].read_only && r.join("run/appliance-fetch").is_dir());
         c.restore().unwrap();
 
-        let made = d.path().join("made");
-        std::fs::create_dir_all(made.join("apt")).unwrap();
-        crate::bundle::seal(
-            &made,
-            &d.path().join("bundle"),
-            "p",
-            &"0".repeat(64),
-            &Default::default(),
-            Default::default(),
-            0,
-        )
-        .unwrap();
-        let bundle = crate::bundle::Bundle::open(
-            &d.path().join("bundle"),
-            &crate::progress::Reporter::new(),
-        )
-        .unwrap();
-        let c = Chroot::prepare(&r, &Inputs::Bundle(&bundle)).unwrap();
-        let text = std::fs::read_to_string(&conf).unwrap();
-        assert!(
-            text.contains("Dir::Etc::SourceList \"/run/appliance-build/apt/sources.list\";"),
-            "{text}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(r.join("run/appliance-build/apt/sources.list")).unwrap(),
-            "# The appliance builder: only the bundle's packages while provisioning.\ndeb [trusted=yes] file:/run/appliance-bundle/apt ./\n"
-        );
-        assert!(c.binds[0].read_only);
-        assert!(c
-            .env()
-            .iter()
-            .any(|(k, v)| k == "APPLIANCE_BUNDLE" && v == "/run/appliance-bundle"));
-        c.restore().unwrap();
+        bundle_inputs_set_up_the_chroot(d.path(), &r, &conf);
         // Only what the tree had (and the directories a chroot needs) is left.
         let left: Vec<String> = before(&r)
             .iter()
