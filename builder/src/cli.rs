@@ -1,10 +1,10 @@
 //! The command line of `appliance`: its commands and their arguments (clap), nothing run.
 
 use anyhow::Result;
-use appliance::assemble::BootModes;
+use appliance::disk::assemble::BootModes;
+use appliance::disk::ext4::FeatureSet;
 use appliance::export::Format;
-use appliance::ext4::FeatureSet;
-use appliance::size;
+use appliance::util::size;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -119,7 +119,7 @@ pub const PRODUCT_PROFILE: &str = "rocketchat-jitsi-bionic";
 #[derive(Args)]
 pub struct VarArgs {
     /// Set a variable the profile or an overlay declares (NAME=VALUE); repeatable.
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::profile::parse_var)]
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = appliance::spec::profile::parse_var)]
     pub vars: Vec<(String, String)>,
 }
 
@@ -142,7 +142,7 @@ pub struct ProfileArgs {
     /// Download from URL instead of the repository NAME of the profile's [mirrors] (an apt
     /// cache or a mirror: the URL prefix replaces the profile's); repeatable. The image keeps
     /// its original apt sources.
-    #[arg(long = "mirror", value_name = "NAME=URL", value_parser = appliance::mirror::parse_mirror)]
+    #[arg(long = "mirror", value_name = "NAME=URL", value_parser = appliance::inputs::mirror::parse_mirror)]
     pub mirrors: Vec<(String, String)>,
 }
 
@@ -182,7 +182,7 @@ pub struct FetchArgs {
     pub vars: VarArgs,
     /// Download from URL instead of the repository NAME of the profile's [mirrors];
     /// repeatable. The bundle holds what the mirror served, under the original URLs.
-    #[arg(long = "mirror", value_name = "NAME=URL", value_parser = appliance::mirror::parse_mirror)]
+    #[arg(long = "mirror", value_name = "NAME=URL", value_parser = appliance::inputs::mirror::parse_mirror)]
     pub mirrors: Vec<(String, String)>,
     /// Print what was made as JSON on stdout.
     #[arg(long)]

@@ -2,9 +2,9 @@
 
 use crate::cli::*;
 use anyhow::{Context, Result};
-use appliance::assemble::{self, AssembleOptions};
-use appliance::progress::{self, Reporter, Verbosity};
-use appliance::size;
+use appliance::disk::assemble::{self, AssembleOptions};
+use appliance::util::progress::{self, Reporter, Verbosity};
+use appliance::util::size;
 use clap::CommandFactory;
 use std::path::PathBuf;
 
@@ -12,18 +12,21 @@ fn load_profile(
     a: &ProfileArgs,
     threads: Option<usize>,
     bundle: Option<PathBuf>,
-) -> Result<(appliance::profile::Profile, appliance::build::BuildOptions)> {
-    let path = appliance::profile::locate(&a.profile)?;
-    let profile = appliance::profile::Profile::load(&path, &a.vars.vars)?;
-    let mirrors = appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?;
-    let opts = appliance::build::BuildOptions {
+) -> Result<(
+    appliance::spec::profile::Profile,
+    appliance::stages::build::BuildOptions,
+)> {
+    let path = appliance::spec::profile::locate(&a.profile)?;
+    let profile = appliance::spec::profile::Profile::load(&path, &a.vars.vars)?;
+    let mirrors = appliance::inputs::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?;
+    let opts = appliance::stages::build::BuildOptions {
         out: a
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("build").join(&profile.file.name)),
         offline: a.offline,
         no_cache: a.no_cache,
-        cache: appliance::cache::Cache::from_env(),
+        cache: appliance::stages::cache::Cache::from_env(),
         threads: threads.unwrap_or_else(default_threads),
         source_date_epoch: source_date_epoch()?,
         mirrors,
@@ -40,7 +43,7 @@ fn default_threads() -> usize {
 
 pub fn run_build(a: BuildArgs) -> Result<()> {
     let (profile, opts) = load_profile(&a.profile, a.threads, a.bundle.clone())?;
-    let built = appliance::build::build(&profile, &opts, &Reporter::new())?;
+    let built = appliance::stages::build::build(&profile, &opts, &Reporter::new())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&built)?);
     } else {
@@ -56,7 +59,7 @@ pub fn run_build(a: BuildArgs) -> Result<()> {
 pub fn run_plan(a: PlanArgs) -> Result<()> {
     let (profile, opts) = load_profile(&a.profile, None, None)?;
     let inputs = appliance::inputs::Inputs::Network(&opts.mirrors);
-    let (plan, _) = appliance::build::make_plan(&profile, &opts, &inputs, false)?;
+    let (plan, _) = appliance::stages::build::make_plan(&profile, &opts, &inputs, false)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -66,15 +69,15 @@ pub fn run_plan(a: PlanArgs) -> Result<()> {
 }
 
 pub fn run_fetch(a: FetchArgs) -> Result<()> {
-    let path = appliance::profile::locate(&a.profile)?;
-    let profile = appliance::profile::Profile::load(&path, &a.vars.vars)?;
-    let opts = appliance::fetch::FetchOptions {
+    let path = appliance::spec::profile::locate(&a.profile)?;
+    let profile = appliance::spec::profile::Profile::load(&path, &a.vars.vars)?;
+    let opts = appliance::stages::fetch::FetchOptions {
         to: a.out,
-        mirrors: appliance::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?,
-        cache: appliance::cache::Cache::from_env(),
+        mirrors: appliance::inputs::mirror::Mirrors::new(&profile.mirrors, &a.mirrors)?,
+        cache: appliance::stages::cache::Cache::from_env(),
         source_date_epoch: source_date_epoch()?,
     };
-    let fetched = appliance::fetch::fetch(&profile, &opts, &Reporter::new())?;
+    let fetched = appliance::stages::fetch::fetch(&profile, &opts, &Reporter::new())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&fetched)?);
     } else {
@@ -85,15 +88,15 @@ pub fn run_fetch(a: FetchArgs) -> Result<()> {
 
 pub fn run_profiles(a: ProfilesArgs) -> Result<()> {
     let found = match &a.dir {
-        Some(dir) => appliance::profile::list(dir)?,
-        None => appliance::profile::available(),
+        Some(dir) => appliance::spec::profile::list(dir)?,
+        None => appliance::spec::profile::available(),
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&found)?);
         return Ok(());
     }
     if found.is_empty() {
-        let dirs = appliance::profile::search_dirs();
+        let dirs = appliance::spec::profile::search_dirs();
         anyhow::bail!(
             "no profiles in {}",
             dirs.iter()
@@ -114,7 +117,7 @@ pub fn run_profiles(a: ProfilesArgs) -> Result<()> {
 
 pub fn run_boot(a: BootArgs) -> Result<()> {
     use appliance::qemu::{self, Firmware, Serial, VmSpec};
-    let work = appliance::partial::WorkDir::create(&std::env::temp_dir(), "appliance-boot")?;
+    let work = appliance::util::partial::WorkDir::create(&std::env::temp_dir(), "appliance-boot")?;
     let seed = match (&a.seed, &a.user_data) {
         (Some(s), _) => Some(s.clone()),
         (None, Some(ud)) => {

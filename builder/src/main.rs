@@ -4,7 +4,7 @@
 mod cli;
 mod commands;
 
-use appliance::progress::{self, Verbosity};
+use appliance::util::progress::{self, Verbosity};
 use clap::Parser;
 use cli::{Cli, Command};
 
@@ -15,7 +15,7 @@ fn main() {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     });
-    if let Err(e) = appliance::partial::install_interrupt_handler() {
+    if let Err(e) = appliance::util::partial::install_interrupt_handler() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

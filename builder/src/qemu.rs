@@ -5,7 +5,7 @@
 //! with KVM, its kernel must print its first line within a short time. The verdict is cached
 //! per host kernel and QEMU version, so only the first boot on a machine pays for it.
 
-use crate::partial;
+use crate::util::partial;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,7 +132,7 @@ impl VmSpec {
         if !self.image.is_file() {
             bail!("image {} does not exist", self.image.display());
         }
-        let mut c = Command::new(crate::host::require("qemu-system-x86_64")?);
+        let mut c = Command::new(crate::util::host::require("qemu-system-x86_64")?);
         c.args([
             "-accel",
             accel.name(),

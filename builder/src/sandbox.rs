@@ -37,7 +37,7 @@
 //! the commands that make late files) keep the host's /proc, /dev and capabilities, and get
 //! the namespaces and the clean end.
 
-use crate::partial;
+use crate::util::partial;
 use anyhow::{anyhow, Context, Result};
 use std::ffi::CString;
 use std::io;
@@ -49,7 +49,7 @@ use std::process::{Command, Stdio};
 #[derive(Clone, Debug)]
 pub struct Bind {
     pub source: PathBuf,
-    /// Relative to the tree's root; made by [`crate::provision::Chroot::prepare`].
+    /// Relative to the tree's root; made by [`crate::stages::provision::Chroot::prepare`].
     pub target: PathBuf,
     pub read_only: bool,
 }
@@ -151,7 +151,7 @@ impl Sandbox {
                 .source
                 .canonicalize()
                 .with_context(|| format!("finding {}", b.source.display()))?;
-            let target = crate::rootpath::resolve(&root, &b.target)?;
+            let target = crate::util::rootpath::resolve(&root, &b.target)?;
             bound.push((cstr(&source)?, cstr(&target)?, b.read_only));
         }
         let dev = root.join("dev");
@@ -622,7 +622,7 @@ pub fn run(step: &Step) -> Result<()> {
     if let (Some(dir), None) = (step.cwd, step.chroot) {
         cmd.current_dir(dir);
     }
-    crate::progress::show_command(&cmd);
+    crate::util::progress::show_command(&cmd);
     // SAFETY: `enter` only makes async-signal-safe system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || sandbox.enter());

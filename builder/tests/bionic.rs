@@ -16,7 +16,7 @@
 
 mod common;
 
-use appliance::profile::Profile;
+use appliance::spec::profile::Profile;
 use common::{appliance, stdout};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -60,7 +60,7 @@ fn build_cmd(profile: &Path, out: &Path, cache: Option<&Path>) -> Command {
 /// Nothing of a failed or interrupted build may remain but its logs.
 fn assert_nothing_left(out: &Path) {
     assert!(
-        appliance::partial::mounts_below(out).is_empty(),
+        appliance::util::partial::mounts_below(out).is_empty(),
         "mounts left below {}",
         out.display()
     );

@@ -6,12 +6,12 @@
 //! once against the variables, so a typo fails in a second instead of after debootstrap.
 //! Every error is one line naming the profile file and the key.
 
-use crate::assemble::{check_name, BootModes};
+use crate::disk::assemble::{check_name, BootModes};
+use crate::disk::ext4::FeatureSet;
 use crate::export::Format;
-use crate::ext4::FeatureSet;
-use crate::overlay::{Overlay, Variables};
-use crate::size::parse_size;
-use crate::toml_util::{parse_toml, scalar};
+use crate::spec::overlay::{Overlay, Variables};
+use crate::spec::toml_file::{parse_toml, scalar};
+use crate::util::size::parse_size;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ pub struct ProfileFile {
     #[serde(default)]
     pub variables: BTreeMap<String, toml::Value>,
     /// The repositories the build downloads from, by name: `NAME = "URL prefix"`, so that
-    /// `--mirror NAME=URL` can replace one (see [`crate::mirror`]).
+    /// `--mirror NAME=URL` can replace one (see [`crate::inputs::mirror`]).
     #[serde(default)]
     pub mirrors: BTreeMap<String, String>,
     #[serde(default)]
@@ -230,7 +230,7 @@ fn search_dirs_with(env: Option<std::ffi::OsString>) -> Vec<PathBuf> {
     if let Some(v) = env {
         dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
     }
-    dirs.push(crate::rootpath::lexical(
+    dirs.push(crate::util::rootpath::lexical(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles"),
     ));
     dirs.push(PathBuf::from("/usr/share/appliance/profiles"));
@@ -330,8 +330,8 @@ fn mirrors_of(file: &ProfileFile, at: At) -> Result<BTreeMap<String, String>> {
     let mut mirrors = BTreeMap::new();
     for (name, prefix) in &file.mirrors {
         let key = format!("mirrors.{name}");
-        crate::mirror::check_name(name).map_err(|e| at(&key, e))?;
-        let prefix = crate::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
+        crate::inputs::mirror::check_name(name).map_err(|e| at(&key, e))?;
+        let prefix = crate::inputs::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
         mirrors.insert(name.clone(), prefix);
     }
     Ok(mirrors)
@@ -339,7 +339,7 @@ fn mirrors_of(file: &ProfileFile, at: At) -> Result<BTreeMap<String, String>> {
 
 /// The overlays in the profile's order, each after those it depends on.
 fn overlays_of(file: &ProfileFile, dir: &Path, at: At) -> Result<Vec<Overlay>> {
-    let overlays_dir = crate::rootpath::lexical(
+    let overlays_dir = crate::util::rootpath::lexical(
         &dir.join(
             file.overlays_dir
                 .clone()

@@ -1,6 +1,6 @@
 //! SHA-256 of files, the one hash of inputs, caches and artifacts.
 
-use crate::sparse;
+use crate::util::sparse;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;

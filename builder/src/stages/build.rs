@@ -15,19 +15,19 @@
 //! network at all; the key then includes the bundle's hash, so a build from a bundle is made
 //! from that bundle and not from a tree an online build cached).
 
-use crate::assemble::{self, AssembleOptions, Assembled};
-use crate::base::{self, BaseId, MaterializeOptions};
-use crate::bundle::Bundle;
-use crate::cache::{Cache, Entry};
+use crate::disk::assemble::{self, AssembleOptions, Assembled};
+use crate::inputs::bundle::Bundle;
+use crate::inputs::mirror::{Mirrors, Repository};
 use crate::inputs::{self, Inputs};
-use crate::mirror::{Mirrors, Repository};
-use crate::overlay::{self, Component, LateSource};
-use crate::partial::{PartialFile, WorkDir};
-use crate::profile::{Base, Profile};
-use crate::progress::Reporter;
-use crate::provision::Chroot;
-use crate::scrub;
-use crate::size::human;
+use crate::spec::overlay::{self, Component, LateSource};
+use crate::spec::profile::{Base, Profile};
+use crate::stages::base::{self, BaseId, MaterializeOptions};
+use crate::stages::cache::{Cache, Entry};
+use crate::stages::provision::Chroot;
+use crate::stages::scrub;
+use crate::util::partial::{PartialFile, WorkDir};
+use crate::util::progress::Reporter;
+use crate::util::size::human;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -60,7 +60,7 @@ pub struct Plan {
     pub profile_sha256: String,
     pub base: BaseDescription,
     pub overlays: Vec<OverlayDescription>,
-    pub variables: crate::overlay::Variables,
+    pub variables: crate::spec::overlay::Variables,
     /// Every external component: the base, then what the overlays declare.
     pub components: Vec<Component>,
     /// The repositories the profile names, and this run's mirrors of them.
@@ -552,7 +552,7 @@ impl BuildLog {
 
     pub(crate) fn note(&mut self, msg: &str) {
         let line = format!("[{:>6.1}s] {msg}", self.started.elapsed().as_secs_f64());
-        if crate::progress::verbosity() > crate::progress::Verbosity::Quiet {
+        if crate::util::progress::verbosity() > crate::util::progress::Verbosity::Quiet {
             eprintln!("{line}");
         }
         let _ = writeln!(self.file, "{line}");
@@ -576,7 +576,7 @@ struct BuildInfo<'a> {
     profile_sha256: &'a str,
     base: &'a BaseDescription,
     overlays: &'a [OverlayDescription],
-    variables: &'a crate::overlay::Variables,
+    variables: &'a crate::spec::overlay::Variables,
     components: &'a [Component],
     mirrors: &'a [Repository],
     bundle: &'a Option<BundleDescription>,
@@ -857,7 +857,7 @@ fn scrub_and_audit(
     let findings = scrub::audit(tree, &secrets)?;
     scrub::require_clean(&findings)?;
     log.note("audit: passed (nothing that must not ship is in the tree)");
-    crate::manifest::for_tree(tree)
+    crate::disk::manifest::for_tree(tree)
 }
 
 fn assemble_options(profile: &Profile, opts: &BuildOptions, tree: &Path) -> AssembleOptions {
@@ -901,7 +901,7 @@ fn build_info<'a>(
                 serde_json::json!({
                     "path": l.dest,
                     "source": l.source,
-                    "sha256": crate::hash::sha256_file(&l.source).ok(),
+                    "sha256": crate::util::hash::sha256_file(&l.source).ok(),
                 })
             })
             .collect(),
@@ -952,7 +952,7 @@ fn make_late(
     let program = if cmd[0].contains('/') {
         let p = std::path::absolute(l.make_dir.join(&cmd[0]))
             .with_context(|| format!("finding {}", cmd[0]))?;
-        crate::rootpath::lexical(&p).display().to_string()
+        crate::util::rootpath::lexical(&p).display().to_string()
     } else {
         cmd[0].clone()
     };

@@ -3,12 +3,12 @@
 //! (`appliance build --bundle`, no network at all).
 //!
 //! Inside the chroot, provision.sh and the overlays' helpers see the mode in their
-//! environment (see [`crate::provision::Chroot`]):
+//! environment (see [`crate::stages::provision::Chroot`]):
 //! - `APPLIANCE_MIRRORS`: a file of `PREFIX MIRROR` rules, and `appliance-mirror` on PATH
 //!   (`appliance-mirror url URL` rewrites a URL); `apt-get` and `apt` on PATH read the tree's
 //!   sources rewritten by the same rules.
 //! - `APPLIANCE_FETCH`: the bundle being made, writable: a helper that downloads a file keeps
-//!   a copy in `downloads/` (see [`crate::bundle`]); apt's installed .debs are kept by the
+//!   a copy in `downloads/` (see [`crate::inputs::bundle`]); apt's installed .debs are kept by the
 //!   builder.
 //! - `APPLIANCE_BUNDLE`: the bundle, read-only; apt reads only its repository.
 //!
@@ -16,9 +16,13 @@
 //! builder turns into the run's one error line ([`explain`]):
 //! `appliance: missing input: URL` (not in the bundle) or `appliance: cannot download: URL`.
 
-use crate::bundle::Bundle;
-use crate::download::Unreachable;
-use crate::mirror::Mirrors;
+pub mod bundle;
+pub mod download;
+pub mod mirror;
+
+use crate::inputs::bundle::Bundle;
+use crate::inputs::download::Unreachable;
+use crate::inputs::mirror::Mirrors;
 use std::path::Path;
 
 /// Where the bundle is seen inside the chroot (read-only).

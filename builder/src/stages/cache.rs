@@ -2,8 +2,8 @@
 //! their inputs. An entry is a directory that counts only once its `.complete` marker exists,
 //! and the marker is written last, so an interrupted run never leaves an entry that looks whole.
 
-use crate::download::DownloadCache;
-use crate::partial::WorkDir;
+use crate::inputs::download::DownloadCache;
+use crate::util::partial::WorkDir;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 

@@ -5,17 +5,17 @@
 //! write the ESP, GRUB for BIOS and the GPT; export; rename everything into place at once and
 //! write SHA256SUMS. Nothing appears under a final name until every step succeeded.
 
-use crate::disk::{self, DiskLayout};
+use crate::disk::ext4::{self, AddedFile, FeatureSet, RootFsSpec};
+use crate::disk::fat::{self, FatFile};
+use crate::disk::gpt::{self, DiskLayout};
+use crate::disk::grub;
+use crate::disk::tree::{RootTree, TreeFacts, TreeUsage};
 use crate::export::{self, ExportContext, Format};
-use crate::ext4::{self, AddedFile, FeatureSet, RootFsSpec};
-use crate::fat::{self, FatFile};
-use crate::grub;
-use crate::host;
-use crate::ids::IdSeed;
-use crate::partial::{PartialFile, WorkDir};
-use crate::progress::Reporter;
-use crate::size::{human, round_up, GIB, MIB};
-use crate::tree::{RootTree, TreeFacts, TreeUsage};
+use crate::util::host;
+use crate::util::ids::IdSeed;
+use crate::util::partial::{PartialFile, WorkDir};
+use crate::util::progress::Reporter;
+use crate::util::size::{human, round_up, GIB, MIB};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::os::unix::fs::FileExt;
@@ -452,7 +452,7 @@ impl DiskParts<'_> {
             self.work,
             self.opts.source_date_epoch,
         )?;
-        disk::write_partition_table(self.raw.file(), &disk.layout, &disk.ids, bootcode)?;
+        gpt::write_partition_table(self.raw.file(), &disk.layout, &disk.ids, bootcode)?;
         self.raw
             .file()
             .sync_all()
@@ -485,7 +485,7 @@ fn export_and_sum(
     };
     let wants_raw = opts.formats.contains(&Format::Raw);
     let (exported, raw_sha) = std::thread::scope(|s| {
-        let raw_hash = wants_raw.then(|| s.spawn(|| crate::hash::sha256_file(raw.path())));
+        let raw_hash = wants_raw.then(|| s.spawn(|| crate::util::hash::sha256_file(raw.path())));
         let exported = export::export_all(&ctx, &opts.formats);
         let raw_sha = raw_hash
             .map(|h| h.join().expect("hash thread panicked"))

@@ -12,10 +12,10 @@
 //! Proxies come from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, lower case too,
 //! and `NO_PROXY`), as ureq reads them: one proxy for both schemes.
 
-use crate::host;
-use crate::partial::PartialFile;
-use crate::progress::{Reporter, Step};
-use crate::size::human;
+use crate::util::host;
+use crate::util::partial::PartialFile;
+use crate::util::progress::{Reporter, Step};
+use crate::util::size::human;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -477,7 +477,7 @@ pub struct Unreachable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::sha256_file;
+    use crate::util::hash::sha256_file;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::net::{Shutdown, TcpListener, TcpStream};

@@ -31,9 +31,9 @@
 //! [`Chroot::restore`].
 
 use crate::inputs::{Inputs, BUNDLE_IN_CHROOT, FETCH_IN_CHROOT};
-use crate::partial;
-use crate::rootpath;
 use crate::sandbox::{base_env, run, Step, PATH};
+use crate::util::partial;
+use crate::util::rootpath;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -45,9 +45,9 @@ Dpkg::Use-Pty \"0\";\n";
 const SAVED: &str = ".appliance-build-saved";
 /// The builder's own files in the tree while provisioning.
 const BUILD_DIR: &str = "run/appliance-build";
-const MIRROR_TOOL: &str = include_str!("chroot/appliance-mirror");
-const APT_MIRRORED: &str = include_str!("chroot/apt-mirrored");
-const SAVE_DEBS: &str = include_str!("chroot/save-debs");
+const MIRROR_TOOL: &str = include_str!("../chroot/appliance-mirror");
+const APT_MIRRORED: &str = include_str!("../chroot/apt-mirrored");
+const SAVE_DEBS: &str = include_str!("../chroot/save-debs");
 
 pub use crate::sandbox::Bind;
 
@@ -141,7 +141,7 @@ impl Chroot {
                 let list = format!(
                     "# The appliance builder: only the bundle's packages while provisioning.\n\
                      deb [trusted=yes] file:/{BUNDLE_IN_CHROOT}/{} ./\n",
-                    crate::bundle::APT
+                    crate::inputs::bundle::APT
                 );
                 c.make_dir(&format!("{BUILD_DIR}/apt"))?;
                 c.make_dir(&format!("{BUILD_DIR}/apt/sources.list.d"))?;
@@ -293,7 +293,7 @@ mod tests {
             r.join("etc/resolv.conf"),
         )
         .unwrap();
-        let mirrors = crate::mirror::Mirrors::default();
+        let mirrors = crate::inputs::mirror::Mirrors::default();
         let c = Chroot::prepare(r, &Inputs::Network(&mirrors)).unwrap();
         assert_eq!(
             std::fs::read_to_string(r.join("usr/sbin/policy-rc.d")).unwrap(),
@@ -322,7 +322,7 @@ mod tests {
         );
     }
 
-    fn mirrors() -> crate::mirror::Mirrors {
+    fn mirrors() -> crate::inputs::mirror::Mirrors {
         let profile = [
             ("debian", "http://deb.debian.org/debian"),
             ("debian-security", "http://deb.debian.org/debian-security"),
@@ -340,7 +340,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect::<Vec<_>>();
-        crate::mirror::Mirrors::new(&profile, &over).unwrap()
+        crate::inputs::mirror::Mirrors::new(&profile, &over).unwrap()
     }
 
     #[test]
@@ -383,7 +383,7 @@ mod tests {
     fn bundle_inputs_set_up_the_chroot(d: &Path, r: &Path, conf: &Path) {
         let made = d.join("made");
         std::fs::create_dir_all(made.join("apt")).unwrap();
-        crate::bundle::seal(
+        crate::inputs::bundle::seal(
             &made,
             &d.join("bundle"),
             "p",
@@ -393,9 +393,11 @@ mod tests {
             0,
         )
         .unwrap();
-        let bundle =
-            crate::bundle::Bundle::open(&d.join("bundle"), &crate::progress::Reporter::new())
-                .unwrap();
+        let bundle = crate::inputs::bundle::Bundle::open(
+            &d.join("bundle"),
+            &crate::util::progress::Reporter::new(),
+        )
+        .unwrap();
         let c = Chroot::prepare(r, &Inputs::Bundle(&bundle)).unwrap();
         let text = std::fs::read_to_string(conf).unwrap();
         assert!(
@@ -456,7 +458,7 @@ mod tests {
         let c = Chroot::prepare(
             &r,
             &Inputs::Fetch {
-                mirrors: &crate::mirror::Mirrors::default(),
+                mirrors: &crate::inputs::mirror::Mirrors::default(),
                 staging: &staging,
             },
         )

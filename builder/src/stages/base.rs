@@ -18,15 +18,15 @@
 //! `debootstrap --make-tarball` of the .debs, from which it then makes the tree with
 //! `--unpack-tarball` as a build from the bundle does ([`bundle_files`] says where they go).
 
-use crate::bundle::BaseFiles;
-use crate::cache::{Cache, Entry};
-use crate::download;
+use crate::inputs::bundle::BaseFiles;
+use crate::inputs::download;
 use crate::inputs::Inputs;
-use crate::partial::WorkDir;
-use crate::profile::{Base, Debootstrap};
-use crate::progress::Reporter;
-use crate::provision;
 use crate::sandbox;
+use crate::spec::profile::{Base, Debootstrap};
+use crate::stages::cache::{Cache, Entry};
+use crate::stages::provision;
+use crate::util::partial::WorkDir;
+use crate::util::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::MetadataExt;
@@ -88,7 +88,7 @@ pub fn bundle_files(base: &Base) -> BaseFiles {
 
 /// The bundle's copy of one of the base's files (`which` says which, for the error).
 fn from_bundle(
-    bundle: &crate::bundle::Bundle,
+    bundle: &crate::inputs::bundle::Bundle,
     rel: &Option<String>,
     which: &str,
 ) -> Result<PathBuf> {
@@ -118,7 +118,7 @@ fn small_input(
 }
 
 /// Checks that a bundle holds this base (the same kind and source).
-pub fn check_bundle_base(base: &Base, bundle: &crate::bundle::Bundle) -> Result<()> {
+pub fn check_bundle_base(base: &Base, bundle: &crate::inputs::bundle::Bundle) -> Result<()> {
     let want = bundle_files(base);
     let have = &bundle.manifest.base;
     if want != *have {
@@ -197,7 +197,7 @@ pub fn identify(
             }
         }
         Base::Debootstrap(d) => {
-            let keyring_hash = crate::hash::sha256_file(&d.keyring)?;
+            let keyring_hash = crate::util::hash::sha256_file(&d.keyring)?;
             let (components, include) = (d.components.join(","), d.include.join(","));
             let mut parts = vec![
                 "debootstrap",
@@ -233,7 +233,7 @@ pub fn identify(
             sha256: if path.is_dir() {
                 listing_hash(path)?
             } else {
-                crate::hash::sha256_file(path)?
+                crate::util::hash::sha256_file(path)?
             },
             source: path.display().to_string(),
             file: Some(path.clone()),
@@ -272,7 +272,7 @@ fn listing_hash(dir: &Path) -> Result<String> {
 /// Copies a tree with `cp -a` (owners, modes, xattrs, ACLs, hard links, device nodes).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    crate::host::run(
+    crate::util::host::run(
         Command::new("cp")
             .arg("-a")
             .arg("--reflink=auto")
@@ -420,7 +420,7 @@ fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
     let step = reporter.bytes("unpacking the base tarball", len);
     let parent = dest.parent().context("the tree has no parent directory")?;
     let tmp = WorkDir::create(parent, "unpack")?;
-    let tree = crate::tree::RootTree::open(tarball, tmp.path(), &|n| step.set(n))?;
+    let tree = crate::disk::tree::RootTree::open(tarball, tmp.path(), &|n| step.set(n))?;
     std::fs::rename(&tree.path, dest)
         .with_context(|| format!("moving the unpacked tree to {}", dest.display()))?;
     step.done();
@@ -433,7 +433,7 @@ fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
 fn debootstrap(
     d: &Debootstrap,
     mode: Option<&str>,
-    mirrors: Option<&crate::mirror::Mirrors>,
+    mirrors: Option<&crate::inputs::mirror::Mirrors>,
     target: &Path,
     opts: &MaterializeOptions,
     reporter: &Reporter,
@@ -447,7 +447,7 @@ fn debootstrap(
         include,
         ..
     } = d;
-    crate::host::require("debootstrap")?;
+    crate::util::host::require("debootstrap")?;
     let from = mirrors
         .map(|m| m.apply(mirror))
         .unwrap_or_else(|| mirror.clone());
@@ -637,7 +637,7 @@ mod tests {
                 packages: vec![],
             })
         };
-        let mirrors = crate::mirror::Mirrors::default();
+        let mirrors = crate::inputs::mirror::Mirrors::default();
         let inputs = Inputs::Network(&mirrors);
         let id = |b: &Base| {
             identify(b, &cache, &inputs, true, true)
@@ -662,7 +662,7 @@ mod tests {
                 "minbase",
                 "",
                 "a",
-                &crate::hash::sha256_file(&kr).unwrap(),
+                &crate::util::hash::sha256_file(&kr).unwrap(),
             ])
         );
         let e = materialize(
