@@ -5,7 +5,7 @@
 //! with KVM, its kernel must print its first line within a short time. The verdict is cached
 //! per host kernel and QEMU version, so only the first boot on a machine pays for it.
 
-use crate::partial;
+use crate::util::partial;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,7 +132,7 @@ impl VmSpec {
         if !self.image.is_file() {
             bail!("image {} does not exist", self.image.display());
         }
-        let mut c = Command::new(crate::host::require("qemu-system-x86_64")?);
+        let mut c = Command::new(crate::util::host::require("qemu-system-x86_64")?);
         c.args([
             "-accel",
             accel.name(),
@@ -353,6 +353,51 @@ pub fn choose_accel(spec: &VmSpec, work: &Path) -> Result<Accel> {
         let _ = std::fs::write(&cache, accel.name());
     }
     Ok(accel)
+}
+
+/// The accelerator `appliance boot` uses: `asked` is kvm, tcg or auto (KVM where a probe
+/// shows it booting this image; with `print_only`, what is known without a probe). The
+/// command line is checked first, before time goes into the probe.
+pub fn accel_for(spec: &VmSpec, asked: &str, print_only: bool, work: &Path) -> Result<Accel> {
+    spec.command(Accel::Tcg, work)?;
+    Ok(match asked {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        _ if print_only => known_accel().unwrap_or(Accel::Tcg),
+        _ => choose_accel(spec, work)?,
+    })
+}
+
+/// Runs the VM of `cmd`: until a serial line with `expect` (printed; an error naming the
+/// console's last lines if none comes within `timeout`), else until QEMU exits (an error if
+/// it fails).
+pub fn run_vm(
+    cmd: Command,
+    serial: &Serial,
+    expect: Option<&str>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut vm = Vm::start(cmd)?;
+    match (expect, serial) {
+        (Some(text), Serial::File(log)) => match vm.wait_for(log, text, timeout) {
+            Some(line) => {
+                println!("{line}");
+                Ok(())
+            }
+            None => anyhow::bail!(
+                "no line with {text:?} on the serial console within {}s; it ended with: {}",
+                timeout.as_secs(),
+                tail(log, 3).replace('\n', " / ")
+            ),
+        },
+        _ => {
+            let status = vm.wait()?;
+            if !status.success() {
+                anyhow::bail!("QEMU exited with {status}");
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,16 +37,19 @@
 //! the commands that make late files) keep the host's /proc, /dev and capabilities, and get
 //! the namespaces and the clean end.
 
+use crate::util::partial;
 use anyhow::{anyhow, Context, Result};
 use std::ffi::CString;
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// A directory of the host bound into a step's chroot.
 #[derive(Clone, Debug)]
 pub struct Bind {
     pub source: PathBuf,
-    /// Relative to the tree's root; made by [`crate::provision::Chroot::prepare`].
+    /// Relative to the tree's root; made by [`crate::stages::provision::Chroot::prepare`].
     pub target: PathBuf,
     pub read_only: bool,
 }
@@ -148,7 +151,7 @@ impl Sandbox {
                 .source
                 .canonicalize()
                 .with_context(|| format!("finding {}", b.source.display()))?;
-            let target = crate::rootpath::resolve(&root, &b.target)?;
+            let target = crate::util::rootpath::resolve(&root, &b.target)?;
             bound.push((cstr(&source)?, cstr(&target)?, b.read_only));
         }
         let dev = root.join("dev");
@@ -542,9 +545,212 @@ fn init_loop(step: libc::pid_t) -> ! {
     }
 }
 
+/// The PATH a step sees.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment a provisioning step sees: nothing of the host's but a proxy.
+pub fn base_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PATH", PATH),
+        ("HOME", "/root"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+        ("TERM", "dumb"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for k in [
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    ] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_string(), v));
+        }
+    }
+    env
+}
+
+/// One isolated step.
+pub struct Step<'a> {
+    /// What the step is, for messages ("provision.sh of overlay 'ufw'").
+    pub what: String,
+    pub program: &'a str,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Run inside this tree (chroot with /proc, /sys, /dev, /dev/pts).
+    pub chroot: Option<&'a Path>,
+    /// Bound into the chroot for this step.
+    pub binds: &'a [Bind],
+    /// The working directory of a step outside a chroot (default: the builder's).
+    pub cwd: Option<&'a Path>,
+    pub log: &'a Path,
+}
+
+/// A step that ran and failed; its log says why (the caller may read it: see
+/// [`crate::inputs::explain`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} failed ({status}); the lines above end its log {}", log.display())]
+pub struct StepFailed {
+    pub what: String,
+    pub status: std::process::ExitStatus,
+    pub log: PathBuf,
+}
+
+/// Runs a step to completion. On failure, prints the last lines of its log (prefixed, never
+/// starting with "error:") and fails with one line naming the step and the log.
+pub fn run(step: &Step) -> Result<()> {
+    let log = std::fs::File::create(step.log)
+        .with_context(|| format!("creating the log {}", step.log.display()))?;
+    let sandbox = match step.chroot {
+        Some(root) => Sandbox::chroot(root, step.binds)?,
+        None => Sandbox::plain(),
+    };
+    let mut cmd = Command::new(step.program);
+    cmd.args(&step.args)
+        .env_clear()
+        .envs(step.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+    if let (Some(dir), None) = (step.cwd, step.chroot) {
+        cmd.current_dir(dir);
+    }
+    crate::util::progress::show_command(&cmd);
+    // SAFETY: `enter` only makes async-signal-safe system calls on data prepared above.
+    unsafe {
+        cmd.pre_exec(move || sandbox.enter());
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{}: starting {}", step.what, step.program))?;
+    let pid = child.id();
+    partial::register_group(pid);
+    // Returns once the step's init has exited, and with it every process of the step's PID
+    // namespace (see [`crate::sandbox`]).
+    let status = child.wait();
+    // Nothing of the group can be left outside the namespace but, should the outer process
+    // have been killed alone, this ends its init too.
+    // SAFETY: kill(2) on the process group this step leads.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+    partial::unregister_group(pid);
+    let status = status.with_context(|| format!("{}: waiting for it", step.what))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(step.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for l in &lines[lines.len().saturating_sub(15)..] {
+            eprintln!("  | {l}");
+        }
+        return Err(StepFailed {
+            what: step.what.clone(),
+            status,
+            log: step.log.to_path_buf(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_log_and_fail_with_one_line() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("s.log");
+        let step = |script: &str| Step {
+            what: "test step".into(),
+            program: "/bin/sh",
+            args: vec!["-c".into(), script.into()],
+            env: base_env(),
+            chroot: None,
+            binds: &[],
+            cwd: None,
+            log: &log,
+        };
+        run(&step("echo hello; echo $DEBIAN_FRONTEND")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "hello\nnoninteractive\n"
+        );
+        let e = run(&step("echo boom >&2; exit 3")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "test step failed (exit status: 3); the lines above end its log {}",
+                log.display()
+            )
+        );
+        // The step's mounts are its own: a tmpfs mounted by the step is not visible here.
+        let m = d.path().join("m");
+        std::fs::create_dir(&m).unwrap();
+        run(&step(&format!(
+            "mount -t tmpfs none {} && touch {}/x",
+            m.display(),
+            m.display()
+        )))
+        .unwrap();
+        assert!(partial::mounts_below(&m).is_empty());
+        assert!(!m.join("x").exists());
+    }
+
+    /// Processes of the host whose command line contains `marker`: (pid, command line).
+    fn running(marker: &str) -> Vec<(i32, String)> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let pid = e.file_name().to_str()?.parse().ok()?;
+                let c = std::fs::read(e.path().join("cmdline")).ok()?;
+                Some((pid, String::from_utf8_lossy(&c).replace('\0', " ")))
+            })
+            .filter(|(_, c)| c.contains(marker))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_a_step_starts_outlives_it() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("s.log");
+        let marker = format!("appliance-detached-{}", std::process::id());
+        // A daemon in a session of its own, and one forked twice: neither is in the step's
+        // process group.
+        let script = format!(
+            "setsid sh -c 'sleep 1000; : {marker}-setsid' >/dev/null 2>&1 </dev/null &\n\
+             (sh -c 'sleep 1000; : {marker}-forked' >/dev/null 2>&1 </dev/null &)\n\
+             sleep 0.5; echo started"
+        );
+        let step = Step {
+            what: "daemonising step".into(),
+            program: "/bin/sh",
+            args: vec!["-c".into(), script],
+            env: base_env(),
+            chroot: None,
+            binds: &[],
+            cwd: None,
+            log: &log,
+        };
+        run(&step).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n");
+        let left = running(&marker);
+        for (pid, _) in &left {
+            // Stopped here when the test fails, so that none outlives the test either.
+            // SAFETY: kill(2) of a process found by the marker this test made.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        assert!(left.is_empty(), "left running: {left:?}");
+    }
 
     #[test]
     fn the_kept_capabilities_are_dockers_less_mknod_and_net_raw() {

@@ -8,9 +8,9 @@
 //! start with one of the headers cloud-init knows, and meta-data must name an instance id,
 //! or the seed is refused with a line saying why.
 
-use crate::fat::{self, FatFile, FatSpec};
-use crate::partial::PartialFile;
-use crate::size::{round_up, MIB};
+use crate::disk::fat::{self, FatFile, FatSpec};
+use crate::util::partial::PartialFile;
+use crate::util::size::{round_up, MIB};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::Path;

@@ -16,7 +16,7 @@
 
 mod common;
 
-use appliance::profile::Profile;
+use appliance::spec::profile::Profile;
 use common::{appliance, stdout};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -182,6 +182,74 @@ fn templates(p: &ProfileData) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// The pins among the profile's variables: every component's version, every URL (https) and
+/// key fingerprint (all 40 hex digits).
+fn assert_every_pin_is_complete(p: &ProfileData) {
+    let pins: Vec<(&String, &String)> = p
+        .variables
+        .iter()
+        .filter(|(k, _)| {
+            ["_version", "_url", "_repo", "_fingerprint"]
+                .iter()
+                .any(|s| k.ends_with(s))
+        })
+        .collect();
+    for (k, v) in &pins {
+        assert!(!v.is_empty(), "the profile pins no {k}");
+        if k.ends_with("_fingerprint") {
+            assert!(
+                v.len() == 40 && v.chars().all(|c| c.is_ascii_hexdigit()),
+                "{k} = {v:?} is not a full fingerprint (40 hex digits)"
+            );
+        }
+        if k.ends_with("_url") || k.ends_with("_repo") {
+            assert!(v.starts_with("https://"), "{k} = {v:?} is not https");
+        }
+    }
+    for component in [
+        "mongodb",
+        "node",
+        "npm",
+        "rocketchat",
+        "jitsi_meet",
+        "prosody",
+    ] {
+        assert!(
+            p.variables.contains_key(&format!("{component}_version")),
+            "no {component}_version in the profile"
+        );
+    }
+    // The key issue 5 names, pinned.
+    assert_eq!(
+        p.variables["jitsi_key_fingerprint"],
+        "66A9 CD05 95D6 AFA2 4729 0D3B EF8B 479E 2DC1 389C".replace(' ', "")
+    );
+}
+
+/// Every parameter of the profile's debootstrap base is in the plan's `text`.
+fn assert_plan_names_the_base(p: &ProfileData, text: &str) {
+    let base = p.table["base"].as_table().unwrap();
+    for key in ["suite", "mirror", "keyring", "variant"] {
+        let value = base[key].as_str().unwrap();
+        assert!(
+            text.contains(value),
+            "the plan does not name base.{key} {value}:\n{text}"
+        );
+    }
+    for key in ["components", "extra_suites", "packages"] {
+        let list: Vec<&str> = base[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            text.contains(&list.join(",")),
+            "the plan does not name base.{key} {list:?}:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn the_plan_resolves_offline_and_names_every_pin() {
     let p = profile_data();
@@ -252,26 +320,7 @@ fn the_plan_resolves_offline_and_names_every_pin() {
     // What plan shows now: the profile, the base with its checks, the overlays in order, the
     // variables, the outputs.
     assert!(text.starts_with(&format!("profile {NAME} (")), "{text}");
-    let base = p.table["base"].as_table().unwrap();
-    for key in ["suite", "mirror", "keyring", "variant"] {
-        let value = base[key].as_str().unwrap();
-        assert!(
-            text.contains(value),
-            "the plan does not name base.{key} {value}:\n{text}"
-        );
-    }
-    for key in ["components", "extra_suites", "packages"] {
-        let list: Vec<&str> = base[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert!(
-            text.contains(&list.join(",")),
-            "the plan does not name base.{key} {list:?}:\n{text}"
-        );
-    }
+    assert_plan_names_the_base(&p, &text);
     let section = |name: &str| -> Vec<&str> {
         text.lines()
             .skip_while(|l| *l != format!("{name}:"))
@@ -295,45 +344,7 @@ fn the_plan_resolves_offline_and_names_every_pin() {
             "the plan does not show `{line}`:\n{text}"
         );
     }
-    let pins: Vec<(&String, &String)> = p
-        .variables
-        .iter()
-        .filter(|(k, _)| {
-            ["_version", "_url", "_repo", "_fingerprint"]
-                .iter()
-                .any(|s| k.ends_with(s))
-        })
-        .collect();
-    for (k, v) in &pins {
-        assert!(!v.is_empty(), "the profile pins no {k}");
-        if k.ends_with("_fingerprint") {
-            assert!(
-                v.len() == 40 && v.chars().all(|c| c.is_ascii_hexdigit()),
-                "{k} = {v:?} is not a full fingerprint (40 hex digits)"
-            );
-        }
-        if k.ends_with("_url") || k.ends_with("_repo") {
-            assert!(v.starts_with("https://"), "{k} = {v:?} is not https");
-        }
-    }
-    for component in [
-        "mongodb",
-        "node",
-        "npm",
-        "rocketchat",
-        "jitsi_meet",
-        "prosody",
-    ] {
-        assert!(
-            p.variables.contains_key(&format!("{component}_version")),
-            "no {component}_version in the profile"
-        );
-    }
-    // The key issue 5 names, pinned.
-    assert_eq!(
-        p.variables["jitsi_key_fingerprint"],
-        "66A9 CD05 95D6 AFA2 4729 0D3B EF8B 479E 2DC1 389C".replace(' ', "")
-    );
+    assert_every_pin_is_complete(&p);
     let formats = p.table["output"]["formats"].as_array().unwrap();
     let outputs = section("outputs");
     for f in formats {
@@ -1090,21 +1101,14 @@ open(portfile + ".tmp", "w").write(str(s.server_port)); __import__("os").rename(
 s.serve_forever()
 "#;
 
-/// Issue 13, points 1, 2 and 7: appliance-rocketchat-jitsi sets Rocket.Chat 4.8's own Jitsi
-/// settings over REST (logged in, the password as second factor), only those that differ, once
-/// per domain; with `"jitsi": false` in firstboot's state it does nothing at all (the jq case:
-/// `.jitsi // true` could not see false).
-#[test]
-fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Starts FAKE_ROCKETCHAT in `d`, logging requests to `log`: the process and its port.
+fn start_fake_rocketchat(d: &Path, log: &Path) -> (std::process::Child, String) {
     std::fs::write(d.join("fake.py"), FAKE_ROCKETCHAT).unwrap();
-    let log = d.join("requests.log");
     let portfile = d.join("port");
-    let mut server = Command::new("python3")
+    let server = Command::new("python3")
         .arg(d.join("fake.py"))
         .arg(&portfile)
-        .arg(&log)
+        .arg(log)
         .spawn()
         .expect("python3 is not installed: run scripts/setup");
     let mut waited = 0;
@@ -1114,6 +1118,19 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
         waited += 1;
     }
     let port = std::fs::read_to_string(&portfile).unwrap();
+    (server, port)
+}
+
+/// Issue 13, points 1, 2 and 7: appliance-rocketchat-jitsi sets Rocket.Chat 4.8's own Jitsi
+/// settings over REST (logged in, the password as second factor), only those that differ, once
+/// per domain; with `"jitsi": false` in firstboot's state it does nothing at all (the jq case:
+/// `.jitsi // true` could not see false).
+#[test]
+fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("requests.log");
+    let (mut server, port) = start_fake_rocketchat(d, &log);
     let state = d.join("state.json");
     let own_state = d.join("rocketchat-jitsi.state");
     let run = || {

@@ -60,7 +60,7 @@ fn build_cmd(profile: &Path, out: &Path, cache: Option<&Path>) -> Command {
 /// Nothing of a failed or interrupted build may remain but its logs.
 fn assert_nothing_left(out: &Path) {
     assert!(
-        appliance::partial::mounts_below(out).is_empty(),
+        appliance::util::partial::mounts_below(out).is_empty(),
         "mounts left below {}",
         out.display()
     );
@@ -86,87 +86,13 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
-#[test]
-#[ignore = "debootstraps from Debian's mirror and boots under QEMU; run by scripts/test"]
-fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
-    let dir = scratch("debian12");
-    let profile = debian12_profile(dir.path(), "[disk]\nboot = [\"bios\", \"uefi\"]\n");
-
-    // plan: every step and output, nothing run.
-    let plan = stdout(&run_ok(
-        appliance()
-            .arg("plan")
-            .arg(&profile)
-            .arg("--out")
-            .arg(dir.path().join("a")),
-    ));
-    for want in [
-        "base: debootstrap bookworm from http://deb.debian.org/debian",
-        "overlay base: copy",
-        "overlay ufw: copy",
-        "provision: overlay base: provision.sh in a chroot",
-        "provision: overlay test-initramfs: provision.sh in a chroot",
-        "provision: overlay ufw: provision.sh in a chroot",
-        "provision: overlay test-services: provision.sh in a chroot",
-        "modes and owners from overlay.toml",
-        "cache the provisioned tree as ",
-        "scrub: ",
-        "audit: ",
-        "assemble: GPT disk sized from the tree, boot bios+uefi",
-        "export qcow2",
-        "a/debian12-test.qcow2",
-        "a/debian12-test.manifest",
-        "a/debian12-test.build.json",
-        "ufw_allow = ",
-    ] {
-        assert!(plan.contains(want), "plan lacks {want:?}:\n{plan}");
-    }
-    assert!(
-        !dir.path().join("a").exists(),
-        "plan wrote its output directory"
-    );
-
-    // The build.
-    let out_a = dir.path().join("a");
-    run_ok(&mut build_cmd(&profile, &out_a, None));
-    let log = read(&out_a.join("logs/build.log"));
-    assert!(log.contains("audit: passed"), "{log}");
-    let manifest = read(&out_a.join("debian12-test.manifest"));
-    for pkg in [
-        "cloud-init",
-        "openssh-server",
-        "ufw",
-        "nginx",
-        "prosody",
-        "linux-image-amd64",
-        "shim-signed",
-    ] {
-        assert!(
-            manifest
-                .lines()
-                .any(|l| l.starts_with(&format!("{pkg}\t"))
-                    || l.starts_with(&format!("{pkg}:amd64\t"))),
-            "{pkg} not in the manifest"
-        );
-    }
-    let info: serde_json::Value =
-        serde_json::from_str(&read(&out_a.join("debian12-test.build.json"))).unwrap();
-    assert_eq!(info["profile"], "debian12-test");
-    assert_eq!(info["base"]["kind"], "debootstrap");
-    assert_eq!(info["overlays"].as_array().unwrap().len(), 8);
-    assert!(info["tools"]["mke2fs"]
-        .as_str()
-        .unwrap()
-        .starts_with("mke2fs 1.47"));
-    let image = out_a.join("debian12-test.qcow2");
-    run_ok(tool("qemu-img").arg("check").arg(&image));
-
-    // What the image holds, read with debugfs from a raw copy (not with our code).
-    let raw = dir.path().join("a.raw");
+/// What the image holds, read with debugfs from a raw copy made in `dir` (not with our code).
+fn assert_image_contents(dir: &Path, image: &Path) {
+    let raw = dir.join("a.raw");
     run_ok(
         tool("qemu-img")
             .args(["convert", "-O", "raw"])
-            .arg(&image)
+            .arg(image)
             .arg(&raw),
     );
     let off = partition_offset(&raw, 1);
@@ -209,6 +135,85 @@ fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
         "policy-rc.d shipped"
     );
     std::fs::remove_file(&raw).unwrap();
+}
+
+/// plan: every step and output, nothing run.
+fn assert_plan_lists_everything(dir: &Path, profile: &Path) {
+    let plan = stdout(&run_ok(
+        appliance()
+            .arg("plan")
+            .arg(profile)
+            .arg("--out")
+            .arg(dir.join("a")),
+    ));
+    for want in [
+        "base: debootstrap bookworm from http://deb.debian.org/debian",
+        "overlay base: copy",
+        "overlay ufw: copy",
+        "provision: overlay base: provision.sh in a chroot",
+        "provision: overlay test-initramfs: provision.sh in a chroot",
+        "provision: overlay ufw: provision.sh in a chroot",
+        "provision: overlay test-services: provision.sh in a chroot",
+        "modes and owners from overlay.toml",
+        "cache the provisioned tree as ",
+        "scrub: ",
+        "audit: ",
+        "assemble: GPT disk sized from the tree, boot bios+uefi",
+        "export qcow2",
+        "a/debian12-test.qcow2",
+        "a/debian12-test.manifest",
+        "a/debian12-test.build.json",
+        "ufw_allow = ",
+    ] {
+        assert!(plan.contains(want), "plan lacks {want:?}:\n{plan}");
+    }
+    assert!(!dir.join("a").exists(), "plan wrote its output directory");
+}
+
+#[test]
+#[ignore = "debootstraps from Debian's mirror and boots under QEMU; run by scripts/test"]
+fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
+    let dir = scratch("debian12");
+    let profile = debian12_profile(dir.path(), "[disk]\nboot = [\"bios\", \"uefi\"]\n");
+
+    assert_plan_lists_everything(dir.path(), &profile);
+
+    // The build.
+    let out_a = dir.path().join("a");
+    run_ok(&mut build_cmd(&profile, &out_a, None));
+    let log = read(&out_a.join("logs/build.log"));
+    assert!(log.contains("audit: passed"), "{log}");
+    let manifest = read(&out_a.join("debian12-test.manifest"));
+    for pkg in [
+        "cloud-init",
+        "openssh-server",
+        "ufw",
+        "nginx",
+        "prosody",
+        "linux-image-amd64",
+        "shim-signed",
+    ] {
+        assert!(
+            manifest
+                .lines()
+                .any(|l| l.starts_with(&format!("{pkg}\t"))
+                    || l.starts_with(&format!("{pkg}:amd64\t"))),
+            "{pkg} not in the manifest"
+        );
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&read(&out_a.join("debian12-test.build.json"))).unwrap();
+    assert_eq!(info["profile"], "debian12-test");
+    assert_eq!(info["base"]["kind"], "debootstrap");
+    assert_eq!(info["overlays"].as_array().unwrap().len(), 8);
+    assert!(info["tools"]["mke2fs"]
+        .as_str()
+        .unwrap()
+        .starts_with("mke2fs 1.47"));
+    let image = out_a.join("debian12-test.qcow2");
+    run_ok(tool("qemu-img").arg("check").arg(&image));
+
+    assert_image_contents(dir.path(), &image);
 
     // SeaBIOS, with a seed from `appliance seed`: cloud-init hands the user-data over, and the
     // host name it names (applied by appliance-firstboot, before logins) is in the prompt.

@@ -277,6 +277,69 @@ fn has_package(manifest: &str, pkg: &str) -> bool {
         .any(|l| l.starts_with(&format!("{pkg}\t")) || l.starts_with(&format!("{pkg}:amd64\t")))
 }
 
+/// What `appliance fetch` made in `bundle` (beside it in `dir`): checked by sha256sum, apt's
+/// index, the debootstrap tarball, the download; returns the name of hello's .deb.
+fn assert_fetched_bundle(
+    dir: &Path,
+    bundle: &Path,
+    fetched: &serde_json::Value,
+    payload_url: &str,
+) -> String {
+    assert!(fetched["debs"].as_u64().unwrap() >= 2, "{fetched}");
+    assert_eq!(fetched["downloads"], 1, "{fetched}");
+    // Checked by sha256sum, not by our code; nothing but the bundle was left beside it.
+    run_ok(
+        tool("sha256sum")
+            .args(["--quiet", "-c", "SHA256SUMS"])
+            .current_dir(bundle),
+    );
+    assert_eq!(
+        dir_names(dir).iter().filter(|n| n.starts_with('.')).count(),
+        0
+    );
+    let debs = dir_names(&bundle.join("apt"));
+    for want in ["Packages", "Release"] {
+        assert!(debs.iter().any(|n| n == want), "{debs:?}");
+    }
+    let hello_deb = debs
+        .iter()
+        .find(|n| n.starts_with("hello_") && n.ends_with(".deb"))
+        .unwrap_or_else(|| panic!("no hello .deb in {debs:?}"))
+        .clone();
+    assert!(bundle.join("base/debootstrap.tar").is_file());
+    let index = std::fs::read_to_string(bundle.join("downloads/index")).unwrap();
+    assert!(index.ends_with(&format!(" {payload_url}\n")), "{index}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("bundle.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["profile"], "small-deb");
+    assert_eq!(manifest["base"]["kind"], "debootstrap");
+    hello_deb
+}
+
+/// What was built from the bundle: its packages; in the image, the payload, Debian's sources,
+/// nothing of the build's apt set-up.
+fn assert_bundle_build(out: &Path) {
+    let manifest = std::fs::read_to_string(out.join("small-deb.manifest")).unwrap();
+    for pkg in ["hello", "curl", "grub-pc-bin"] {
+        assert!(
+            has_package(&manifest, pkg),
+            "{pkg} not in the manifest:\n{manifest}"
+        );
+    }
+    let image = ImageReader::open(&out.join("small-deb.qcow2"));
+    assert_eq!(image.cat("/usr/share/small/payload.txt"), PAYLOAD);
+    // The image has Debian's sources, and nothing of the build's apt set-up.
+    assert_eq!(
+        image.cat("/etc/apt/sources.list"),
+        "deb http://deb.debian.org/debian bookworm main\n"
+    );
+    let conf = image.debugfs("ls -p /etc/apt/apt.conf.d");
+    assert!(!conf.contains("appliance"), "{conf}");
+    let run = image.debugfs("ls -p /run");
+    assert!(!run.contains("appliance"), "{run}");
+}
+
 #[test]
 #[ignore = "debootstraps from Debian's mirror and builds in a network namespace (root); run by scripts/test"]
 fn a_fetched_bundle_builds_with_no_network_and_a_changed_one_is_refused() {
@@ -301,38 +364,7 @@ fn a_fetched_bundle_builds_with_no_network_and_a_changed_one_is_refused() {
     ));
     drop(server);
     let fetched: serde_json::Value = serde_json::from_str(&fetched).unwrap();
-    assert!(fetched["debs"].as_u64().unwrap() >= 2, "{fetched}");
-    assert_eq!(fetched["downloads"], 1, "{fetched}");
-    // Checked by sha256sum, not by our code; nothing but the bundle was left beside it.
-    run_ok(
-        tool("sha256sum")
-            .args(["--quiet", "-c", "SHA256SUMS"])
-            .current_dir(&bundle),
-    );
-    assert_eq!(
-        dir_names(dir.path())
-            .iter()
-            .filter(|n| n.starts_with('.'))
-            .count(),
-        0
-    );
-    let debs = dir_names(&bundle.join("apt"));
-    for want in ["Packages", "Release"] {
-        assert!(debs.iter().any(|n| n == want), "{debs:?}");
-    }
-    let hello_deb = debs
-        .iter()
-        .find(|n| n.starts_with("hello_") && n.ends_with(".deb"))
-        .unwrap_or_else(|| panic!("no hello .deb in {debs:?}"))
-        .clone();
-    assert!(bundle.join("base/debootstrap.tar").is_file());
-    let index = std::fs::read_to_string(bundle.join("downloads/index")).unwrap();
-    assert!(index.ends_with(&format!(" {payload_url}\n")), "{index}");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("bundle.json")).unwrap())
-            .unwrap();
-    assert_eq!(manifest["profile"], "small-deb");
-    assert_eq!(manifest["base"]["kind"], "debootstrap");
+    let hello_deb = assert_fetched_bundle(dir.path(), &bundle, &fetched, &payload_url);
 
     // The build, with no network at all and nothing cached.
     let cache = dir.path().join("cache");
@@ -353,13 +385,6 @@ fn a_fetched_bundle_builds_with_no_network_and_a_changed_one_is_refused() {
     };
     let out = dir.path().join("out");
     run_ok(&mut offline_build(&out, &["--no-cache"]));
-    let manifest = std::fs::read_to_string(out.join("small-deb.manifest")).unwrap();
-    for pkg in ["hello", "curl", "grub-pc-bin"] {
-        assert!(
-            has_package(&manifest, pkg),
-            "{pkg} not in the manifest:\n{manifest}"
-        );
-    }
     let log = std::fs::read_to_string(out.join("logs/02-provision-small.log")).unwrap();
     assert!(log.contains("file:/run/appliance-bundle/apt"), "{log}");
     assert!(
@@ -370,18 +395,7 @@ fn a_fetched_bundle_builds_with_no_network_and_a_changed_one_is_refused() {
         serde_json::from_str(&std::fs::read_to_string(out.join("small-deb.build.json")).unwrap())
             .unwrap();
     assert_eq!(info["bundle"]["sha256"], fetched["sha256"]);
-    let image = ImageReader::open(&out.join("small-deb.qcow2"));
-    assert_eq!(image.cat("/usr/share/small/payload.txt"), PAYLOAD);
-    // The image has Debian's sources, and nothing of the build's apt set-up.
-    assert_eq!(
-        image.cat("/etc/apt/sources.list"),
-        "deb http://deb.debian.org/debian bookworm main\n"
-    );
-    let conf = image.debugfs("ls -p /etc/apt/apt.conf.d");
-    assert!(!conf.contains("appliance"), "{conf}");
-    let run = image.debugfs("ls -p /run");
-    assert!(!run.contains("appliance"), "{run}");
-    drop(image);
+    assert_bundle_build(&out);
 
     // An input the bundle lacks: one line naming it (the base comes from the cache now).
     let out = dir.path().join("missing");
@@ -628,13 +642,12 @@ impl Drop for Signer {
     }
 }
 
-#[test]
-#[ignore = "unpacks a root tarball and builds in a network namespace (root); run by scripts/test"]
-fn a_tarball_base_is_fetched_with_its_signed_sums_and_built_from_the_bundle() {
-    let dir = scratch("bundle-tarball");
-    // A tiny root: a stand-in kernel, the host's GRUB BIOS modules, a dpkg status (and
-    // /etc and /usr/sbin, where the build puts resolv.conf and policy-rc.d).
-    let tree = dir.path().join("tree");
+/// A tiny root tarball served from `dir`/www with a SHA256SUMS signed by a throwaway key:
+/// (www, the keyring, the SHA256SUMS text, its path). A stand-in kernel, the host's GRUB BIOS
+/// modules, a dpkg status (and /etc and /usr/sbin, where the build puts resolv.conf and
+/// policy-rc.d).
+fn signed_tiny_root(dir: &Path) -> (PathBuf, PathBuf, String, PathBuf) {
+    let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("boot")).unwrap();
     std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
     std::fs::create_dir_all(tree.join("usr/lib/grub")).unwrap();
@@ -652,7 +665,7 @@ fn a_tarball_base_is_fetched_with_its_signed_sums_and_built_from_the_bundle() {
             .arg("/usr/lib/grub/i386-pc")
             .arg(tree.join("usr/lib/grub/")),
     );
-    let www = dir.path().join("www");
+    let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     run_ok(
         tool("tar")
@@ -667,7 +680,7 @@ fn a_tarball_base_is_fetched_with_its_signed_sums_and_built_from_the_bundle() {
     ));
     std::fs::write(www.join("SHA256SUMS"), &sums).unwrap();
     let signer = Signer::new();
-    let keyring = dir.path().join("keyring.gpg");
+    let keyring = dir.join("keyring.gpg");
     signer.gpg(&["--output", keyring.to_str().unwrap(), "--export"]);
     let sums_path = www.join("SHA256SUMS");
     signer.gpg(&[
@@ -677,6 +690,14 @@ fn a_tarball_base_is_fetched_with_its_signed_sums_and_built_from_the_bundle() {
         sums_path.to_str().unwrap(),
     ]);
     drop(signer);
+    (www, keyring, sums, sums_path)
+}
+
+#[test]
+#[ignore = "unpacks a root tarball and builds in a network namespace (root); run by scripts/test"]
+fn a_tarball_base_is_fetched_with_its_signed_sums_and_built_from_the_bundle() {
+    let dir = scratch("bundle-tarball");
+    let (www, keyring, sums, sums_path) = signed_tiny_root(dir.path());
 
     let server = PythonServer::files(&www);
     let url = format!("http://127.0.0.1:{}", server.port);

@@ -268,30 +268,7 @@ fn root_is_clean_ext4_for_the_target() {
         "{features}"
     );
 
-    // The superblock's feature bits, read raw: every incompat bit is one GRUB 2.02's ext2
-    // driver supports (filetype, meta_bg, extents, 64bit, flex_bg) or ignores (recover,
-    // journal_dev, mmp), per its fs/ext2.c; no orphan_file (compat 0x1000), which e2fsck
-    // before 1.47 does not know.
-    let mut sb = [0u8; 1024];
-    use std::os::unix::fs::FileExt;
-    std::fs::File::open(&raw)
-        .unwrap()
-        .read_exact_at(&mut sb, partition_offset(&raw, 1) + 1024)
-        .unwrap();
-    let word = |o: usize| u32::from_le_bytes(sb[o..o + 4].try_into().unwrap());
-    assert_eq!(
-        u16::from_le_bytes([sb[0x38], sb[0x39]]),
-        0xEF53,
-        "ext superblock magic"
-    );
-    let (compat, incompat) = (word(0x5C), word(0x60));
-    let grub_2_02 = 0x0002 | 0x0010 | 0x0040 | 0x0080 | 0x0200 | 0x0004 | 0x0008 | 0x0100;
-    assert_eq!(
-        incompat & !grub_2_02,
-        0,
-        "incompat features {incompat:#x} beyond GRUB 2.02's"
-    );
-    assert_eq!(compat & 0x1000, 0, "orphan_file");
+    assert_superblock_is_one_grub_2_02_reads(&raw);
 
     let cat = |path: &str| {
         stdout(&run_ok(
@@ -631,4 +608,31 @@ fn reproducible_with_source_date_epoch() {
     )
     .unwrap();
     assert_ne!(jc["root_fs_uuid"], ja["root_fs_uuid"]);
+}
+
+/// The superblock's feature bits, read raw: every incompat bit is one GRUB 2.02's ext2
+/// driver supports (filetype, meta_bg, extents, 64bit, flex_bg) or ignores (recover,
+/// journal_dev, mmp), per its fs/ext2.c; no orphan_file (compat 0x1000), which e2fsck
+/// before 1.47 does not know.
+fn assert_superblock_is_one_grub_2_02_reads(raw: &std::path::Path) {
+    let mut sb = [0u8; 1024];
+    use std::os::unix::fs::FileExt;
+    std::fs::File::open(raw)
+        .unwrap()
+        .read_exact_at(&mut sb, partition_offset(raw, 1) + 1024)
+        .unwrap();
+    let word = |o: usize| u32::from_le_bytes(sb[o..o + 4].try_into().unwrap());
+    assert_eq!(
+        u16::from_le_bytes([sb[0x38], sb[0x39]]),
+        0xEF53,
+        "ext superblock magic"
+    );
+    let (compat, incompat) = (word(0x5C), word(0x60));
+    let grub_2_02 = 0x0002 | 0x0010 | 0x0040 | 0x0080 | 0x0200 | 0x0004 | 0x0008 | 0x0100;
+    assert_eq!(
+        incompat & !grub_2_02,
+        0,
+        "incompat features {incompat:#x} beyond GRUB 2.02's"
+    );
+    assert_eq!(compat & 0x1000, 0, "orphan_file");
 }

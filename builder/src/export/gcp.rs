@@ -51,7 +51,7 @@ use anyhow::{bail, ensure, Context, Result};
 use flate2::{Compress, Compression, FlushCompress, Status};
 use tar::{EntryType, GnuExtSparseHeader, Header};
 
-use crate::sparse::{self, is_zero, push_merged, read_full_at, ZERO_BLOCK};
+use crate::util::sparse::{self, is_zero, push_merged, read_full_at, ZERO_BLOCK};
 
 const GIB: u64 = 1 << 30;
 const BLOCK: u64 = 512;

@@ -1,6 +1,6 @@
 //! Exports: the assembled raw disk converted to every format users import.
 //!
-//! Each export is written under a temporary name ([`crate::partial::PartialFile`]) and only
+//! Each export is written under a temporary name ([`crate::util::partial::PartialFile`]) and only
 //! renamed by the caller once every export has succeeded. Independent exports run in parallel.
 
 pub mod compress;
@@ -12,8 +12,8 @@ pub mod sums;
 pub mod vhd;
 pub mod vmdk;
 
-use crate::partial::PartialFile;
-use crate::progress::Reporter;
+use crate::util::partial::PartialFile;
+use crate::util::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -109,7 +109,7 @@ impl ExportContext<'_> {
     }
 
     /// A byte bar for exports that report progress, a spinner for qemu-img's.
-    fn progress(&self, format: Format) -> crate::progress::Step {
+    fn progress(&self, format: Format) -> crate::util::progress::Step {
         let what = format!("exporting {}", format.name());
         match format {
             Format::Vmdk => self.reporter.step(&what),
@@ -158,7 +158,7 @@ pub fn export_all(ctx: &ExportContext, formats: &[Format]) -> Result<Vec<Exporte
             ova::write_ova(vmdk.file.path(), &vmdk.sha256, ctx, ova.file())
                 .with_context(|| format!("writing {}", ova.dest().display()))?;
             step.done();
-            let sha256 = sums::sha256_file(ova.path())?;
+            let sha256 = crate::util::hash::sha256_file(ova.path())?;
             done.push(Exported {
                 format: Format::Ova,
                 file: ova,
@@ -204,7 +204,7 @@ fn export_one(ctx: &ExportContext, format: Format) -> Result<Exported> {
         Format::Raw | Format::Ova => unreachable!("not exported by export_one"),
     }
     step.done();
-    let sha256 = sums::sha256_file(out.path())?;
+    let sha256 = crate::util::hash::sha256_file(out.path())?;
     Ok(Exported {
         format,
         file: out,

@@ -9,7 +9,7 @@
 //! Format: QEMU's docs/interop/qcow2.txt. `qemu-img check` and `compare` verify the output
 //! in the tests.
 
-use crate::sparse;
+use crate::util::sparse;
 use anyhow::{ensure, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;

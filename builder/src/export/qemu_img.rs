@@ -1,7 +1,7 @@
 //! VMDK through `qemu-img convert`: QEMU's writer is the reference for streamOptimized VMDK
 //! (deflate-compressed grains and markers), and reads only the raw's data.
 
-use crate::host;
+use crate::util::host;
 use anyhow::Result;
 use std::path::Path;
 use std::process::Command;

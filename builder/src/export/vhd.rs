@@ -36,7 +36,7 @@
 //!   those versions agree too, but we do not pretend to be another product for that.)
 //! - The spec defines only two host OS codes, `Wi2k` and `Mac `. Readers do not act on the field;
 //!   we write `Wi2k`, as qemu and other non-Windows producers do, rather than an undefined code.
-//! - The data is copied with [`crate::sparse::copy_sparse`], so holes of the raw disk stay holes.
+//! - The data is copied with [`crate::util::sparse::copy_sparse`], so holes of the raw disk stay holes.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -44,7 +44,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::sparse;
+use crate::util::sparse;
 
 /// Size of the footer.
 pub const FOOTER_SIZE: usize = 512;

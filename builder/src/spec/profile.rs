@@ -6,11 +6,12 @@
 //! once against the variables, so a typo fails in a second instead of after debootstrap.
 //! Every error is one line naming the profile file and the key.
 
-use crate::assemble::{check_name, BootModes};
+use crate::disk::assemble::{check_name, BootModes};
+use crate::disk::ext4::FeatureSet;
 use crate::export::Format;
-use crate::ext4::FeatureSet;
-use crate::overlay::{Overlay, Variables};
-use crate::size::parse_size;
+use crate::spec::overlay::{Overlay, Variables};
+use crate::spec::toml_file::{parse_toml, scalar};
+use crate::util::size::parse_size;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ pub struct ProfileFile {
     #[serde(default)]
     pub variables: BTreeMap<String, toml::Value>,
     /// The repositories the build downloads from, by name: `NAME = "URL prefix"`, so that
-    /// `--mirror NAME=URL` can replace one (see [`crate::mirror`]).
+    /// `--mirror NAME=URL` can replace one (see [`crate::inputs::mirror`]).
     #[serde(default)]
     pub mirrors: BTreeMap<String, String>,
     #[serde(default)]
@@ -142,19 +143,51 @@ pub enum Base {
         sha256: Option<String>,
         signed_sums: Option<SignedSums>,
     },
-    Debootstrap {
-        suite: String,
-        mirror: String,
-        keyring: PathBuf,
-        variant: String,
-        components: Vec<String>,
-        include: Vec<String>,
-        extra_suites: Vec<String>,
-        packages: Vec<String>,
-    },
+    Debootstrap(Debootstrap),
     Local {
         path: PathBuf,
     },
+}
+
+/// A debootstrap base: what debootstrap is run with, then what apt adds.
+#[derive(Clone, Debug)]
+pub struct Debootstrap {
+    pub suite: String,
+    pub mirror: String,
+    pub keyring: PathBuf,
+    pub variant: String,
+    pub components: Vec<String>,
+    pub include: Vec<String>,
+    pub extra_suites: Vec<String>,
+    pub packages: Vec<String>,
+}
+
+impl Debootstrap {
+    /// The name of its tree in the cache's `bases/`, for the base id `sha256`.
+    pub fn cache_name(&self, sha256: &str) -> String {
+        format!("debootstrap-{}-{}", self.suite, &sha256[..16])
+    }
+
+    /// What `appliance plan` says of it: suite, mirror and every parameter that is set.
+    pub fn describe(&self) -> String {
+        let listed = |label: &str, items: &[String]| {
+            if items.is_empty() {
+                String::new()
+            } else {
+                format!("{label}{}", items.join(","))
+            }
+        };
+        format!(
+            "{} from {} (variant {}{}{}{}{})",
+            self.suite,
+            self.mirror,
+            self.variant,
+            listed(", components ", &self.components),
+            listed("; include ", &self.include),
+            listed("; upgraded from ", &self.extra_suites),
+            listed("; then apt installs ", &self.packages),
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -184,16 +217,6 @@ fn check_variable_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A scalar TOML value as the string templates and provision scripts see.
-pub fn scalar(value: &toml::Value) -> Option<serde_json::Value> {
-    match value {
-        toml::Value::String(s) => Some(serde_json::Value::String(s.clone())),
-        toml::Value::Integer(i) => Some(serde_json::Value::from(*i)),
-        toml::Value::Boolean(b) => Some(serde_json::Value::Bool(*b)),
-        _ => None,
-    }
-}
-
 /// Where profiles named without a path are looked for, in this order: `./profiles`, the
 /// directories of `$APPLIANCE_PROFILES` (colon-separated), the `profiles/` of the source tree
 /// this binary was built from, and the installed data directory
@@ -207,7 +230,7 @@ fn search_dirs_with(env: Option<std::ffi::OsString>) -> Vec<PathBuf> {
     if let Some(v) = env {
         dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
     }
-    dirs.push(crate::rootpath::lexical(
+    dirs.push(crate::util::rootpath::lexical(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles"),
     ));
     dirs.push(PathBuf::from("/usr/share/appliance/profiles"));
@@ -254,49 +277,8 @@ fn locate_in(arg: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     )
 }
 
-/// Parses TOML into `T`, turning the parser's multi-line report into one line that names the
-/// file, the line and the dotted key.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        let key = e.span().and_then(|s| dotted_key(text, s.start));
-        let msg = e
-            .message()
-            .trim()
-            .replace("field", "key")
-            .replace('\n', " ");
-        match (line, key) {
-            (Some(l), Some(k)) => anyhow!("{}, line {l}: {k}: {msg}", path.display()),
-            (Some(l), None) => anyhow!("{}, line {l}: {msg}", path.display()),
-            _ => anyhow!("{}: {msg}", path.display()),
-        }
-    })
-}
-
-/// The dotted key at byte `at`: the `[table]` header above it plus the key on its line.
-fn dotted_key(text: &str, at: usize) -> Option<String> {
-    let at = at.min(text.len());
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    let table = text[..line_start].lines().rev().find_map(|l| {
-        let l = l.trim();
-        (l.starts_with('[') && !l.starts_with("[["))
-            .then(|| l.trim_matches(['[', ']']).trim().to_string())
-    });
-    if line.starts_with('[') {
-        return Some(line.trim_matches(['[', ']']).trim().to_string());
-    }
-    let key = line.split('=').next()?.trim().trim_matches('"');
-    if key.is_empty() {
-        return table;
-    }
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
-    })
-}
+/// Turns an error about `key` into the one line that names the profile and the key.
+type At<'a> = &'a dyn Fn(&str, anyhow::Error) -> anyhow::Error;
 
 impl Profile {
     /// Loads and checks a profile; `vars` are `--var` overrides.
@@ -320,116 +302,11 @@ impl Profile {
                 _ => at("base", e),
             }
         })?;
-
-        let mut mirrors = BTreeMap::new();
-        for (name, prefix) in &file.mirrors {
-            let key = format!("mirrors.{name}");
-            crate::mirror::check_name(name).map_err(|e| at(&key, e))?;
-            let prefix = crate::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
-            mirrors.insert(name.clone(), prefix);
-        }
-
-        let overlays_dir = crate::rootpath::lexical(
-            &dir.join(
-                file.overlays_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("../overlays")),
-            ),
-        );
-        let mut overlays: Vec<Overlay> = Vec::new();
-        for name in &file.overlays {
-            if overlays.iter().any(|o| &o.name == name) {
-                return Err(at("overlays", anyhow!("overlay '{name}' is listed twice")));
-            }
-            let overlay = Overlay::load(&overlays_dir, name).map_err(|e| at("overlays", e))?;
-            for dep in &overlay.spec.depends {
-                if !overlays.iter().any(|o| &o.name == dep) {
-                    return Err(at(
-                        "overlays",
-                        anyhow!(
-                            "overlay '{name}' depends on '{dep}', which is not listed before it"
-                        ),
-                    ));
-                }
-            }
-            overlays.push(overlay);
-        }
-
-        // Variables: overlay defaults, then the profile's, then --var.
-        let mut variables = Variables::new();
-        for o in &overlays {
-            for (k, v) in &o.spec.variables {
-                variables.insert(k.clone(), scalar(v).expect("checked by Overlay::load"));
-            }
-        }
-        for (k, v) in &file.variables {
-            check_variable_name(k).map_err(|e| at(&format!("variables.{k}"), e))?;
-            let v = scalar(v).ok_or_else(|| {
-                at(
-                    &format!("variables.{k}"),
-                    anyhow!("must be a string, an integer or a boolean"),
-                )
-            })?;
-            variables.insert(k.clone(), v);
-        }
-        for (k, v) in vars {
-            if !variables.contains_key(k) {
-                bail!(
-                    "--var {k}: no such variable in profile {} or its overlays (known: {})",
-                    path.display(),
-                    variables.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-            variables.insert(k.clone(), serde_json::Value::String(v.clone()));
-        }
-        for o in &overlays {
-            o.check_templates(&variables)?;
-            o.late_sources(&variables)?;
-            o.components(&variables)?;
-        }
-
-        let disk_size = file
-            .disk
-            .size
-            .as_deref()
-            .map(parse_size)
-            .transpose()
-            .map_err(|e| at("disk.size", e))?;
-        let boot = match &file.disk.boot {
-            Some(list) if list.is_empty() => {
-                return Err(at("disk.boot", anyhow!("must name bios, uefi or both")))
-            }
-            Some(list) => BootModes::parse(&list.join(",")).map_err(|e| at("disk.boot", e))?,
-            None => BootModes {
-                bios: true,
-                uefi: true,
-            },
-        };
-        let ext4_features = match file.disk.ext4_features.as_deref() {
-            None | Some("auto") => None,
-            Some(other) => Some(
-                other
-                    .parse::<FeatureSet>()
-                    .map_err(|e| at("disk.ext4_features", e))?,
-            ),
-        };
-        let formats = match &file.output.formats {
-            Some(list) => {
-                Format::parse_list(&list.join(",")).map_err(|e| at("output.formats", e))?
-            }
-            None => vec![Format::Qcow2],
-        };
-        let image_name = file
-            .output
-            .name
-            .clone()
-            .unwrap_or_else(|| file.name.clone());
-        check_name(&image_name).map_err(|e| {
-            at(
-                "output.name",
-                anyhow!("{}", e.to_string().replace("--name ", "")),
-            )
-        })?;
+        let mirrors = mirrors_of(&file, &at)?;
+        let overlays = overlays_of(&file, &dir, &at)?;
+        let variables = variables_of(&file, &overlays, vars, path, &at)?;
+        let (disk_size, boot, ext4_features) = disk_of(&file.disk, &at)?;
+        let (formats, image_name) = output_of(&file, &at)?;
 
         use sha2::Digest;
         Ok(Profile {
@@ -449,20 +326,153 @@ impl Profile {
     }
 }
 
+fn mirrors_of(file: &ProfileFile, at: At) -> Result<BTreeMap<String, String>> {
+    let mut mirrors = BTreeMap::new();
+    for (name, prefix) in &file.mirrors {
+        let key = format!("mirrors.{name}");
+        crate::inputs::mirror::check_name(name).map_err(|e| at(&key, e))?;
+        let prefix = crate::inputs::mirror::normalize_prefix(prefix).map_err(|e| at(&key, e))?;
+        mirrors.insert(name.clone(), prefix);
+    }
+    Ok(mirrors)
+}
+
+/// The overlays in the profile's order, each after those it depends on.
+fn overlays_of(file: &ProfileFile, dir: &Path, at: At) -> Result<Vec<Overlay>> {
+    let overlays_dir = crate::util::rootpath::lexical(
+        &dir.join(
+            file.overlays_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("../overlays")),
+        ),
+    );
+    let mut overlays: Vec<Overlay> = Vec::new();
+    for name in &file.overlays {
+        if overlays.iter().any(|o| &o.name == name) {
+            return Err(at("overlays", anyhow!("overlay '{name}' is listed twice")));
+        }
+        let overlay = Overlay::load(&overlays_dir, name).map_err(|e| at("overlays", e))?;
+        for dep in &overlay.spec.depends {
+            if !overlays.iter().any(|o| &o.name == dep) {
+                return Err(at(
+                    "overlays",
+                    anyhow!("overlay '{name}' depends on '{dep}', which is not listed before it"),
+                ));
+            }
+        }
+        overlays.push(overlay);
+    }
+    Ok(overlays)
+}
+
+/// Variables: overlay defaults, then the profile's, then --var; every overlay's templates,
+/// late files and components checked against them.
+fn variables_of(
+    file: &ProfileFile,
+    overlays: &[Overlay],
+    vars: &[(String, String)],
+    path: &Path,
+    at: At,
+) -> Result<Variables> {
+    let mut variables = Variables::new();
+    for o in overlays {
+        for (k, v) in &o.spec.variables {
+            variables.insert(k.clone(), scalar(v).expect("checked by Overlay::load"));
+        }
+    }
+    for (k, v) in &file.variables {
+        check_variable_name(k).map_err(|e| at(&format!("variables.{k}"), e))?;
+        let v = scalar(v).ok_or_else(|| {
+            at(
+                &format!("variables.{k}"),
+                anyhow!("must be a string, an integer or a boolean"),
+            )
+        })?;
+        variables.insert(k.clone(), v);
+    }
+    for (k, v) in vars {
+        if !variables.contains_key(k) {
+            bail!(
+                "--var {k}: no such variable in profile {} or its overlays (known: {})",
+                path.display(),
+                variables.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        variables.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    for o in overlays {
+        o.check_templates(&variables)?;
+        o.late_sources(&variables)?;
+        o.components(&variables)?;
+    }
+    Ok(variables)
+}
+
+/// The `[disk]` table: size, boot modes, ext4 features.
+fn disk_of(disk: &DiskSpec, at: At) -> Result<(Option<u64>, BootModes, Option<FeatureSet>)> {
+    let disk_size = disk
+        .size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| at("disk.size", e))?;
+    let boot = match &disk.boot {
+        Some(list) if list.is_empty() => {
+            return Err(at("disk.boot", anyhow!("must name bios, uefi or both")))
+        }
+        Some(list) => BootModes::parse(&list.join(",")).map_err(|e| at("disk.boot", e))?,
+        None => BootModes {
+            bios: true,
+            uefi: true,
+        },
+    };
+    let ext4_features = match disk.ext4_features.as_deref() {
+        None | Some("auto") => None,
+        Some(other) => Some(
+            other
+                .parse::<FeatureSet>()
+                .map_err(|e| at("disk.ext4_features", e))?,
+        ),
+    };
+    Ok((disk_size, boot, ext4_features))
+}
+
+/// The `[output]` table: formats and the image's name.
+fn output_of(file: &ProfileFile, at: At) -> Result<(Vec<Format>, String)> {
+    let formats = match &file.output.formats {
+        Some(list) => Format::parse_list(&list.join(",")).map_err(|e| at("output.formats", e))?,
+        None => vec![Format::Qcow2],
+    };
+    let image_name = file
+        .output
+        .name
+        .clone()
+        .unwrap_or_else(|| file.name.clone());
+    check_name(&image_name).map_err(|e| {
+        at(
+            "output.name",
+            anyhow!("{}", e.to_string().replace("--name ", "")),
+        )
+    })?;
+    Ok((formats, image_name))
+}
+
+fn keyring_file(dir: &Path, key: &str, p: &Path) -> Result<PathBuf> {
+    let p = dir.join(p);
+    if !p.is_file() {
+        bail!("base.{key}: keyring {} does not exist", p.display());
+    }
+    Ok(p)
+}
+
+fn check_url(key: &str, url: &str) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("base.{key}: '{url}' is not an http:// or https:// URL");
+    }
+    Ok(())
+}
+
 fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
-    let keyring_file = |key: &str, p: &Path| -> Result<PathBuf> {
-        let p = dir.join(p);
-        if !p.is_file() {
-            bail!("base.{key}: keyring {} does not exist", p.display());
-        }
-        Ok(p)
-    };
-    let check_url = |key: &str, url: &str| -> Result<()> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("base.{key}: '{url}' is not an http:// or https:// URL");
-        }
-        Ok(())
-    };
     Ok(match spec {
         BaseSpec::Tarball {
             url,
@@ -485,7 +495,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                     Some(SignedSums {
                         url: sums.clone(),
                         signature: sig.clone(),
-                        keyring: keyring_file("keyring", kr)?,
+                        keyring: keyring_file(dir, "keyring", kr)?,
                     })
                 }
                 (None, _, _) => bail!("base.sha256sums: missing (signature and keyring are given)"),
@@ -505,53 +515,7 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
                 signed_sums,
             }
         }
-        BaseSpec::Debootstrap {
-            suite,
-            mirror,
-            keyring,
-            variant,
-            components,
-            include,
-            extra_suites,
-            packages,
-        } => {
-            check_url("mirror", mirror)?;
-            let suite_name = |s: &str| {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            };
-            if !suite_name(suite) {
-                bail!("base.suite: '{suite}' is not a suite name");
-            }
-            if let Some(s) = extra_suites.iter().find(|s| !suite_name(s)) {
-                bail!("base.extra_suites: '{s}' is not a suite name");
-            }
-            if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
-                bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
-            }
-            for p in include.iter().chain(components) {
-                if p.is_empty() || p.contains([',', ' ']) {
-                    bail!("base.include: '{p}' is not a package name");
-                }
-            }
-            if let Some(p) = packages
-                .iter()
-                .find(|p| p.is_empty() || p.starts_with('-') || p.contains([',', ' ']))
-            {
-                bail!("base.packages: '{p}' is not a package name");
-            }
-            Base::Debootstrap {
-                suite: suite.clone(),
-                mirror: mirror.trim_end_matches('/').to_string(),
-                keyring: keyring_file("keyring", keyring)?,
-                variant: variant.clone(),
-                components: components.clone(),
-                include: include.clone(),
-                extra_suites: extra_suites.clone(),
-                packages: packages.clone(),
-            }
-        }
+        BaseSpec::Debootstrap { .. } => Base::Debootstrap(resolve_debootstrap(spec, dir)?),
         BaseSpec::Local { path } => {
             let p = dir.join(path);
             if !p.exists() {
@@ -559,6 +523,58 @@ fn resolve_base(spec: &BaseSpec, dir: &Path) -> Result<Base> {
             }
             Base::Local { path: p }
         }
+    })
+}
+
+fn resolve_debootstrap(spec: &BaseSpec, dir: &Path) -> Result<Debootstrap> {
+    let BaseSpec::Debootstrap {
+        suite,
+        mirror,
+        keyring,
+        variant,
+        components,
+        include,
+        extra_suites,
+        packages,
+    } = spec
+    else {
+        unreachable!("called for debootstrap bases only")
+    };
+    check_url("mirror", mirror)?;
+    let suite_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !suite_name(suite) {
+        bail!("base.suite: '{suite}' is not a suite name");
+    }
+    if let Some(s) = extra_suites.iter().find(|s| !suite_name(s)) {
+        bail!("base.extra_suites: '{s}' is not a suite name");
+    }
+    if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
+        bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
+    }
+    for p in include.iter().chain(components) {
+        if p.is_empty() || p.contains([',', ' ']) {
+            bail!("base.include: '{p}' is not a package name");
+        }
+    }
+    if let Some(p) = packages
+        .iter()
+        .find(|p| p.is_empty() || p.starts_with('-') || p.contains([',', ' ']))
+    {
+        bail!("base.packages: '{p}' is not a package name");
+    }
+    Ok(Debootstrap {
+        suite: suite.clone(),
+        mirror: mirror.trim_end_matches('/').to_string(),
+        keyring: keyring_file(dir, "keyring", keyring)?,
+        variant: variant.clone(),
+        components: components.clone(),
+        include: include.clone(),
+        extra_suites: extra_suites.clone(),
+        packages: packages.clone(),
     })
 }
 
@@ -772,10 +788,10 @@ formats = ["qcow2", "raw"]
                 .ends_with("base.extra_suites: 'bionic-updates main' is not a suite name")
         );
         let p = load_with(d.path(), &deb("extra_suites = [\"bionic-updates\"]"), &[]).unwrap();
-        let Base::Debootstrap { extra_suites, .. } = p.base else {
+        let Base::Debootstrap(d) = p.base else {
             panic!("not a debootstrap base")
         };
-        assert_eq!(extra_suites, ["bionic-updates"]);
+        assert_eq!(d.extra_suites, ["bionic-updates"]);
     }
 
     #[test]
@@ -844,19 +860,5 @@ formats = ["qcow2", "raw"]
         );
         assert!(!source.to_string_lossy().contains(".."));
         assert_eq!(search_dirs_with(None).len(), 3);
-    }
-
-    #[test]
-    fn dotted_keys() {
-        let t = "a = 1\n[disk]\nsize = 2\n[output]\n";
-        assert_eq!(dotted_key(t, 0).as_deref(), Some("a"));
-        assert_eq!(
-            dotted_key(t, t.find("size").unwrap()).as_deref(),
-            Some("disk.size")
-        );
-        assert_eq!(
-            dotted_key(t, t.find("[output]").unwrap()).as_deref(),
-            Some("output")
-        );
     }
 }

@@ -29,13 +29,16 @@
 //! maintainer scripts run as root, in the provisioning sandbox of [`crate::sandbox`]). The
 //! bundle is as trustworthy as where it is kept; the README says so to the operator.
 
-use crate::download::sha256_file;
-use crate::overlay::Variables;
-use crate::progress::Reporter;
+use crate::util::hash::sha256_file;
+use crate::util::progress::Reporter;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
+
+/// The profile's variables as the bundle records them (the map of
+/// [`crate::spec::overlay::Variables`], named here so that inputs need nothing of the spec).
+type Variables = std::collections::BTreeMap<String, serde_json::Value>;
 use std::path::{Component, Path, PathBuf};
 
 pub const FORMAT: &str = "appliance-bundle-v1";
@@ -243,11 +246,11 @@ pub fn parse_manifest(text: &str) -> Result<Manifest> {
 /// apt-utils) from the .debs there; an empty one when there are none.
 pub fn index_apt_repository(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tool = crate::host::require("apt-ftparchive")?;
+    let tool = crate::util::host::require("apt-ftparchive")?;
     // Release covers Packages, so it comes second; each is written only once made (made in
     // place, a half-written Release would list itself).
     for (what, file) in [("packages", "Packages"), ("release", "Release")] {
-        let out = crate::host::run(
+        let out = crate::util::host::run(
             std::process::Command::new(&tool)
                 .args(["-o", "APT::FTPArchive::Release::Origin=appliance-bundle"])
                 .args([what, "."])

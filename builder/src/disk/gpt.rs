@@ -9,8 +9,8 @@
 //!
 //! The partition table is written with the `gpt` crate, with GUIDs from the image's seed.
 
-use crate::ids::IdSeed;
-use crate::size::{human, MIB};
+use crate::util::ids::IdSeed;
+use crate::util::size::{human, MIB};
 use anyhow::{bail, Context, Result};
 use gpt::disk::LogicalBlockSize;
 use gpt::partition::Partition;
@@ -187,7 +187,7 @@ pub fn write_partition_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::size::GIB;
+    use crate::util::size::GIB;
 
     #[test]
     fn layout_matches_ubuntu_cloud_images() {

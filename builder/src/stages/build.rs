@@ -15,18 +15,19 @@
 //! network at all; the key then includes the bundle's hash, so a build from a bundle is made
 //! from that bundle and not from a tree an online build cached).
 
-use crate::assemble::{self, AssembleOptions, Assembled};
-use crate::base::{self, BaseId, Cache, MaterializeOptions};
-use crate::bundle::Bundle;
+use crate::disk::assemble::{self, AssembleOptions, Assembled};
+use crate::inputs::bundle::Bundle;
+use crate::inputs::mirror::{Mirrors, Repository};
 use crate::inputs::{self, Inputs};
-use crate::mirror::{Mirrors, Repository};
-use crate::overlay::{self, Component, LateSource};
-use crate::partial::{PartialFile, WorkDir};
-use crate::profile::{Base, Profile};
-use crate::progress::Reporter;
-use crate::provision::Chroot;
-use crate::scrub;
-use crate::size::human;
+use crate::spec::overlay::{self, Component, LateSource};
+use crate::spec::profile::{Base, Profile};
+use crate::stages::base::{self, BaseId, MaterializeOptions};
+use crate::stages::cache::{Cache, Entry};
+use crate::stages::provision::Chroot;
+use crate::stages::scrub;
+use crate::util::partial::{PartialFile, WorkDir};
+use crate::util::progress::Reporter;
+use crate::util::size::human;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -59,7 +60,7 @@ pub struct Plan {
     pub profile_sha256: String,
     pub base: BaseDescription,
     pub overlays: Vec<OverlayDescription>,
-    pub variables: crate::overlay::Variables,
+    pub variables: crate::spec::overlay::Variables,
     /// Every external component: the base, then what the overlays declare.
     pub components: Vec<Component>,
     /// The repositories the profile names, and this run's mirrors of them.
@@ -124,12 +125,9 @@ fn stage_key(
     Ok(hex::encode(h.finalize()))
 }
 
-fn stage_dir(cache: &Cache, key: &str) -> PathBuf {
-    cache.stages().join(&key[..32])
-}
-
-fn stage_done(cache: &Cache, key: &str) -> PathBuf {
-    stage_dir(cache, key).with_extension("complete")
+/// The provisioned tree of `key` in the cache.
+fn stage_entry(cache: &Cache, key: &str) -> Entry {
+    Entry::new(cache.stages(), &key[..32])
 }
 
 /// Resolves everything a build of `profile` would do. Fetches nothing (`fetch = false`) for
@@ -154,13 +152,49 @@ pub fn make_plan(
     let stage_cached = !opts.no_cache
         && key
             .as_ref()
-            .is_some_and(|k| stage_done(&opts.cache, k).exists());
+            .is_some_and(|k| stage_entry(&opts.cache, k).is_complete());
+    let base = describe_base(profile, id.as_ref(), opts, inputs);
+    let overlays = describe_overlays(profile, overlay_hashes)?;
+    let mut components = vec![base_component(&base)];
+    for o in &profile.overlays {
+        components.extend(o.components(&profile.variables)?);
+    }
+    let mut plan = Plan {
+        profile: profile.file.name.clone(),
+        profile_file: profile.path.clone(),
+        profile_sha256: profile.sha256.clone(),
+        base,
+        overlays,
+        variables: profile.variables.clone(),
+        components,
+        mirrors: opts.mirrors.repositories().to_vec(),
+        bundle: match inputs {
+            Inputs::Bundle(b) => Some(BundleDescription {
+                dir: b.dir().to_path_buf(),
+                sha256: b.sha256.clone(),
+            }),
+            _ => None,
+        },
+        stage_key: key,
+        stage_cached,
+        steps: Vec::new(),
+        outputs: outputs(profile, opts),
+    };
+    plan.steps = steps(&plan, profile, opts)?;
+    Ok((plan, id))
+}
 
+fn describe_base(
+    profile: &Profile,
+    id: Option<&BaseId>,
+    opts: &BuildOptions,
+    inputs: &Inputs,
+) -> BaseDescription {
     let mirrored = |url: &str| {
         let via = inputs.mirrors()?.apply(url);
         (via != url).then_some(via)
     };
-    let base = match &profile.base {
+    match &profile.base {
         Base::Tarball {
             url,
             sha256,
@@ -169,7 +203,7 @@ pub fn make_plan(
             kind: "tarball",
             source: url.clone(),
             mirrored: mirrored(url),
-            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            sha256: id.map(|i| i.sha256.clone()),
             verified_by: match (sha256, signed_sums) {
                 (Some(_), _) => "the SHA-256 pinned in the profile".into(),
                 (None, Some(s)) => format!(
@@ -184,65 +218,34 @@ pub fn make_plan(
                 .as_ref()
                 .is_some_and(|i| opts.cache.downloads().cached(&i.sha256).is_some()),
         },
-        Base::Debootstrap {
-            suite,
-            mirror,
-            keyring,
-            variant,
-            components,
-            include,
-            extra_suites,
-            packages,
-        } => BaseDescription {
+        Base::Debootstrap(d) => BaseDescription {
             kind: "debootstrap",
-            mirrored: mirrored(mirror),
-            source: format!(
-                "{suite} from {mirror} (variant {variant}{}{}{}{})",
-                if components.is_empty() {
-                    String::new()
-                } else {
-                    format!(", components {}", components.join(","))
-                },
-                if include.is_empty() {
-                    String::new()
-                } else {
-                    format!("; include {}", include.join(","))
-                },
-                if extra_suites.is_empty() {
-                    String::new()
-                } else {
-                    format!("; upgraded from {}", extra_suites.join(","))
-                },
-                if packages.is_empty() {
-                    String::new()
-                } else {
-                    format!("; then apt installs {}", packages.join(","))
-                }
-            ),
-            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            mirrored: mirrored(&d.mirror),
+            source: d.describe(),
+            sha256: id.map(|i| i.sha256.clone()),
             verified_by: format!(
                 "the Release signature, checked against {}",
-                keyring.display()
+                d.keyring.display()
             ),
-            cached: id.as_ref().is_some_and(|i| {
-                opts.cache
-                    .bases()
-                    .join(format!("debootstrap-{suite}-{}.complete", &i.sha256[..16]))
-                    .exists()
+            cached: id.is_some_and(|i| {
+                Entry::new(opts.cache.bases(), &d.cache_name(&i.sha256)).is_complete()
             }),
         },
         Base::Local { path } => BaseDescription {
             kind: "local",
             source: path.display().to_string(),
             mirrored: None,
-            sha256: id.as_ref().map(|i| i.sha256.clone()),
+            sha256: id.map(|i| i.sha256.clone()),
             verified_by: "nothing (a local input)".into(),
             cached: true,
         },
-    };
+    }
+}
 
+/// What `plan` says of each overlay: its hash (`hashes`, in order) and what it holds.
+fn describe_overlays(profile: &Profile, hashes: Vec<String>) -> Result<Vec<OverlayDescription>> {
     let mut overlays = Vec::new();
-    for (o, sha256) in profile.overlays.iter().zip(overlay_hashes) {
+    for (o, sha256) in profile.overlays.iter().zip(hashes) {
         let files_dir = o.dir.join("files");
         let (mut files, mut templates) = (0, 0);
         if files_dir.exists() {
@@ -267,9 +270,12 @@ pub fn make_plan(
             late: o.spec.late.keys().cloned().collect(),
         });
     }
+    Ok(overlays)
+}
 
-    // The base as a component: a tarball by URL and content hash; a debootstrap base by its
-    // repository (its id is a hash of parameters, not of content); a local one by path.
+/// The base as a component: a tarball by URL and content hash; a debootstrap base by its
+/// repository (its id is a hash of parameters, not of content); a local one by path.
+fn base_component(base: &BaseDescription) -> Component {
     let mut fields = std::collections::BTreeMap::new();
     if base.kind == "tarball" {
         fields.insert(
@@ -289,23 +295,29 @@ pub fn make_plan(
             ),
         );
     }
-    let mut components = vec![Component {
+    Component {
         name: "base".into(),
         overlay: String::new(),
         fields: fields
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-    }];
-    for o in &profile.overlays {
-        components.extend(o.components(&profile.variables)?);
     }
+}
 
+/// The steps a build takes, in order.
+fn steps(plan: &Plan, profile: &Profile, opts: &BuildOptions) -> Result<Vec<String>> {
+    let (base, overlays, stage_cached, key) = (
+        &plan.base,
+        &plan.overlays,
+        plan.stage_cached,
+        &plan.stage_key,
+    );
     let mut steps = Vec::new();
-    if let Inputs::Bundle(b) = inputs {
+    if let Some(b) = &plan.bundle {
         steps.push(format!(
             "bundle {}: every file checked against bundle.json; no network",
-            b.dir().display()
+            b.dir.display()
         ));
     }
     let late = late_files(profile)?;
@@ -339,7 +351,7 @@ pub fn make_plan(
             ""
         }
     ));
-    for o in &overlays {
+    for o in overlays {
         steps.push(format!(
             "overlay {}: copy {} file(s) from files/ ({} template(s) rendered){cached_note}",
             o.name, o.files, o.templates
@@ -375,7 +387,17 @@ pub fn make_plan(
         ));
     }
     steps.push("audit: fail if anything scrub removes, or a declared secret, is present".into());
-    steps.push(format!(
+    steps.push(assemble_step(profile));
+    for f in &profile.formats {
+        steps.push(format!("export {}", f.name()));
+    }
+    steps.push("write SHA256SUMS, the package manifest and the build info".into());
+    Ok(steps)
+}
+
+/// The assemble step: disk size, boot modes, ext4 features.
+fn assemble_step(profile: &Profile) -> String {
+    format!(
         "assemble: GPT disk {}, boot {}, ext4 features {}",
         profile
             .disk_size
@@ -391,12 +413,11 @@ pub fn make_plan(
             .ext4_features
             .map(|f| f.name())
             .unwrap_or("auto (from the tree's e2fsprogs and GRUB)")
-    ));
-    for f in &profile.formats {
-        steps.push(format!("export {}", f.name()));
-    }
-    steps.push("write SHA256SUMS, the package manifest and the build info".into());
+    )
+}
 
+/// Every file a build writes into the output directory.
+fn outputs(profile: &Profile, opts: &BuildOptions) -> Vec<PathBuf> {
     let name = &profile.image_name;
     let mut outputs: Vec<PathBuf> = profile
         .formats
@@ -406,31 +427,7 @@ pub fn make_plan(
     outputs.push(opts.out.join("SHA256SUMS"));
     outputs.push(opts.out.join(format!("{name}.manifest")));
     outputs.push(opts.out.join(format!("{name}.build.json")));
-
-    Ok((
-        Plan {
-            profile: profile.file.name.clone(),
-            profile_file: profile.path.clone(),
-            profile_sha256: profile.sha256.clone(),
-            base,
-            overlays,
-            variables: profile.variables.clone(),
-            components,
-            mirrors: opts.mirrors.repositories().to_vec(),
-            bundle: match inputs {
-                Inputs::Bundle(b) => Some(BundleDescription {
-                    dir: b.dir().to_path_buf(),
-                    sha256: b.sha256.clone(),
-                }),
-                _ => None,
-            },
-            stage_key: key,
-            stage_cached,
-            steps,
-            outputs,
-        },
-        id,
-    ))
+    outputs
 }
 
 impl std::fmt::Display for Plan {
@@ -555,7 +552,7 @@ impl BuildLog {
 
     pub(crate) fn note(&mut self, msg: &str) {
         let line = format!("[{:>6.1}s] {msg}", self.started.elapsed().as_secs_f64());
-        if crate::progress::verbosity() > crate::progress::Verbosity::Quiet {
+        if crate::util::progress::verbosity() > crate::util::progress::Verbosity::Quiet {
             eprintln!("{line}");
         }
         let _ = writeln!(self.file, "{line}");
@@ -579,7 +576,7 @@ struct BuildInfo<'a> {
     profile_sha256: &'a str,
     base: &'a BaseDescription,
     overlays: &'a [OverlayDescription],
-    variables: &'a crate::overlay::Variables,
+    variables: &'a crate::spec::overlay::Variables,
     components: &'a [Component],
     mirrors: &'a [Repository],
     bundle: &'a Option<BundleDescription>,
@@ -611,31 +608,39 @@ fn dpkg_version_of(pkg: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// Base, overlays' files, provisioning (with inputs from `inputs`), modes and owners: the
-/// provisioned tree at `tree`. Shared by the build and `appliance fetch`. `(offline, refresh)`:
-/// use cached bases only; make a debootstrap base again even when cached.
-#[allow(clippy::too_many_arguments)]
+/// What making the provisioned tree takes. Shared by the build and `appliance fetch`.
+pub(crate) struct ProvisionJob<'a> {
+    pub profile: &'a Profile,
+    pub id: &'a BaseId,
+    pub cache: &'a Cache,
+    pub inputs: &'a Inputs<'a>,
+    /// Use cached bases only.
+    pub offline: bool,
+    /// Make a debootstrap base again even when cached.
+    pub refresh: bool,
+    pub logs: &'a Path,
+    pub reporter: &'a Reporter,
+}
+
+/// Base, overlays' files, provisioning (with inputs from `job.inputs`), modes and owners: the
+/// provisioned tree at `tree`.
 pub(crate) fn provision_tree(
-    profile: &Profile,
-    id: &BaseId,
+    job: &ProvisionJob,
     tree: &Path,
-    cache: &Cache,
-    inputs: &Inputs,
-    (offline, refresh): (bool, bool),
-    logs: &Path,
     log: &mut BuildLog,
     timed: &mut dyn FnMut(&str, Instant),
-    reporter: &Reporter,
 ) -> Result<()> {
+    let (profile, id, inputs, logs, reporter) =
+        (job.profile, job.id, job.inputs, job.logs, job.reporter);
     let t = Instant::now();
     log.note(&format!("base: {} {}", id.kind, id.source));
     let materialize = MaterializeOptions {
-        offline,
-        refresh,
+        offline: job.offline,
+        refresh: job.refresh,
         log: &logs.join("01-base.log"),
         inputs,
     };
-    base::materialize(&profile.base, id, tree, cache, &materialize, reporter)?;
+    base::materialize(&profile.base, id, tree, job.cache, &materialize, reporter)?;
     timed("base", t);
     let t = Instant::now();
     for o in &profile.overlays {
@@ -703,25 +708,11 @@ fn build_from(
     reporter: &Reporter,
 ) -> Result<Built> {
     let started = Instant::now();
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
     let logs = opts.out.join("logs");
-    let mut log = BuildLog::create(&logs)?;
-    log.note(&format!(
-        "building profile {} ({})",
-        profile.file.name,
-        profile.path.display()
-    ));
-    if let Inputs::Bundle(b) = inputs {
-        log.note(&format!(
-            "inputs: bundle {} (bundle.json sha256 {}), all files checked",
-            b.dir().display(),
-            b.sha256
-        ));
-    }
-    let mut seconds = serde_json::Map::new();
+    let mut log = start_log(profile, opts, inputs, &logs)?;
+    let mut timings = serde_json::Map::new();
     let mut timed = |name: &str, since: Instant| {
-        seconds.insert(
+        timings.insert(
             name.into(),
             serde_json::json!((since.elapsed().as_secs_f64() * 10.0).round() / 10.0),
         );
@@ -744,70 +735,24 @@ fn build_from(
 
     let work = WorkDir::create(&opts.out, &profile.image_name)?;
     let tree = work.path().join("tree");
-    let stage = stage_dir(&opts.cache, &key);
-    if plan.stage_cached {
-        let t = Instant::now();
-        log.note(&format!(
-            "provisioned tree {} is cached: skipping base, overlays and provisioning",
-            &key[..16]
-        ));
-        let step = reporter.step("copying the cached provisioned tree");
-        base::copy_tree(&stage, &tree)?;
-        step.done();
-        timed("copy_cached_tree", t);
-    } else {
-        provision_tree(
-            profile,
-            &id,
-            &tree,
-            &opts.cache,
-            inputs,
-            (opts.offline, opts.no_cache),
-            &logs,
-            &mut log,
-            &mut timed,
-            reporter,
-        )?;
-        let t = Instant::now();
-        save_stage(&tree, &opts.cache, &key, reporter)?;
-        log.note(&format!("provisioned tree cached as {}", &key[..16]));
-        timed("cache_store", t);
-    }
+    let job = ProvisionJob {
+        profile,
+        id: &id,
+        cache: &opts.cache,
+        inputs,
+        offline: opts.offline,
+        refresh: opts.no_cache,
+        logs: &logs,
+        reporter,
+    };
+    provisioned_tree(&job, &tree, (&key, plan.stage_cached), &mut log, &mut timed)?;
 
     let t = Instant::now();
-    let secrets: Vec<String> = profile
-        .overlays
-        .iter()
-        .flat_map(|o| o.spec.secrets.clone())
-        .collect();
-    let n = scrub::scrub(&tree, &secrets)?;
-    log.note(&format!("scrub: {n} path(s) removed or emptied"));
-    overlay::install_late(&tree, &late)?;
-    for l in &late {
-        log.note(&format!("late file {} from {}", l.dest, l.source.display()));
-    }
-    let findings = scrub::audit(&tree, &secrets)?;
-    scrub::require_clean(&findings)?;
-    log.note("audit: passed (nothing that must not ship is in the tree)");
-    let manifest = crate::manifest::for_tree(&tree)?;
+    let manifest = scrub_and_audit(profile, &tree, &late, &mut log)?;
     timed("scrub_and_audit", t);
 
     let t = Instant::now();
-    let assembled = assemble::assemble(
-        &AssembleOptions {
-            rootfs: tree.clone(),
-            out: opts.out.clone(),
-            name: profile.image_name.clone(),
-            size: profile.disk_size,
-            boot: profile.boot,
-            formats: profile.formats.clone(),
-            seed: None,
-            ext4_features: profile.ext4_features,
-            source_date_epoch: opts.source_date_epoch,
-            threads: opts.threads,
-        },
-        reporter,
-    )?;
+    let assembled = assemble::assemble(&assemble_options(profile, opts, &tree), reporter)?;
     timed("assemble_and_export", t);
     drop(work);
 
@@ -817,40 +762,7 @@ fn build_from(
     m.file_mut().write_all(manifest.as_bytes())?;
     m.commit()?;
     timed("total", started);
-    let info = BuildInfo {
-        profile: &plan.profile,
-        profile_file: &plan.profile_file,
-        profile_sha256: &plan.profile_sha256,
-        base: &plan.base,
-        overlays: &plan.overlays,
-        variables: &plan.variables,
-        components: &plan.components,
-        mirrors: &plan.mirrors,
-        bundle: &plan.bundle,
-        stage_key: &key,
-        stage_cached: plan.stage_cached,
-        late_files: late
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "path": l.dest,
-                    "source": l.source,
-                    "sha256": crate::download::sha256_file(&l.source).ok(),
-                })
-            })
-            .collect(),
-        source_date_epoch: opts.source_date_epoch,
-        tools: serde_json::json!({
-            "appliance": env!("CARGO_PKG_VERSION"),
-            "mke2fs": tool_version("mke2fs", "-V"),
-            "qemu-img": tool_version("qemu-img", "--version"),
-            "grub-mkimage": tool_version("grub-mkimage", "--version"),
-            "debootstrap": dpkg_version_of("debootstrap"),
-            "gpgv": tool_version("gpgv", "--version"),
-        }),
-        seconds: serde_json::Value::Object(seconds),
-        image: &assembled,
-    };
+    let info = build_info(&plan, &key, &late, opts, timings, &assembled);
     let info_path = opts.out.join(format!("{name}.build.json"));
     let mut f = PartialFile::create(&info_path)?;
     serde_json::to_writer_pretty(f.file_mut(), &info)?;
@@ -868,6 +780,143 @@ fn build_from(
         logs,
         stage_cached: plan.stage_cached,
     })
+}
+
+/// The output directory and the build's log, which starts with what is built from what.
+fn start_log(
+    profile: &Profile,
+    opts: &BuildOptions,
+    inputs: &Inputs,
+    logs: &Path,
+) -> Result<BuildLog> {
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
+    let mut log = BuildLog::create(logs)?;
+    log.note(&format!(
+        "building profile {} ({})",
+        profile.file.name,
+        profile.path.display()
+    ));
+    if let Inputs::Bundle(b) = inputs {
+        log.note(&format!(
+            "inputs: bundle {} (bundle.json sha256 {}), all files checked",
+            b.dir().display(),
+            b.sha256
+        ));
+    }
+    Ok(log)
+}
+
+/// The provisioned tree at `tree`: copied from the cache when `(key, cached)` says it is
+/// there, else made and then cached.
+fn provisioned_tree(
+    job: &ProvisionJob,
+    tree: &Path,
+    (key, cached): (&str, bool),
+    log: &mut BuildLog,
+    timed: &mut dyn FnMut(&str, Instant),
+) -> Result<()> {
+    if cached {
+        let t = Instant::now();
+        log.note(&format!(
+            "provisioned tree {} is cached: skipping base, overlays and provisioning",
+            &key[..16]
+        ));
+        let step = job.reporter.step("copying the cached provisioned tree");
+        base::copy_tree(&stage_entry(job.cache, key).dir, tree)?;
+        step.done();
+        timed("copy_cached_tree", t);
+    } else {
+        provision_tree(job, tree, log, timed)?;
+        let t = Instant::now();
+        save_stage(tree, job.cache, key, job.reporter)?;
+        log.note(&format!("provisioned tree cached as {}", &key[..16]));
+        timed("cache_store", t);
+    }
+    Ok(())
+}
+
+/// Scrub, late files, audit; returns the tree's package manifest.
+fn scrub_and_audit(
+    profile: &Profile,
+    tree: &Path,
+    late: &[LateSource],
+    log: &mut BuildLog,
+) -> Result<String> {
+    let secrets: Vec<String> = profile
+        .overlays
+        .iter()
+        .flat_map(|o| o.spec.secrets.clone())
+        .collect();
+    let n = scrub::scrub(tree, &secrets)?;
+    log.note(&format!("scrub: {n} path(s) removed or emptied"));
+    overlay::install_late(tree, late)?;
+    for l in late {
+        log.note(&format!("late file {} from {}", l.dest, l.source.display()));
+    }
+    let findings = scrub::audit(tree, &secrets)?;
+    scrub::require_clean(&findings)?;
+    log.note("audit: passed (nothing that must not ship is in the tree)");
+    crate::disk::manifest::for_tree(tree)
+}
+
+fn assemble_options(profile: &Profile, opts: &BuildOptions, tree: &Path) -> AssembleOptions {
+    AssembleOptions {
+        rootfs: tree.to_path_buf(),
+        out: opts.out.clone(),
+        name: profile.image_name.clone(),
+        size: profile.disk_size,
+        boot: profile.boot,
+        formats: profile.formats.clone(),
+        seed: None,
+        ext4_features: profile.ext4_features,
+        source_date_epoch: opts.source_date_epoch,
+        threads: opts.threads,
+    }
+}
+
+fn build_info<'a>(
+    plan: &'a Plan,
+    key: &'a str,
+    late: &[LateSource],
+    opts: &BuildOptions,
+    seconds: serde_json::Map<String, serde_json::Value>,
+    image: &'a Assembled,
+) -> BuildInfo<'a> {
+    BuildInfo {
+        profile: &plan.profile,
+        profile_file: &plan.profile_file,
+        profile_sha256: &plan.profile_sha256,
+        base: &plan.base,
+        overlays: &plan.overlays,
+        variables: &plan.variables,
+        components: &plan.components,
+        mirrors: &plan.mirrors,
+        bundle: &plan.bundle,
+        stage_key: key,
+        stage_cached: plan.stage_cached,
+        late_files: late
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "path": l.dest,
+                    "source": l.source,
+                    "sha256": crate::util::hash::sha256_file(&l.source).ok(),
+                })
+            })
+            .collect(),
+        source_date_epoch: opts.source_date_epoch,
+        tools: serde_json::json!({
+            "appliance": env!("CARGO_PKG_VERSION"),
+            "mke2fs": tool_version("mke2fs", "-V"),
+            "qemu-img": tool_version("qemu-img", "--version"),
+            "grub-mkimage": tool_version("grub-mkimage", "--version"),
+            "debootstrap": dpkg_version_of("debootstrap"),
+            "gpgv": tool_version("gpgv", "--version"),
+        }),
+        seconds: serde_json::Value::Object(seconds),
+        image,
+    }
 }
 
 /// Every overlay's late files, in profile order.
@@ -903,7 +952,7 @@ fn make_late(
     let program = if cmd[0].contains('/') {
         let p = std::path::absolute(l.make_dir.join(&cmd[0]))
             .with_context(|| format!("finding {}", cmd[0]))?;
-        crate::rootpath::lexical(&p).display().to_string()
+        crate::util::rootpath::lexical(&p).display().to_string()
     } else {
         cmd[0].clone()
     };
@@ -915,7 +964,7 @@ fn make_late(
         log_path.display()
     ));
     let step = reporter.step(&format!("making {} (overlay {})", l.dest, l.overlay));
-    crate::provision::run(&crate::provision::Step {
+    crate::sandbox::run(&crate::sandbox::Step {
         what: format!(
             "overlay '{}': late file {}: making it with `{}`",
             l.overlay,
@@ -936,23 +985,10 @@ fn make_late(
     Ok(())
 }
 
-/// Copies the provisioned tree into the cache under its key (atomically: a temporary
-/// directory renamed into place, then the `.complete` marker).
+/// Copies the provisioned tree into the cache under its key (see [`Entry::fill`]).
 fn save_stage(tree: &Path, cache: &Cache, key: &str, reporter: &Reporter) -> Result<()> {
-    let dir = stage_dir(cache, key);
-    let done = stage_done(cache, key);
-    std::fs::create_dir_all(cache.stages())
-        .with_context(|| format!("creating {}", cache.stages().display()))?;
     let step = reporter.step("caching the provisioned tree");
-    let tmp = WorkDir::create(&cache.stages(), "stage")?;
-    base::copy_tree(tree, &tmp.path().join("tree"))?;
-    let _ = std::fs::remove_file(&done);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
-    std::fs::rename(tmp.path().join("tree"), &dir)
-        .with_context(|| format!("moving the tree to {}", dir.display()))?;
-    std::fs::write(&done, format!("{key}\n"))?;
+    stage_entry(cache, key).fill("stage", key, |copy| base::copy_tree(tree, copy))?;
     step.done();
     Ok(())
 }

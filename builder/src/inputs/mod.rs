@@ -3,12 +3,12 @@
 //! (`appliance build --bundle`, no network at all).
 //!
 //! Inside the chroot, provision.sh and the overlays' helpers see the mode in their
-//! environment (see [`crate::provision::Chroot`]):
+//! environment (see [`crate::stages::provision::Chroot`]):
 //! - `APPLIANCE_MIRRORS`: a file of `PREFIX MIRROR` rules, and `appliance-mirror` on PATH
 //!   (`appliance-mirror url URL` rewrites a URL); `apt-get` and `apt` on PATH read the tree's
 //!   sources rewritten by the same rules.
 //! - `APPLIANCE_FETCH`: the bundle being made, writable: a helper that downloads a file keeps
-//!   a copy in `downloads/` (see [`crate::bundle`]); apt's installed .debs are kept by the
+//!   a copy in `downloads/` (see [`crate::inputs::bundle`]); apt's installed .debs are kept by the
 //!   builder.
 //! - `APPLIANCE_BUNDLE`: the bundle, read-only; apt reads only its repository.
 //!
@@ -16,8 +16,13 @@
 //! builder turns into the run's one error line ([`explain`]):
 //! `appliance: missing input: URL` (not in the bundle) or `appliance: cannot download: URL`.
 
-use crate::bundle::Bundle;
-use crate::mirror::Mirrors;
+pub mod bundle;
+pub mod download;
+pub mod mirror;
+
+use crate::inputs::bundle::Bundle;
+use crate::inputs::download::Unreachable;
+use crate::inputs::mirror::Mirrors;
 use std::path::Path;
 
 /// Where the bundle is seen inside the chroot (read-only).
@@ -52,15 +57,6 @@ impl<'a> Inputs<'a> {
     }
 }
 
-/// A download that got no answer at all (no route, no DNS, refused, timed out, TLS failed):
-/// the run's edge turns it into advice ([`no_network_advice`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
-pub struct Unreachable {
-    pub url: String,
-    pub reason: String,
-}
-
 /// The one line for an input that cannot be downloaded: what to do without a network.
 pub fn no_network_advice(
     url: &str,
@@ -93,7 +89,7 @@ pub fn explain(err: anyhow::Error, inputs: &Inputs) -> anyhow::Error {
     }
     let Some(step) = err
         .chain()
-        .find_map(|c| c.downcast_ref::<crate::provision::StepFailed>())
+        .find_map(|c| c.downcast_ref::<crate::sandbox::StepFailed>())
     else {
         return err;
     };

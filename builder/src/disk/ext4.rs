@@ -9,7 +9,7 @@
 //! checks it at every boot, so a feature either of them does not know makes an unbootable or
 //! unfsckable image.
 
-use crate::host;
+use crate::util::host;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -52,7 +52,7 @@ impl FeatureSet {
             v.map(|v| {
                 // Drop an epoch ("1:2.12-1") before comparing.
                 let v = v.split_once(':').map_or(v, |(_, rest)| rest);
-                crate::tree::version_cmp(v, min).is_ge()
+                crate::disk::tree::version_cmp(v, min).is_ge()
             })
             .unwrap_or(false)
         };

@@ -1,5 +1,5 @@
 //! `appliance fetch PROFILE --out DIR`: every external input of a build, in a bundle
-//! ([`crate::bundle`]) that `appliance build PROFILE --bundle DIR` builds from with no network.
+//! ([`crate::inputs::bundle`]) that `appliance build PROFILE --bundle DIR` builds from with no network.
 //!
 //! Fetch runs the build's own provisioning in a scratch tree and keeps what it downloads,
 //! rather than working out beforehand what a build needs: what is needed is decided by the
@@ -18,14 +18,15 @@
 //! Nothing is taken from or put in the provisioned-tree cache (the point is to download);
 //! downloads of files with a known hash still use the download cache.
 
-use crate::base::{self, Cache};
-use crate::build::{provision_tree, BuildLog};
-use crate::bundle;
+use crate::inputs::bundle;
+use crate::inputs::mirror::Mirrors;
 use crate::inputs::{self, Inputs};
-use crate::mirror::Mirrors;
-use crate::partial::WorkDir;
-use crate::profile::Profile;
-use crate::progress::Reporter;
+use crate::spec::profile::Profile;
+use crate::stages::base;
+use crate::stages::build::{provision_tree, BuildLog, ProvisionJob};
+use crate::stages::cache::Cache;
+use crate::util::partial::WorkDir;
+use crate::util::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -107,18 +108,17 @@ fn fetch_into(
     let id = base::identify(&profile.base, &opts.cache, inputs, false, true)?
         .expect("identify with fetch = true names the base");
     let tree = work.path().join("tree");
-    provision_tree(
+    let job = ProvisionJob {
         profile,
-        &id,
-        &tree,
-        &opts.cache,
+        id: &id,
+        cache: &opts.cache,
         inputs,
-        (false, true),
+        offline: false,
+        refresh: true,
         logs,
-        &mut log,
-        &mut |_, _: Instant| {},
         reporter,
-    )?;
+    };
+    provision_tree(&job, &tree, &mut log, &mut |_, _: Instant| {})?;
     // The scratch tree is done with; the bundle is what stays.
     let step = reporter.step("indexing the bundle");
     bundle::index_apt_repository(&staging.join(bundle::APT))?;
@@ -130,7 +130,9 @@ fn fetch_into(
                 .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".deb"))
         })
         .count();
-    let created = opts.source_date_epoch.unwrap_or_else(crate::assemble::now);
+    let created = opts
+        .source_date_epoch
+        .unwrap_or_else(crate::disk::assemble::now);
     let sha256 = bundle::seal(
         staging,
         &opts.to,
@@ -158,7 +160,7 @@ fn fetch_into(
         "bundle {}: {} file(s), {} ({debs} .deb(s), {downloads} download(s)); bundle.json sha256 {}",
         opts.to.display(),
         fetched.files,
-        crate::size::human(fetched.bytes),
+        crate::util::size::human(fetched.bytes),
         fetched.sha256
     ));
     Ok(fetched)

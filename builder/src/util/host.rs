@@ -1,7 +1,7 @@
 //! Host tools: finding them, saying how to install a missing one, and running them with their
 //! failure reported as one line.
 
-use crate::partial;
+use crate::util::partial;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -78,7 +78,7 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<Output> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    crate::progress::show_command(cmd);
+    crate::util::progress::show_command(cmd);
     let child = cmd
         .spawn()
         .with_context(|| format!("{what}: starting {:?}", cmd.get_program()))?;

@@ -5,21 +5,21 @@
 //! write the ESP, GRUB for BIOS and the GPT; export; rename everything into place at once and
 //! write SHA256SUMS. Nothing appears under a final name until every step succeeded.
 
-use crate::disk::{self, DiskLayout};
+use crate::disk::ext4::{self, AddedFile, FeatureSet, RootFsSpec};
+use crate::disk::fat::{self, FatFile};
+use crate::disk::gpt::{self, DiskLayout};
+use crate::disk::grub;
+use crate::disk::tree::{RootTree, TreeFacts, TreeUsage};
 use crate::export::{self, ExportContext, Format};
-use crate::ext4::{self, AddedFile, FeatureSet, RootFsSpec};
-use crate::fat::{self, FatFile};
-use crate::grub;
-use crate::host;
-use crate::ids::IdSeed;
-use crate::partial::{PartialFile, WorkDir};
-use crate::progress::Reporter;
-use crate::size::{human, round_up, GIB, MIB};
-use crate::tree::{RootTree, TreeFacts, TreeUsage};
+use crate::util::host;
+use crate::util::ids::IdSeed;
+use crate::util::partial::{PartialFile, WorkDir};
+use crate::util::progress::Reporter;
+use crate::util::size::{human, round_up, GIB, MIB};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const ROOT_LABEL: &str = "cloudimg-rootfs";
 
@@ -155,39 +155,6 @@ pub fn fstab(existing: &str, root_uuid: &str, esp_id: Option<&str>, esp_fsck: bo
     out
 }
 
-/// Writes the ESP and core.img into the raw image and returns the MBR boot code (when BIOS
-/// boot is wanted).
-#[allow(clippy::too_many_arguments)]
-fn write_boot_pieces(
-    raw: &PartialFile,
-    layout: &DiskLayout,
-    facts: &TreeFacts,
-    opts: &AssembleOptions,
-    root_uuid: uuid::Uuid,
-    esp_id: u32,
-    clock: u64,
-    work: &std::path::Path,
-) -> Result<Option<[u8; 440]>> {
-    let esp_files: Vec<FatFile> = if opts.boot.uefi {
-        grub::efi_files(facts, root_uuid, work)?
-    } else {
-        Vec::new()
-    };
-    let (esp_offset, esp_len) = layout.esp_bytes();
-    fat::write_esp(raw.file(), esp_offset, esp_len, esp_id, clock, &esp_files)?;
-    match (&facts.grub_bios, opts.boot.bios) {
-        (Some(dir), true) => {
-            let (offset, room) = layout.bios_boot_bytes();
-            let b = grub::bios_boot(dir, root_uuid, layout.bios_boot.0, room, work)?;
-            raw.file()
-                .write_all_at(&b.core, offset)
-                .context("writing core.img")?;
-            Ok(Some(b.mbr_code))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Runs the whole assembly. On failure nothing is left behind: no artifact, no work
 /// directory, and no output directory if this run created it.
 pub fn assemble(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled> {
@@ -201,6 +168,52 @@ pub fn assemble(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled
 }
 
 fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled> {
+    check_request(opts)?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
+    let work = WorkDir::create(&opts.out, &opts.name)?;
+    let tree = open_tree(opts, work.path(), reporter)?;
+    let facts = inspect_tree(opts, &tree)?;
+    let disk = plan_disk(opts, &facts)?;
+
+    let raw = PartialFile::create(&opts.out.join(Format::Raw.file_name(&opts.name)))?;
+    raw.file()
+        .set_len(disk.size)
+        .context("sizing the raw image")?;
+    let parts = DiskParts {
+        opts,
+        raw: &raw,
+        tree: &tree,
+        facts: &facts,
+        disk: &disk,
+        work: work.path(),
+    };
+    let bootcode = parts.make_file_systems(reporter)?;
+    parts.add_boot_config(bootcode, reporter)?;
+    let artifacts = export_and_sum(opts, raw, &disk, &facts, reporter)?;
+
+    let mut boot = Vec::new();
+    if opts.boot.bios {
+        boot.push("bios");
+    }
+    if opts.boot.uefi {
+        boot.push("uefi");
+    }
+    Ok(Assembled {
+        name: opts.name.clone(),
+        disk_size: disk.size,
+        root_fs_uuid: disk.root_uuid.to_string(),
+        esp_volume_id: fat::volume_id_text(disk.esp_id),
+        ext4_features: disk.features.name().to_string(),
+        kernel: facts.kernel.version.clone(),
+        boot,
+        artifacts,
+    })
+}
+
+/// Refuses what cannot be assembled before anything is written: the options, and the host
+/// tools they need.
+fn check_request(opts: &AssembleOptions) -> Result<()> {
     check_name(&opts.name)?;
     if !opts.boot.bios && !opts.boot.uefi {
         bail!("--boot needs at least one of bios, uefi");
@@ -229,20 +242,25 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
              install a newer e2fsprogs (Debian 12: `apt-get install -t bookworm-backports e2fsprogs`)"
         );
     }
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating the output directory {}", opts.out.display()))?;
-    let work = WorkDir::create(&opts.out, &opts.name)?;
+    Ok(())
+}
 
-    let tree = if opts.rootfs.is_file() {
+/// The root tree: a directory as it is, a tarball unpacked into `work`.
+fn open_tree(opts: &AssembleOptions, work: &Path, reporter: &Reporter) -> Result<RootTree> {
+    if opts.rootfs.is_file() {
         let len = opts.rootfs.metadata().map(|m| m.len()).unwrap_or(0);
         let step = reporter.bytes("unpacking the root tarball", len);
-        let tree = RootTree::open(&opts.rootfs, work.path(), &|n| step.set(n))?;
+        let tree = RootTree::open(&opts.rootfs, work, &|n| step.set(n))?;
         step.done();
-        tree
+        Ok(tree)
     } else {
-        RootTree::open(&opts.rootfs, work.path(), &|_| {})?
-    };
-    let facts = TreeFacts::inspect(&tree)?;
+        RootTree::open(&opts.rootfs, work, &|_| {})
+    }
+}
+
+/// What the tree holds, checked against the boot modes asked for.
+fn inspect_tree(opts: &AssembleOptions, tree: &RootTree) -> Result<TreeFacts> {
+    let facts = TreeFacts::inspect(tree)?;
     if opts.boot.bios && facts.grub_bios.is_none() {
         bail!("--boot bios needs GRUB's i386-pc modules in the tree (/usr/lib/grub/i386-pc, package grub-pc-bin)");
     }
@@ -252,9 +270,24 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
     if opts.boot.uefi && facts.shim.is_none() {
         host::require("grub-mkimage")?;
     }
+    Ok(facts)
+}
 
+/// The disk decided before anything is written: its size and layout, the ext4 features, and
+/// the identifiers and clock (derived from the seed for reproducible images).
+struct DiskPlan {
+    size: u64,
+    layout: DiskLayout,
+    features: FeatureSet,
+    ids: IdSeed,
+    clock: u64,
+    root_uuid: uuid::Uuid,
+    esp_id: u32,
+}
+
+fn plan_disk(opts: &AssembleOptions, facts: &TreeFacts) -> Result<DiskPlan> {
     let minimum = minimum_disk_size(facts.usage);
-    let disk_size = match opts.size {
+    let size = match opts.size {
         Some(s) if round_up(s, MIB) < minimum => bail!(
             "--size {} is too small for this tree ({} in {} files): the disk needs at least {}",
             human(s),
@@ -265,7 +298,7 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         Some(s) => round_up(s, MIB),
         None => default_disk_size(facts.usage),
     };
-    let layout = DiskLayout::new(disk_size)?;
+    let layout = DiskLayout::new(size)?;
     let features = opts.ext4_features.unwrap_or_else(|| {
         FeatureSet::for_target(
             facts.e2fsprogs_version.as_deref(),
@@ -277,115 +310,182 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
         (None, Some(epoch)) => IdSeed::from_text(&format!("{}\n{epoch}", opts.name)),
         (None, None) => IdSeed::random(),
     };
-    let clock = opts.source_date_epoch.unwrap_or_else(now);
-    let root_uuid = ids.uuid("root-fs");
-    let esp_id = ids.u32("esp-volume-id");
+    Ok(DiskPlan {
+        size,
+        layout,
+        features,
+        clock: opts.source_date_epoch.unwrap_or_else(now),
+        root_uuid: ids.uuid("root-fs"),
+        esp_id: ids.u32("esp-volume-id"),
+        ids,
+    })
+}
 
-    let raw = PartialFile::create(&opts.out.join(Format::Raw.file_name(&opts.name)))?;
-    raw.file()
-        .set_len(disk_size)
-        .context("sizing the raw image")?;
+/// What the raw image's parts are made from.
+struct DiskParts<'a> {
+    opts: &'a AssembleOptions,
+    raw: &'a PartialFile,
+    tree: &'a RootTree,
+    facts: &'a TreeFacts,
+    disk: &'a DiskPlan,
+    work: &'a Path,
+}
 
-    // The root file system (mke2fs, a child process) and the boot pieces (ESP and GRUB, in
-    // this process) go to different regions of the image: make them at the same time.
-    let (root_offset, root_len) = layout.root_bytes();
-    let step = reporter.step(&format!(
-        "making the root file system (ext4, {}), the ESP and GRUB",
-        human(root_len)
-    ));
-    let bootcode = std::thread::scope(|s| -> Result<Option<[u8; 440]>> {
-        let boot = s.spawn(|| {
-            write_boot_pieces(
-                &raw,
-                &layout,
-                &facts,
-                opts,
-                root_uuid,
-                esp_id,
-                clock,
-                work.path(),
-            )
-        });
-        let root = ext4::make_root_fs(
-            raw.path(),
-            &RootFsSpec {
-                tree: &tree.path,
-                label: ROOT_LABEL,
-                uuid: root_uuid,
-                hash_seed: ids.uuid("root-fs-hash-seed"),
-                features,
-                offset: root_offset,
-                size: root_len,
-                source_date_epoch: opts.source_date_epoch,
-            },
-            work.path(),
-        );
-        let bootcode = boot.join().expect("boot thread panicked");
-        root?;
-        bootcode
-    })?;
-    step.done();
-
-    let step = reporter.step("adding fstab and the boot configuration");
-    let existing_fstab = std::fs::read_to_string(tree.join("etc/fstab")).unwrap_or_default();
-    let esp_text = fat::volume_id_text(esp_id);
-    let esp_fsck = tree.join("sbin/fsck.vfat").exists() || tree.join("usr/sbin/fsck.vfat").exists();
-    let mut added = vec![
-        AddedFile {
-            path: "/etc/fstab".into(),
-            contents: fstab(
-                &existing_fstab,
-                &root_uuid.to_string(),
-                Some(&esp_text),
-                esp_fsck,
-            )
-            .into_bytes(),
-            mode: 0o644,
-        },
-        AddedFile {
-            path: "/boot/grub/grub.cfg".into(),
-            contents: grub::grub_cfg(root_uuid, &facts.kernel, &facts.pretty_name).into_bytes(),
-            mode: 0o644,
-        },
-    ];
-    if tree.join("etc/default/grub").is_file() {
-        added.push(AddedFile {
-            path: "/etc/default/grub.d/50-appliance-console.cfg".into(),
-            contents: grub::default_grub_dropin().as_bytes().to_vec(),
-            mode: 0o644,
-        });
+impl DiskParts<'_> {
+    /// The root file system (mke2fs, a child process) and the boot pieces (ESP and GRUB, in
+    /// this process) go to different regions of the image: made at the same time. Returns the
+    /// MBR boot code (when BIOS boot is wanted).
+    fn make_file_systems(&self, reporter: &Reporter) -> Result<Option<[u8; 440]>> {
+        let (root_offset, root_len) = self.disk.layout.root_bytes();
+        let step = reporter.step(&format!(
+            "making the root file system (ext4, {}), the ESP and GRUB",
+            human(root_len)
+        ));
+        let bootcode = std::thread::scope(|s| -> Result<Option<[u8; 440]>> {
+            let boot = s.spawn(|| self.write_boot_pieces());
+            let root = ext4::make_root_fs(
+                self.raw.path(),
+                &RootFsSpec {
+                    tree: &self.tree.path,
+                    label: ROOT_LABEL,
+                    uuid: self.disk.root_uuid,
+                    hash_seed: self.disk.ids.uuid("root-fs-hash-seed"),
+                    features: self.disk.features,
+                    offset: root_offset,
+                    size: root_len,
+                    source_date_epoch: self.opts.source_date_epoch,
+                },
+                self.work,
+            );
+            let bootcode = boot.join().expect("boot thread panicked");
+            root?;
+            bootcode
+        })?;
+        step.done();
+        Ok(bootcode)
     }
-    // The ESP's mount point.
-    let dirs = ["/boot/efi"];
-    ext4::add_files(
-        raw.path(),
-        root_offset,
-        &tree.path,
-        &added,
-        &dirs,
-        work.path(),
-        opts.source_date_epoch,
-    )?;
-    disk::write_partition_table(raw.file(), &layout, &ids, bootcode)?;
-    raw.file().sync_all().context("flushing the raw image")?;
-    step.done();
 
+    /// Writes the ESP and core.img into the raw image and returns the MBR boot code (when BIOS
+    /// boot is wanted).
+    fn write_boot_pieces(&self) -> Result<Option<[u8; 440]>> {
+        let (raw, layout, facts) = (self.raw, &self.disk.layout, self.facts);
+        let esp_files: Vec<FatFile> = if self.opts.boot.uefi {
+            grub::efi_files(facts, self.disk.root_uuid, self.work)?
+        } else {
+            Vec::new()
+        };
+        let (esp_offset, esp_len) = layout.esp_bytes();
+        fat::write_esp(
+            raw.file(),
+            esp_offset,
+            esp_len,
+            self.disk.esp_id,
+            self.disk.clock,
+            &esp_files,
+        )?;
+        match (&facts.grub_bios, self.opts.boot.bios) {
+            (Some(dir), true) => {
+                let (offset, room) = layout.bios_boot_bytes();
+                let b = grub::bios_boot(
+                    dir,
+                    self.disk.root_uuid,
+                    layout.bios_boot.0,
+                    room,
+                    self.work,
+                )?;
+                raw.file()
+                    .write_all_at(&b.core, offset)
+                    .context("writing core.img")?;
+                Ok(Some(b.mbr_code))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Adds fstab and GRUB's configuration to the root file system, then writes the partition
+    /// table (with the MBR boot code).
+    fn add_boot_config(&self, bootcode: Option<[u8; 440]>, reporter: &Reporter) -> Result<()> {
+        let (tree, disk) = (self.tree, self.disk);
+        let step = reporter.step("adding fstab and the boot configuration");
+        let existing_fstab = std::fs::read_to_string(tree.join("etc/fstab")).unwrap_or_default();
+        let esp_text = fat::volume_id_text(disk.esp_id);
+        let esp_fsck =
+            tree.join("sbin/fsck.vfat").exists() || tree.join("usr/sbin/fsck.vfat").exists();
+        let mut added = vec![
+            AddedFile {
+                path: "/etc/fstab".into(),
+                contents: fstab(
+                    &existing_fstab,
+                    &disk.root_uuid.to_string(),
+                    Some(&esp_text),
+                    esp_fsck,
+                )
+                .into_bytes(),
+                mode: 0o644,
+            },
+            AddedFile {
+                path: "/boot/grub/grub.cfg".into(),
+                contents: grub::grub_cfg(
+                    disk.root_uuid,
+                    &self.facts.kernel,
+                    &self.facts.pretty_name,
+                )
+                .into_bytes(),
+                mode: 0o644,
+            },
+        ];
+        if tree.join("etc/default/grub").is_file() {
+            added.push(AddedFile {
+                path: "/etc/default/grub.d/50-appliance-console.cfg".into(),
+                contents: grub::default_grub_dropin().as_bytes().to_vec(),
+                mode: 0o644,
+            });
+        }
+        // The ESP's mount point.
+        let dirs = ["/boot/efi"];
+        ext4::add_files(
+            self.raw.path(),
+            disk.layout.root_bytes().0,
+            &tree.path,
+            &added,
+            &dirs,
+            self.work,
+            self.opts.source_date_epoch,
+        )?;
+        gpt::write_partition_table(self.raw.file(), &disk.layout, &disk.ids, bootcode)?;
+        self.raw
+            .file()
+            .sync_all()
+            .context("flushing the raw image")?;
+        step.done();
+        Ok(())
+    }
+}
+
+/// Every export asked for (the raw hashed while the others are made), committed, and their
+/// SHA256SUMS.
+fn export_and_sum(
+    opts: &AssembleOptions,
+    raw: PartialFile,
+    disk: &DiskPlan,
+    facts: &TreeFacts,
+    reporter: &Reporter,
+) -> Result<Vec<Artifact>> {
     let ctx = ExportContext {
         raw: raw.path(),
-        disk_size,
+        disk_size: disk.size,
         name: &opts.name,
         out_dir: &opts.out,
-        mtime: clock,
-        vhd_unique_id: *ids.uuid("vhd-unique-id").as_bytes(),
-        vmdk_cid: ids.u32("vmdk-cid"),
+        mtime: disk.clock,
+        vhd_unique_id: *disk.ids.uuid("vhd-unique-id").as_bytes(),
+        vmdk_cid: disk.ids.u32("vmdk-cid"),
         ovf_os: export::ova::OvfOs::from_os_id(&facts.os_id),
         threads: opts.threads.max(1),
         reporter,
     };
-    // The raw is hashed while the exports run.
     let wants_raw = opts.formats.contains(&Format::Raw);
     let (exported, raw_sha) = std::thread::scope(|s| {
-        let raw_hash = wants_raw.then(|| s.spawn(|| export::sums::sha256_file(raw.path())));
+        let raw_hash = wants_raw.then(|| s.spawn(|| crate::util::hash::sha256_file(raw.path())));
         let exported = export::export_all(&ctx, &opts.formats);
         let raw_sha = raw_hash
             .map(|h| h.join().expect("hash thread panicked"))
@@ -423,24 +523,7 @@ fn assemble_in(opts: &AssembleOptions, reporter: &Reporter) -> Result<Assembled>
     let sums_file = PartialFile::create(&opts.out.join("SHA256SUMS"))?;
     std::fs::write(sums_file.path(), export::sums::render(&sums)).context("writing SHA256SUMS")?;
     sums_file.commit()?;
-
-    let mut boot = Vec::new();
-    if opts.boot.bios {
-        boot.push("bios");
-    }
-    if opts.boot.uefi {
-        boot.push("uefi");
-    }
-    Ok(Assembled {
-        name: opts.name.clone(),
-        disk_size,
-        root_fs_uuid: root_uuid.to_string(),
-        esp_volume_id: esp_text,
-        ext4_features: features.name().to_string(),
-        kernel: facts.kernel.version.clone(),
-        boot,
-        artifacts,
-    })
+    Ok(artifacts)
 }
 
 #[cfg(test)]

@@ -12,11 +12,10 @@
 //! Proxies come from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, lower case too,
 //! and `NO_PROXY`), as ureq reads them: one proxy for both schemes.
 
-use crate::host;
-use crate::inputs::Unreachable;
-use crate::partial::PartialFile;
-use crate::progress::{Reporter, Step};
-use crate::size::human;
+use crate::util::host;
+use crate::util::partial::PartialFile;
+use crate::util::progress::{Reporter, Step};
+use crate::util::size::human;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -466,17 +465,19 @@ pub fn sum_for(sums: &str, file_name: &str) -> Result<String> {
     found.with_context(|| format!("SHA256SUMS has no line for {file_name}"))
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex::encode(hasher.finalize()))
+/// A download that got no answer at all (no route, no DNS, refused, timed out, TLS failed):
+/// the run's edge turns it into advice ([`crate::inputs::no_network_advice`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Unreachable {
+    pub url: String,
+    pub reason: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::hash::sha256_file;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::net::{Shutdown, TcpListener, TcpStream};
@@ -920,22 +921,6 @@ mod tests {
         for (text, name, want) in bad {
             assert_eq!(format!("{:#}", sum_for(text, name).unwrap_err()), want);
         }
-    }
-
-    #[test]
-    fn sha256_of_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("abc");
-        fs::write(&path, b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        let err = sha256_file(&dir.path().join("none")).unwrap_err();
-        assert!(format!("{err:#}").starts_with(&format!(
-            "opening {}: No such file",
-            dir.path().join("none").display()
-        )));
     }
 
     /// A throwaway GnuPG home with one signing key; its agent is stopped on drop.

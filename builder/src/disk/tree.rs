@@ -247,7 +247,7 @@ fn os_release_value(text: &str, key: &str) -> Option<String> {
 
 /// The installed version of `package` in a dpkg status file.
 pub fn dpkg_version(status: &str, package: &str) -> Option<String> {
-    crate::manifest::parse_status(status)
+    crate::disk::manifest::parse_status(status)
         .into_iter()
         .find(|p| p.name == package && p.installed)
         .map(|p| p.version)
@@ -347,9 +347,9 @@ pub fn measure(root: &Path) -> Result<TreeUsage> {
         let ft = meta.file_type();
         usage.bytes += if ft.is_file() {
             // Extent tree and xattr blocks are noise next to the rounding to whole blocks.
-            crate::size::round_up(meta.len(), 4096)
+            crate::util::size::round_up(meta.len(), 4096)
         } else if ft.is_dir() {
-            crate::size::round_up(meta.len().max(4096), 4096)
+            crate::util::size::round_up(meta.len().max(4096), 4096)
         } else if ft.is_symlink() && meta.len() >= 60 {
             4096
         } else {

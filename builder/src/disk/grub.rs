@@ -21,9 +21,9 @@
 //! as BIOS. (That is what grub-mkstandalone does too, minus the memdisk of every module with
 //! host timestamps, which would make the image bigger and not reproducible.)
 
-use crate::fat::FatFile;
-use crate::host;
-use crate::tree::{Kernel, TreeFacts};
+use crate::disk::fat::FatFile;
+use crate::disk::tree::{Kernel, TreeFacts};
+use crate::util::host;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;

@@ -31,13 +31,11 @@
 //! [`Chroot::restore`].
 
 use crate::inputs::{Inputs, BUNDLE_IN_CHROOT, FETCH_IN_CHROOT};
-use crate::partial;
-use crate::rootpath;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{base_env, run, Step, PATH};
+use crate::util::partial;
+use crate::util::rootpath;
 use anyhow::{Context, Result};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 const POLICY_RC_D: &str = "#!/bin/sh\n# Installed by the appliance builder while provisioning: no service starts.\nexit 101\n";
 const APT_CONF: &str = "// Installed by the appliance builder while provisioning.\n\
@@ -47,9 +45,9 @@ Dpkg::Use-Pty \"0\";\n";
 const SAVED: &str = ".appliance-build-saved";
 /// The builder's own files in the tree while provisioning.
 const BUILD_DIR: &str = "run/appliance-build";
-const MIRROR_TOOL: &str = include_str!("chroot/appliance-mirror");
-const APT_MIRRORED: &str = include_str!("chroot/apt-mirrored");
-const SAVE_DEBS: &str = include_str!("chroot/save-debs");
+const MIRROR_TOOL: &str = include_str!("../chroot/appliance-mirror");
+const APT_MIRRORED: &str = include_str!("../chroot/apt-mirrored");
+const SAVE_DEBS: &str = include_str!("../chroot/save-debs");
 
 pub use crate::sandbox::Bind;
 
@@ -143,7 +141,7 @@ impl Chroot {
                 let list = format!(
                     "# The appliance builder: only the bundle's packages while provisioning.\n\
                      deb [trusted=yes] file:/{BUNDLE_IN_CHROOT}/{} ./\n",
-                    crate::bundle::APT
+                    crate::inputs::bundle::APT
                 );
                 c.make_dir(&format!("{BUILD_DIR}/apt"))?;
                 c.make_dir(&format!("{BUILD_DIR}/apt/sources.list.d"))?;
@@ -246,119 +244,6 @@ fn saved_name(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The environment a provisioning step sees: nothing of the host's but a proxy.
-pub fn base_env() -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("PATH", PATH),
-        ("HOME", "/root"),
-        ("LANG", "C.UTF-8"),
-        ("LC_ALL", "C.UTF-8"),
-        ("DEBIAN_FRONTEND", "noninteractive"),
-        ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
-        ("TERM", "dumb"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for k in [
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-    ] {
-        if let Ok(v) = std::env::var(k) {
-            env.push((k.to_string(), v));
-        }
-    }
-    env
-}
-
-/// One isolated step.
-pub struct Step<'a> {
-    /// What the step is, for messages ("provision.sh of overlay 'ufw'").
-    pub what: String,
-    pub program: &'a str,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    /// Run inside this tree (chroot with /proc, /sys, /dev, /dev/pts).
-    pub chroot: Option<&'a Path>,
-    /// Bound into the chroot for this step.
-    pub binds: &'a [Bind],
-    /// The working directory of a step outside a chroot (default: the builder's).
-    pub cwd: Option<&'a Path>,
-    pub log: &'a Path,
-}
-
-/// A step that ran and failed; its log says why (the caller may read it: see
-/// [`crate::inputs::explain`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{what} failed ({status}); the lines above end its log {}", log.display())]
-pub struct StepFailed {
-    pub what: String,
-    pub status: std::process::ExitStatus,
-    pub log: PathBuf,
-}
-
-/// Runs a step to completion. On failure, prints the last lines of its log (prefixed, never
-/// starting with "error:") and fails with one line naming the step and the log.
-pub fn run(step: &Step) -> Result<()> {
-    let log = std::fs::File::create(step.log)
-        .with_context(|| format!("creating the log {}", step.log.display()))?;
-    let sandbox = match step.chroot {
-        Some(root) => Sandbox::chroot(root, step.binds)?,
-        None => Sandbox::plain(),
-    };
-    let mut cmd = Command::new(step.program);
-    cmd.args(&step.args)
-        .env_clear()
-        .envs(step.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log));
-    if let (Some(dir), None) = (step.cwd, step.chroot) {
-        cmd.current_dir(dir);
-    }
-    crate::progress::show_command(&cmd);
-    // SAFETY: `enter` only makes async-signal-safe system calls on data prepared above.
-    unsafe {
-        cmd.pre_exec(move || sandbox.enter());
-    }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("{}: starting {}", step.what, step.program))?;
-    let pid = child.id();
-    partial::register_group(pid);
-    // Returns once the step's init has exited, and with it every process of the step's PID
-    // namespace (see [`crate::sandbox`]).
-    let status = child.wait();
-    // Nothing of the group can be left outside the namespace but, should the outer process
-    // have been killed alone, this ends its init too.
-    // SAFETY: kill(2) on the process group this step leads.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
-    partial::unregister_group(pid);
-    let status = status.with_context(|| format!("{}: waiting for it", step.what))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(step.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        for l in &lines[lines.len().saturating_sub(15)..] {
-            eprintln!("  | {l}");
-        }
-        return Err(StepFailed {
-            what: step.what.clone(),
-            status,
-            log: step.log.to_path_buf(),
-        }
-        .into());
-    }
-    Ok(())
-}
-
 impl Chroot {
     /// Runs an overlay's provision.sh in the tree; `env` comes on top of [`Chroot::env`].
     pub fn run_script(
@@ -395,6 +280,7 @@ impl Chroot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn chroot_files_are_placed_and_restored() {
@@ -407,7 +293,7 @@ mod tests {
             r.join("etc/resolv.conf"),
         )
         .unwrap();
-        let mirrors = crate::mirror::Mirrors::default();
+        let mirrors = crate::inputs::mirror::Mirrors::default();
         let c = Chroot::prepare(r, &Inputs::Network(&mirrors)).unwrap();
         assert_eq!(
             std::fs::read_to_string(r.join("usr/sbin/policy-rc.d")).unwrap(),
@@ -436,96 +322,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn steps_log_and_fail_with_one_line() {
-        let d = tempfile::tempdir().unwrap();
-        let log = d.path().join("s.log");
-        let step = |script: &str| Step {
-            what: "test step".into(),
-            program: "/bin/sh",
-            args: vec!["-c".into(), script.into()],
-            env: base_env(),
-            chroot: None,
-            binds: &[],
-            cwd: None,
-            log: &log,
-        };
-        run(&step("echo hello; echo $DEBIAN_FRONTEND")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&log).unwrap(),
-            "hello\nnoninteractive\n"
-        );
-        let e = run(&step("echo boom >&2; exit 3")).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            format!(
-                "test step failed (exit status: 3); the lines above end its log {}",
-                log.display()
-            )
-        );
-        // The step's mounts are its own: a tmpfs mounted by the step is not visible here.
-        let m = d.path().join("m");
-        std::fs::create_dir(&m).unwrap();
-        run(&step(&format!(
-            "mount -t tmpfs none {} && touch {}/x",
-            m.display(),
-            m.display()
-        )))
-        .unwrap();
-        assert!(partial::mounts_below(&m).is_empty());
-        assert!(!m.join("x").exists());
-    }
-
-    /// Processes of the host whose command line contains `marker`: (pid, command line).
-    fn running(marker: &str) -> Vec<(i32, String)> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| {
-                let e = e.unwrap();
-                let pid = e.file_name().to_str()?.parse().ok()?;
-                let c = std::fs::read(e.path().join("cmdline")).ok()?;
-                Some((pid, String::from_utf8_lossy(&c).replace('\0', " ")))
-            })
-            .filter(|(_, c)| c.contains(marker))
-            .collect()
-    }
-
-    #[test]
-    fn nothing_a_step_starts_outlives_it() {
-        let d = tempfile::tempdir().unwrap();
-        let log = d.path().join("s.log");
-        let marker = format!("appliance-detached-{}", std::process::id());
-        // A daemon in a session of its own, and one forked twice: neither is in the step's
-        // process group.
-        let script = format!(
-            "setsid sh -c 'sleep 1000; : {marker}-setsid' >/dev/null 2>&1 </dev/null &\n\
-             (sh -c 'sleep 1000; : {marker}-forked' >/dev/null 2>&1 </dev/null &)\n\
-             sleep 0.5; echo started"
-        );
-        let step = Step {
-            what: "daemonising step".into(),
-            program: "/bin/sh",
-            args: vec!["-c".into(), script],
-            env: base_env(),
-            chroot: None,
-            binds: &[],
-            cwd: None,
-            log: &log,
-        };
-        run(&step).unwrap();
-        assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n");
-        let left = running(&marker);
-        for (pid, _) in &left {
-            // Stopped here when the test fails, so that none outlives the test either.
-            // SAFETY: kill(2) of a process found by the marker this test made.
-            unsafe {
-                libc::kill(*pid, libc::SIGKILL);
-            }
-        }
-        assert!(left.is_empty(), "left running: {left:?}");
-    }
-
-    fn mirrors() -> crate::mirror::Mirrors {
+    fn mirrors() -> crate::inputs::mirror::Mirrors {
         let profile = [
             ("debian", "http://deb.debian.org/debian"),
             ("debian-security", "http://deb.debian.org/debian-security"),
@@ -543,7 +340,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect::<Vec<_>>();
-        crate::mirror::Mirrors::new(&profile, &over).unwrap()
+        crate::inputs::mirror::Mirrors::new(&profile, &over).unwrap()
     }
 
     #[test]
@@ -580,6 +377,43 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    /// The bundle part of the test above: a bundle's apt sources, bound read-only.
+    fn bundle_inputs_set_up_the_chroot(d: &Path, r: &Path, conf: &Path) {
+        let made = d.join("made");
+        std::fs::create_dir_all(made.join("apt")).unwrap();
+        crate::inputs::bundle::seal(
+            &made,
+            &d.join("bundle"),
+            "p",
+            &"0".repeat(64),
+            &Default::default(),
+            Default::default(),
+            0,
+        )
+        .unwrap();
+        let bundle = crate::inputs::bundle::Bundle::open(
+            &d.join("bundle"),
+            &crate::util::progress::Reporter::new(),
+        )
+        .unwrap();
+        let c = Chroot::prepare(r, &Inputs::Bundle(&bundle)).unwrap();
+        let text = std::fs::read_to_string(conf).unwrap();
+        assert!(
+            text.contains("Dir::Etc::SourceList \"/run/appliance-build/apt/sources.list\";"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("run/appliance-build/apt/sources.list")).unwrap(),
+            "# The appliance builder: only the bundle's packages while provisioning.\ndeb [trusted=yes] file:/run/appliance-bundle/apt ./\n"
+        );
+        assert!(c.binds[0].read_only);
+        assert!(c
+            .env()
+            .iter()
+            .any(|(k, v)| k == "APPLIANCE_BUNDLE" && v == "/run/appliance-bundle"));
+        c.restore().unwrap();
     }
 
     #[test]
@@ -624,7 +458,7 @@ mod tests {
         let c = Chroot::prepare(
             &r,
             &Inputs::Fetch {
-                mirrors: &crate::mirror::Mirrors::default(),
+                mirrors: &crate::inputs::mirror::Mirrors::default(),
                 staging: &staging,
             },
         )
@@ -647,39 +481,7 @@ mod tests {
         assert!(!c.binds[0].read_only && r.join("run/appliance-fetch").is_dir());
         c.restore().unwrap();
 
-        let made = d.path().join("made");
-        std::fs::create_dir_all(made.join("apt")).unwrap();
-        crate::bundle::seal(
-            &made,
-            &d.path().join("bundle"),
-            "p",
-            &"0".repeat(64),
-            &Default::default(),
-            Default::default(),
-            0,
-        )
-        .unwrap();
-        let bundle = crate::bundle::Bundle::open(
-            &d.path().join("bundle"),
-            &crate::progress::Reporter::new(),
-        )
-        .unwrap();
-        let c = Chroot::prepare(&r, &Inputs::Bundle(&bundle)).unwrap();
-        let text = std::fs::read_to_string(&conf).unwrap();
-        assert!(
-            text.contains("Dir::Etc::SourceList \"/run/appliance-build/apt/sources.list\";"),
-            "{text}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(r.join("run/appliance-build/apt/sources.list")).unwrap(),
-            "# The appliance builder: only the bundle's packages while provisioning.\ndeb [trusted=yes] file:/run/appliance-bundle/apt ./\n"
-        );
-        assert!(c.binds[0].read_only);
-        assert!(c
-            .env()
-            .iter()
-            .any(|(k, v)| k == "APPLIANCE_BUNDLE" && v == "/run/appliance-bundle"));
-        c.restore().unwrap();
+        bundle_inputs_set_up_the_chroot(d.path(), &r, &conf);
         // Only what the tree had (and the directories a chroot needs) is left.
         let left: Vec<String> = before(&r)
             .iter()

@@ -5,7 +5,7 @@
 //! and signature, or debootstrap's mirror), the apt sources the chroot's apt reads while
 //! provisioning, and what the overlays' helpers fetch (`fetch-pinned`, `apt-key-pinned`). The
 //! image still ships the original sources: debootstrap's sources.list is written back, and the
-//! chroot's apt reads a rewritten copy of the sources (see [`crate::provision`]), never the
+//! chroot's apt reads a rewritten copy of the sources (see [`crate::stages::provision`]), never the
 //! tree's own files.
 //!
 //! A prefix matches a URL that equals it or continues it with `/` (trailing slashes do not

@@ -12,8 +12,8 @@
 //! scrubbing and are not part of the provisioned tree's cache key: they are for build outputs
 //! such as the firstboot binary, so that changing one does not re-run apt.
 
-use crate::profile::{parse_toml, scalar};
-use crate::rootpath;
+use crate::spec::toml_file::{parse_toml, scalar};
+use crate::util::rootpath;
 use anyhow::{anyhow, bail, Context, Result};
 use handlebars::Handlebars;
 use serde::{Deserialize, Serialize};

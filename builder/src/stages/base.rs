@@ -18,46 +18,20 @@
 //! `debootstrap --make-tarball` of the .debs, from which it then makes the tree with
 //! `--unpack-tarball` as a build from the bundle does ([`bundle_files`] says where they go).
 
-use crate::bundle::BaseFiles;
-use crate::download::{self, DownloadCache};
+use crate::inputs::bundle::BaseFiles;
+use crate::inputs::download;
 use crate::inputs::Inputs;
-use crate::partial::WorkDir;
-use crate::profile::Base;
-use crate::progress::Reporter;
-use crate::provision;
+use crate::sandbox;
+use crate::spec::profile::{Base, Debootstrap};
+use crate::stages::cache::{Cache, Entry};
+use crate::stages::provision;
+use crate::util::partial::WorkDir;
+use crate::util::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Where cached inputs and stages live.
-#[derive(Clone, Debug)]
-pub struct Cache {
-    pub root: PathBuf,
-}
-
-impl Cache {
-    /// `$APPLIANCE_CACHE`, else /var/cache/appliance.
-    pub fn from_env() -> Cache {
-        let root = std::env::var_os("APPLIANCE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/cache/appliance"));
-        Cache { root }
-    }
-
-    pub fn downloads(&self) -> DownloadCache {
-        DownloadCache::new(self.root.join("downloads"))
-    }
-
-    pub fn bases(&self) -> PathBuf {
-        self.root.join("bases")
-    }
-
-    pub fn stages(&self) -> PathBuf {
-        self.root.join("stages")
-    }
-}
 
 /// A base named by what it is made of.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -98,9 +72,9 @@ pub fn bundle_files(base: &Base) -> BaseFiles {
             sha256sums: signed_sums.as_ref().and_then(|s| under(&s.url)),
             signature: signed_sums.as_ref().and_then(|s| under(&s.signature)),
         },
-        Base::Debootstrap { suite, mirror, .. } => BaseFiles {
+        Base::Debootstrap(d) => BaseFiles {
             kind: "debootstrap".into(),
-            source: format!("{suite} from {mirror}"),
+            source: format!("{} from {}", d.suite, d.mirror),
             file: Some("base/debootstrap.tar".into()),
             ..BaseFiles::default()
         },
@@ -114,7 +88,7 @@ pub fn bundle_files(base: &Base) -> BaseFiles {
 
 /// The bundle's copy of one of the base's files (`which` says which, for the error).
 fn from_bundle(
-    bundle: &crate::bundle::Bundle,
+    bundle: &crate::inputs::bundle::Bundle,
     rel: &Option<String>,
     which: &str,
 ) -> Result<PathBuf> {
@@ -144,7 +118,7 @@ fn small_input(
 }
 
 /// Checks that a bundle holds this base (the same kind and source).
-pub fn check_bundle_base(base: &Base, bundle: &crate::bundle::Bundle) -> Result<()> {
+pub fn check_bundle_base(base: &Base, bundle: &crate::inputs::bundle::Bundle) -> Result<()> {
     let want = bundle_files(base);
     let have = &bundle.manifest.base;
     if want != *have {
@@ -200,7 +174,7 @@ pub fn identify(
                 file: None,
             }
         }
-        Base::Debootstrap { suite, mirror, .. } if matches!(inputs, Inputs::Bundle(_)) => {
+        Base::Debootstrap(d) if matches!(inputs, Inputs::Bundle(_)) => {
             let Inputs::Bundle(b) = inputs else {
                 unreachable!()
             };
@@ -215,47 +189,41 @@ pub fn identify(
             BaseId {
                 kind: "debootstrap",
                 sha256: hash_parts(&["debootstrap --unpack-tarball", &sha]),
-                source: format!("{suite} from {mirror} (the bundle's debootstrap.tar)"),
+                source: format!(
+                    "{} from {} (the bundle's debootstrap.tar)",
+                    d.suite, d.mirror
+                ),
                 file: None,
             }
         }
-        Base::Debootstrap {
-            suite,
-            mirror,
-            keyring,
-            variant,
-            components,
-            include,
-            extra_suites,
-            packages,
-        } => {
-            let keyring_hash = download::sha256_file(keyring)?;
-            let (components, include) = (components.join(","), include.join(","));
+        Base::Debootstrap(d) => {
+            let keyring_hash = crate::util::hash::sha256_file(&d.keyring)?;
+            let (components, include) = (d.components.join(","), d.include.join(","));
             let mut parts = vec![
                 "debootstrap",
-                suite,
-                mirror,
-                variant,
+                &d.suite,
+                &d.mirror,
+                &d.variant,
                 &components,
                 &include,
                 &keyring_hash,
             ];
             // Appended only when there are some: the ids of bases without stay as they were.
-            let extra = extra_suites.join(",");
-            if !extra_suites.is_empty() {
+            let extra = d.extra_suites.join(",");
+            if !d.extra_suites.is_empty() {
                 parts.push(&extra);
             }
-            let packages = format!("apt-get install {}", packages.join(","));
+            let packages = format!("apt-get install {}", d.packages.join(","));
             if packages != "apt-get install " {
                 parts.push(&packages);
             }
             BaseId {
                 kind: "debootstrap",
                 sha256: hash_parts(&parts),
-                source: if extra_suites.is_empty() {
-                    format!("{suite} from {mirror}")
+                source: if d.extra_suites.is_empty() {
+                    format!("{} from {}", d.suite, d.mirror)
                 } else {
-                    format!("{suite} + {extra} from {mirror}")
+                    format!("{} + {extra} from {}", d.suite, d.mirror)
                 },
                 file: None,
             }
@@ -265,7 +233,7 @@ pub fn identify(
             sha256: if path.is_dir() {
                 listing_hash(path)?
             } else {
-                download::sha256_file(path)?
+                crate::util::hash::sha256_file(path)?
             },
             source: path.display().to_string(),
             file: Some(path.clone()),
@@ -304,7 +272,7 @@ fn listing_hash(dir: &Path) -> Result<String> {
 /// Copies a tree with `cp -a` (owners, modes, xattrs, ACLs, hard links, device nodes).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    crate::host::run(
+    crate::util::host::run(
         Command::new("cp")
             .arg("-a")
             .arg("--reflink=auto")
@@ -365,27 +333,20 @@ pub fn materialize(
             }
             unpack(&file, dest, reporter)
         }
-        (Base::Debootstrap { .. }, Inputs::Bundle(b)) => {
+        (Base::Debootstrap(d), Inputs::Bundle(b)) => {
             let tarball = from_bundle(b, &files.file, "debootstrap tarball")?;
             // debootstrap takes absolute tarball paths only.
             let tarball = std::path::absolute(&tarball)
                 .with_context(|| format!("finding {}", tarball.display()))?;
             let unpack = format!("--unpack-tarball={}", tarball.display());
-            let tree = debootstrap_cached(base, id, cache, opts, Some(&unpack), reporter)?;
+            let tree = debootstrap_cached(d, id, cache, opts, Some(&unpack), reporter)?;
             let step = reporter.step("copying the cached debootstrap tree");
             copy_tree(&tree, dest)?;
             step.done();
             Ok(())
         }
-        (
-            Base::Debootstrap {
-                extra_suites,
-                packages,
-                ..
-            },
-            Inputs::Fetch { staging, mirrors },
-        ) => {
-            if !extra_suites.is_empty() || !packages.is_empty() {
+        (Base::Debootstrap(d), Inputs::Fetch { staging, mirrors }) => {
+            if !d.extra_suites.is_empty() || !d.packages.is_empty() {
                 bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
             }
             let rel = files
@@ -401,7 +362,7 @@ pub fn materialize(
             // The .debs (into the bundle), then the tree from them, as a build from the
             // bundle makes it.
             debootstrap(
-                base,
+                d,
                 Some(&format!("--make-tarball={}", tarball.display())),
                 Some(mirrors),
                 dest,
@@ -409,7 +370,7 @@ pub fn materialize(
                 reporter,
             )?;
             debootstrap(
-                base,
+                d,
                 Some(&format!("--unpack-tarball={}", tarball.display())),
                 None,
                 dest,
@@ -424,8 +385,8 @@ pub fn materialize(
             Ok(())
         }
         (Base::Local { path }, _) => unpack(path, dest, reporter),
-        (Base::Debootstrap { .. }, Inputs::Network(_)) => {
-            let tree = debootstrap_cached(base, id, cache, opts, None, reporter)?;
+        (Base::Debootstrap(d), Inputs::Network(_)) => {
+            let tree = debootstrap_cached(d, id, cache, opts, None, reporter)?;
             let step = reporter.step("copying the cached debootstrap tree");
             copy_tree(&tree, dest)?;
             step.done();
@@ -459,7 +420,7 @@ fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
     let step = reporter.bytes("unpacking the base tarball", len);
     let parent = dest.parent().context("the tree has no parent directory")?;
     let tmp = WorkDir::create(parent, "unpack")?;
-    let tree = crate::tree::RootTree::open(tarball, tmp.path(), &|n| step.set(n))?;
+    let tree = crate::disk::tree::RootTree::open(tarball, tmp.path(), &|n| step.set(n))?;
     std::fs::rename(&tree.path, dest)
         .with_context(|| format!("moving the unpacked tree to {}", dest.display()))?;
     step.done();
@@ -470,14 +431,14 @@ fn unpack(tarball: &Path, dest: &Path, reporter: &Reporter) -> Result<()> {
 /// `--unpack-tarball=...`) when given, from the profile's mirror or its `--mirror`. A tree
 /// made from a mirror gets the profile's mirror back in its sources.list.
 fn debootstrap(
-    base: &Base,
+    d: &Debootstrap,
     mode: Option<&str>,
-    mirrors: Option<&crate::mirror::Mirrors>,
+    mirrors: Option<&crate::inputs::mirror::Mirrors>,
     target: &Path,
     opts: &MaterializeOptions,
     reporter: &Reporter,
 ) -> Result<()> {
-    let Base::Debootstrap {
+    let Debootstrap {
         suite,
         mirror,
         keyring,
@@ -485,11 +446,8 @@ fn debootstrap(
         components,
         include,
         ..
-    } = base
-    else {
-        unreachable!("called for debootstrap bases only")
-    };
-    crate::host::require("debootstrap")?;
+    } = d;
+    crate::util::host::require("debootstrap")?;
     let from = mirrors
         .map(|m| m.apply(mirror))
         .unwrap_or_else(|| mirror.clone());
@@ -510,14 +468,14 @@ fn debootstrap(
         Some(_) => format!("debootstrap {suite} from the bundle's .debs (a few minutes)"),
         None => format!("debootstrap {suite} from {from} (a few minutes)"),
     });
-    let mut env = provision::base_env();
+    let mut env = sandbox::base_env();
     env.retain(|(k, _)| k != "LC_ALL");
     let log = match mode {
         // Each run its own log: the second would overwrite the first.
         Some(m) if m.starts_with("--make-tarball") => opts.log.with_extension("download.log"),
         _ => opts.log.to_path_buf(),
     };
-    provision::run(&provision::Step {
+    sandbox::run(&sandbox::Step {
         what: format!("debootstrap {suite}"),
         program: "debootstrap",
         args,
@@ -551,22 +509,19 @@ fn debootstrap(
 /// components) and upgrades the tree from them with apt in a chroot: apt checks their
 /// Release files' signatures with the archive keyring debootstrap installed in the tree.
 fn upgrade_from_extra_suites(
-    base: &Base,
+    d: &Debootstrap,
     target: &Path,
     opts: &MaterializeOptions,
     reporter: &Reporter,
 ) -> Result<()> {
-    let Base::Debootstrap {
+    let Debootstrap {
         suite,
         mirror,
         components,
         extra_suites,
         packages,
         ..
-    } = base
-    else {
-        unreachable!("called for debootstrap bases only")
-    };
+    } = d;
     if extra_suites.is_empty() && packages.is_empty() {
         return Ok(());
     }
@@ -601,7 +556,7 @@ fn upgrade_from_extra_suites(
         "sh".into(),
     ];
     args.extend(packages.iter().cloned());
-    provision::run(&provision::Step {
+    sandbox::run(&sandbox::Step {
         what: format!("apt-get dist-upgrade and install in the {} base", suite),
         program: "/bin/sh",
         args,
@@ -619,53 +574,33 @@ fn upgrade_from_extra_suites(
 /// The debootstrap tree for these parameters (or from a bundle's tarball of .debs,
 /// `unpack`), made once and kept in the cache.
 fn debootstrap_cached(
-    base: &Base,
+    d: &Debootstrap,
     id: &BaseId,
     cache: &Cache,
     opts: &MaterializeOptions,
     unpack: Option<&str>,
     reporter: &Reporter,
 ) -> Result<PathBuf> {
-    let Base::Debootstrap {
-        suite,
-        mirror,
-        extra_suites,
-        packages,
-        ..
-    } = base
-    else {
-        unreachable!("called for debootstrap bases only")
-    };
-    if (!extra_suites.is_empty() || !packages.is_empty()) && unpack.is_some() {
+    if (!d.extra_suites.is_empty() || !d.packages.is_empty()) && unpack.is_some() {
         bail!("base.extra_suites, base.packages: bundles do not carry them yet; build from the network");
     }
-    let dir = cache
-        .bases()
-        .join(format!("debootstrap-{suite}-{}", &id.sha256[..16]));
-    let done = dir.with_extension("complete");
-    if done.exists() && !opts.refresh {
-        return Ok(dir);
+    let entry = Entry::new(cache.bases(), &d.cache_name(&id.sha256));
+    if entry.is_complete() && !opts.refresh {
+        return Ok(entry.dir);
     }
     if opts.offline && unpack.is_none() {
         bail!(
-            "offline: the debootstrap base ({suite} from {mirror}) is not in the cache {}",
+            "offline: the debootstrap base ({} from {}) is not in the cache {}",
+            d.suite,
+            d.mirror,
             cache.bases().display()
         );
     }
-    std::fs::create_dir_all(cache.bases())
-        .with_context(|| format!("creating {}", cache.bases().display()))?;
-    let work = WorkDir::create(&cache.bases(), "debootstrap")?;
-    let target = work.path().join("tree");
-    debootstrap(base, unpack, opts.inputs.mirrors(), &target, opts, reporter)?;
-    upgrade_from_extra_suites(base, &target, opts, reporter)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
-        let _ = std::fs::remove_file(&done);
-    }
-    std::fs::rename(&target, &dir)
-        .with_context(|| format!("moving the tree to {}", dir.display()))?;
-    std::fs::write(&done, format!("{}\n", id.sha256))?;
-    Ok(dir)
+    entry.fill("debootstrap", &id.sha256, |target| {
+        debootstrap(d, unpack, opts.inputs.mirrors(), target, opts, reporter)?;
+        upgrade_from_extra_suites(d, target, opts, reporter)
+    })?;
+    Ok(entry.dir)
 }
 
 #[cfg(test)]
@@ -690,17 +625,19 @@ mod tests {
         let cache = Cache {
             root: d.path().join("cache"),
         };
-        let base = |include: &[&str]| Base::Debootstrap {
-            suite: "bookworm".into(),
-            mirror: "http://deb.debian.org/debian".into(),
-            keyring: kr.clone(),
-            variant: "minbase".into(),
-            components: vec![],
-            include: include.iter().map(|s| s.to_string()).collect(),
-            extra_suites: vec![],
-            packages: vec![],
+        let base = |include: &[&str]| {
+            Base::Debootstrap(Debootstrap {
+                suite: "bookworm".into(),
+                mirror: "http://deb.debian.org/debian".into(),
+                keyring: kr.clone(),
+                variant: "minbase".into(),
+                components: vec![],
+                include: include.iter().map(|s| s.to_string()).collect(),
+                extra_suites: vec![],
+                packages: vec![],
+            })
         };
-        let mirrors = crate::mirror::Mirrors::default();
+        let mirrors = crate::inputs::mirror::Mirrors::default();
         let inputs = Inputs::Network(&mirrors);
         let id = |b: &Base| {
             identify(b, &cache, &inputs, true, true)
@@ -712,8 +649,8 @@ mod tests {
         assert_ne!(id(&base(&["a"])), id(&base(&["a", "b"])));
         // Extra suites are part of the id; without them the id is as it always was.
         let mut upgraded = base(&["a"]);
-        if let Base::Debootstrap { extra_suites, .. } = &mut upgraded {
-            extra_suites.push("bookworm-updates".into());
+        if let Base::Debootstrap(d) = &mut upgraded {
+            d.extra_suites.push("bookworm-updates".into());
         }
         assert_ne!(id(&base(&["a"])), id(&upgraded));
         assert_eq!(
@@ -725,7 +662,7 @@ mod tests {
                 "minbase",
                 "",
                 "a",
-                &download::sha256_file(&kr).unwrap(),
+                &crate::util::hash::sha256_file(&kr).unwrap(),
             ])
         );
         let e = materialize(
