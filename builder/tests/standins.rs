@@ -585,6 +585,42 @@ fn assert_the_domain_files_are_listed(b: &Bionic) {
     }
 }
 
+/// prosody is a real XMPP server (Ubuntu 18.04's Prosody 0.10): it checks the configuration
+/// the packages wrote clean and, in a network namespace of its own, accepts focus and jvb
+/// with those passwords (test-report's xmpp-login: STARTTLS, SASL PLAIN) and refuses a
+/// wrong one.
+fn assert_prosody_accepts_focus_and_jvb(b: &Bionic, focus_password: &str, jvb_password: &str) {
+    assert!(b
+        .sh_ok("prosodyctl check config")
+        .contains("All checks passed"));
+    let login = repo().join("overlays/test-report/files/usr/local/lib/appliance-test/xmpp-login");
+    std::fs::copy(&login, b.root().join("tmp/xmpp-login")).unwrap();
+    let auth_host = format!("auth.{DOMAIN}");
+    let out = run_ok(
+        Command::new("unshare")
+            .args(["-n", "chroot"])
+            .arg(b.root())
+            .args(["/bin/sh", "-c"])
+            .arg(format!(
+                "ip link set lo up 2>/dev/null || true; install -d -o prosody /run/prosody; \
+                 su -s /bin/sh prosody -c 'exec /usr/bin/prosody' & pid=$!; \
+                 for _ in $(seq 50); do [ -s /run/prosody/prosody.pid ] && break; sleep 0.2; done; sleep 1; \
+                 python3 /tmp/xmpp-login focus {auth_host} '{focus_password}'; \
+                 python3 /tmp/xmpp-login jvb {auth_host} '{jvb_password}'; \
+                 python3 /tmp/xmpp-login focus {auth_host} '{focus_password}-wrong'; \
+                 kill $(cat /run/prosody/prosody.pid) 2>/dev/null; kill $pid 2>/dev/null; wait"
+            )),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "ok", "focus: {out}");
+    assert_eq!(lines[1], "ok", "jvb: {out}");
+    assert!(
+        lines[2].starts_with("failed: ") && lines[2].contains("not-authorized"),
+        "{out}"
+    );
+}
+
 /// The stand-in packages install in Ubuntu 18.04 at the pinned versions, as the jitsi and
 /// mongodb overlays install them, and write what the appliance relies on: every file of
 /// jitsi-domain-files, none more naming the domain; the secrets consistent across
@@ -658,39 +694,7 @@ fn standin_packages_install_in_bionic_and_write_what_the_appliance_lists() {
     assert!(b
         .read("/var/cache/debconf/passwords.dat")
         .contains(&format!("Value: {focus_password}")));
-    // prosody is a real XMPP server (Ubuntu 18.04's Prosody 0.10): it checks the configuration
-    // the packages wrote clean and, in a network namespace of its own, accepts focus and jvb
-    // with those passwords (test-report's xmpp-login: STARTTLS, SASL PLAIN) and refuses a
-    // wrong one.
-    assert!(b
-        .sh_ok("prosodyctl check config")
-        .contains("All checks passed"));
-    let login = repo().join("overlays/test-report/files/usr/local/lib/appliance-test/xmpp-login");
-    std::fs::copy(&login, b.root().join("tmp/xmpp-login")).unwrap();
-    let auth_host = format!("auth.{DOMAIN}");
-    let out = run_ok(
-        Command::new("unshare")
-            .args(["-n", "chroot"])
-            .arg(b.root())
-            .args(["/bin/sh", "-c"])
-            .arg(format!(
-                "ip link set lo up 2>/dev/null || true; install -d -o prosody /run/prosody; \
-                 su -s /bin/sh prosody -c 'exec /usr/bin/prosody' & pid=$!; \
-                 for _ in $(seq 50); do [ -s /run/prosody/prosody.pid ] && break; sleep 0.2; done; sleep 1; \
-                 python3 /tmp/xmpp-login focus {auth_host} '{focus_password}'; \
-                 python3 /tmp/xmpp-login jvb {auth_host} '{jvb_password}'; \
-                 python3 /tmp/xmpp-login focus {auth_host} '{focus_password}-wrong'; \
-                 kill $(cat /run/prosody/prosody.pid) 2>/dev/null; kill $pid 2>/dev/null; wait"
-            )),
-    );
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 3, "{out}");
-    assert_eq!(lines[0], "ok", "focus: {out}");
-    assert_eq!(lines[1], "ok", "jvb: {out}");
-    assert!(
-        lines[2].starts_with("failed: ") && lines[2].contains("not-authorized"),
-        "{out}"
-    );
+    assert_prosody_accepts_focus_and_jvb(&b, focus_password, jvb_password);
     // Java (OpenJDK 11's keystore, rebuilt by update-ca-certificates' hook) trusts auth.<d>.
     let keystore =
         b.sh_ok("keytool -list -keystore /etc/ssl/certs/java/cacerts -storepass changeit");
