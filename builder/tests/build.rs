@@ -323,6 +323,90 @@ fn scrub_removes_keys_provisioning_left_and_the_audit_fails_on_a_planted_one() {
     assert!(read(&out.join("logs/build.log")).contains("is cached: skipping"));
 }
 
+/// The steps `appliance plan` prints (its numbered list, without the numbers).
+fn planned_steps(profile: &Path, out: &Path, cache: &Path) -> Vec<String> {
+    let mut plan = appliance();
+    plan.arg("plan").arg(profile).arg("--out").arg(out);
+    plan.env("APPLIANCE_CACHE", cache);
+    let text = stdout(&run_ok(&mut plan));
+    let list = text
+        .split_once("\nsteps:\n")
+        .and_then(|(_, rest)| rest.split_once("\noutputs:\n"))
+        .map(|(steps, _)| steps.to_string())
+        .unwrap_or_else(|| panic!("no steps in the plan:\n{text}"));
+    list.lines()
+        .map(|l| l.trim_start().split_once(". ").unwrap().1.to_string())
+        .collect()
+}
+
+/// The steps a build ran, from its log's `step N: ...` lines, checked to be numbered 1, 2, ...
+fn steps_run(out: &Path) -> Vec<String> {
+    let log = read(&out.join("logs/build.log"));
+    let steps: Vec<(usize, String)> = log
+        .lines()
+        .filter_map(|l| l.split_once("] step ")?.1.split_once(": "))
+        .map(|(n, s)| (n.parse().unwrap(), s.to_string()))
+        .collect();
+    for (i, (n, _)) in steps.iter().enumerate() {
+        assert_eq!(*n, i + 1, "step numbers in {log}");
+    }
+    steps.into_iter().map(|(_, s)| s).collect()
+}
+
+/// `build` runs exactly the steps `plan` lists, in order: with nothing cached (every stage),
+/// then with the provisioned tree cached (the skipped steps are still listed and logged).
+#[test]
+#[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
+fn build_runs_exactly_the_steps_plan_lists_in_order() {
+    let dir = scratch("steps");
+    let cache = dir.path().join("cache");
+    let profile = local_profile(
+        dir.path(),
+        &[
+            (
+                "one",
+                &[
+                    ("files/etc/one", "1\n"),
+                    ("provision.sh", "#!/bin/sh\nset -e\necho 2 >/etc/two\n"),
+                ],
+            ),
+            (
+                "two",
+                &[
+                    ("files/etc/three.hbs", "{{name}}\n"),
+                    (
+                        "overlay.toml",
+                        concat!(
+                            "[variables]\nname = \"x\"\n\n",
+                            "[late.\"/etc/made\"]\nsource = \"made\"\n",
+                            "make = [\"sh\", \"-c\", \"echo made >made\"]\nmode = \"0644\"\n",
+                        ),
+                    ),
+                ],
+            ),
+        ],
+        "",
+    );
+    let text = read(&profile) + "\n[output]\nformats = [\"qcow2\", \"vmdk\"]\n";
+    std::fs::write(&profile, text).unwrap();
+    for round in ["nothing cached", "the provisioned tree cached"] {
+        let out = dir.path().join(round.replace(' ', "-"));
+        let planned = planned_steps(&profile, &out, &cache);
+        run_ok(&mut build_cmd(&profile, &out, Some(&cache)));
+        let ran = steps_run(&out);
+        assert_eq!(
+            ran, planned,
+            "{round}: the build ran other steps than plan listed"
+        );
+        for first in ["make ", "provision: overlay one", "late file /etc/made"] {
+            assert!(planned.iter().any(|s| s.starts_with(first)), "{planned:?}");
+        }
+        assert!(planned.iter().any(|s| s == "export vmdk"), "{planned:?}");
+        let cached = planned.iter().any(|s| s.ends_with("[cached: skipped]"));
+        assert_eq!(cached, round != "nothing cached", "{planned:?}");
+    }
+}
+
 #[test]
 #[ignore = "needs APPLIANCE_TEST_TREE; run by scripts/test"]
 fn bad_profiles_give_one_clear_error_and_leave_nothing() {

@@ -16,6 +16,7 @@
 //! from that bundle and not from a tree an online build cached).
 
 use crate::disk::assemble::{self, AssembleOptions, Assembled};
+use crate::export::Format;
 use crate::inputs::bundle::Bundle;
 use crate::inputs::mirror::{Mirrors, Repository};
 use crate::inputs::{self, Inputs};
@@ -70,8 +71,54 @@ pub struct Plan {
     /// `None` while a tarball's hash is still to be read from its SHA256SUMS.
     pub stage_key: Option<String>,
     pub stage_cached: bool,
-    pub steps: Vec<String>,
+    pub steps: Vec<PlannedStep>,
     pub outputs: Vec<PathBuf>,
+}
+
+/// One step of a build: `plan` lists them and `build` runs them, the same list in the same
+/// order. The numbers index the profile's late files (`MakeLate`, `LateFile`) or its overlays
+/// (`CopyOverlay`, `Provision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The bundle's files were checked against bundle.json when it was opened.
+    Bundle,
+    MakeLate(usize),
+    Base,
+    CopyOverlay(usize),
+    Provision(usize),
+    /// Modes and owners from every overlay.toml.
+    Attributes,
+    CacheStage,
+    Scrub,
+    LateFile(usize),
+    Audit,
+    Assemble,
+    Export(Format),
+    /// SHA256SUMS (written by assemble), the package manifest and the build info.
+    Record,
+}
+
+/// A step and the line `plan` prints for it (the JSON plan has the line).
+#[derive(Debug)]
+pub struct PlannedStep {
+    pub step: Step,
+    pub text: String,
+}
+
+impl Serialize for PlannedStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl std::fmt::Display for PlannedStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn planned(step: Step, text: String) -> PlannedStep {
+    PlannedStep { step, text }
 }
 
 #[derive(Debug, Serialize)]
@@ -180,7 +227,7 @@ pub fn make_plan(
         steps: Vec::new(),
         outputs: outputs(profile, opts),
     };
-    plan.steps = steps(&plan, profile, opts)?;
+    plan.steps = steps(&plan, profile, opts, inputs)?;
     Ok((plan, id))
 }
 
@@ -305,93 +352,141 @@ fn base_component(base: &BaseDescription) -> Component {
     }
 }
 
-/// The steps a build takes, in order.
-fn steps(plan: &Plan, profile: &Profile, opts: &BuildOptions) -> Result<Vec<String>> {
-    let (base, overlays, stage_cached, key) = (
-        &plan.base,
-        &plan.overlays,
-        plan.stage_cached,
-        &plan.stage_key,
-    );
+/// The first steps, which need nothing of the base: the bundle (checked when opened) and the
+/// late files the build makes, so that a missing one stops the build before any download.
+fn first_steps(inputs: &Inputs, late: &[LateSource], logs: &Path) -> Vec<PlannedStep> {
     let mut steps = Vec::new();
-    if let Some(b) = &plan.bundle {
-        steps.push(format!(
-            "bundle {}: every file checked against bundle.json; no network",
-            b.dir.display()
+    if let Inputs::Bundle(b) = inputs {
+        steps.push(planned(
+            Step::Bundle,
+            format!(
+                "bundle {}: every file checked against bundle.json; no network",
+                b.dir().display()
+            ),
         ));
     }
-    let late = late_files(profile)?;
-    for l in &late {
+    for (i, l) in late.iter().enumerate() {
         if let Some(cmd) = &l.make {
-            steps.push(format!(
-                "make {} (late file {}, overlay {}): `{}` in {}; log {}",
-                l.source.display(),
-                l.dest,
-                l.overlay,
-                cmd.join(" "),
-                l.make_dir.display(),
-                late_log(&opts.out.join("logs"), l).display()
+            steps.push(planned(
+                Step::MakeLate(i),
+                format!(
+                    "make {} (late file {}, overlay {}): `{}` in {}; log {}",
+                    l.source.display(),
+                    l.dest,
+                    l.overlay,
+                    cmd.join(" "),
+                    l.make_dir.display(),
+                    late_log(logs, l).display()
+                ),
             ));
         }
     }
-    let cached_note = if stage_cached {
+    steps
+}
+
+/// The steps that make the provisioned tree: the base, every overlay's files, each
+/// provision.sh, modes and owners. The build and `appliance fetch` run these.
+fn provision_steps(profile: &Profile) -> Vec<Step> {
+    let overlays = &profile.overlays;
+    let mut steps = vec![Step::Base];
+    steps.extend((0..overlays.len()).map(Step::CopyOverlay));
+    steps.extend(
+        (0..overlays.len())
+            .filter(|&i| overlays[i].provision_script().is_some())
+            .map(Step::Provision),
+    );
+    steps.push(Step::Attributes);
+    steps
+}
+
+/// The line `plan` prints for one of the provisioning steps.
+fn provision_text(plan: &Plan, profile: &Profile, step: Step) -> String {
+    let cached_note = if plan.stage_cached {
         " [cached: skipped]"
     } else {
         ""
     };
-    steps.push(format!(
-        "base: {} {}{}",
-        base.kind,
-        base.source,
-        if stage_cached {
-            " [cached: skipped]"
-        } else if base.cached {
-            " [cached]"
-        } else {
-            ""
+    match step {
+        Step::Base => format!(
+            "base: {} {}{}",
+            plan.base.kind,
+            plan.base.source,
+            if plan.stage_cached {
+                " [cached: skipped]"
+            } else if plan.base.cached {
+                " [cached]"
+            } else {
+                ""
+            }
+        ),
+        Step::CopyOverlay(i) => {
+            let o = &plan.overlays[i];
+            format!(
+                "overlay {}: copy {} file(s) from files/ ({} template(s) rendered){cached_note}",
+                o.name, o.files, o.templates
+            )
         }
-    ));
-    for o in overlays {
-        steps.push(format!(
-            "overlay {}: copy {} file(s) from files/ ({} template(s) rendered){cached_note}",
-            o.name, o.files, o.templates
-        ));
-    }
-    for o in overlays.iter().filter(|o| o.provision) {
-        steps.push(format!(
+        Step::Provision(i) => format!(
             "provision: overlay {}: provision.sh in a chroot{cached_note}",
-            o.name
-        ));
+            profile.overlays[i].name
+        ),
+        _ => format!("modes and owners from overlay.toml{cached_note}"),
     }
-    steps.push(format!("modes and owners from overlay.toml{cached_note}"));
-    steps.push(format!(
-        "cache the provisioned tree as {}{}",
-        key.as_deref()
-            .map(|k| &k[..16])
-            .unwrap_or("(key known once the base's hash is)"),
-        if stage_cached { " [cached]" } else { "" }
+}
+
+/// The steps a build takes, in order.
+fn steps(
+    plan: &Plan,
+    profile: &Profile,
+    opts: &BuildOptions,
+    inputs: &Inputs,
+) -> Result<Vec<PlannedStep>> {
+    let late = late_files(profile)?;
+    let mut steps = first_steps(inputs, &late, &opts.out.join("logs"));
+    for step in provision_steps(profile) {
+        steps.push(planned(step, provision_text(plan, profile, step)));
+    }
+    steps.push(planned(
+        Step::CacheStage,
+        format!(
+            "cache the provisioned tree as {}{}",
+            plan.stage_key
+                .as_deref()
+                .map(|k| &k[..16])
+                .unwrap_or("(key known once the base's hash is)"),
+            if plan.stage_cached { " [cached]" } else { "" }
+        ),
     ));
-    let secrets: usize = overlays.iter().map(|o| o.secrets.len()).sum();
-    steps.push(format!("scrub: machine-id, SSH host keys, cloud-init state and logs, apt lists, histories, /tmp, logs; {secrets} declared secret(s)"));
-    for l in &late {
+    let secrets: usize = plan.overlays.iter().map(|o| o.secrets.len()).sum();
+    steps.push(planned(Step::Scrub, format!("scrub: machine-id, SSH host keys, cloud-init state and logs, apt lists, histories, /tmp, logs; {secrets} declared secret(s)")));
+    for (i, l) in late.iter().enumerate() {
         let note = match (&l.make, l.source.is_file()) {
-            (Some(_), _) => " [made in the first steps]".to_string(),
-            (None, true) => String::new(),
-            (None, false) => " [does not exist yet: the build needs it]".to_string(),
+            (Some(_), _) => " [made in the first steps]",
+            (None, true) => "",
+            (None, false) => " [does not exist yet: the build needs it]",
         };
-        steps.push(format!(
-            "late file {} (overlay {}) from {}{note}",
-            l.dest,
-            l.overlay,
-            l.source.display()
+        steps.push(planned(
+            Step::LateFile(i),
+            format!(
+                "late file {} (overlay {}) from {}{note}",
+                l.dest,
+                l.overlay,
+                l.source.display()
+            ),
         ));
     }
-    steps.push("audit: fail if anything scrub removes, or a declared secret, is present".into());
-    steps.push(assemble_step(profile));
+    steps.push(planned(
+        Step::Audit,
+        "audit: fail if anything scrub removes, or a declared secret, is present".into(),
+    ));
+    steps.push(planned(Step::Assemble, assemble_step(profile)));
     for f in &profile.formats {
-        steps.push(format!("export {}", f.name()));
+        steps.push(planned(Step::Export(*f), format!("export {}", f.name())));
     }
-    steps.push("write SHA256SUMS, the package manifest and the build info".into());
+    steps.push(planned(
+        Step::Record,
+        "write SHA256SUMS, the package manifest and the build info".into(),
+    ));
     Ok(steps)
 }
 
@@ -623,62 +718,124 @@ pub(crate) struct ProvisionJob<'a> {
 }
 
 /// Base, overlays' files, provisioning (with inputs from `job.inputs`), modes and owners: the
-/// provisioned tree at `tree`.
+/// provisioned tree at `tree`, made by running [`provision_steps`].
 pub(crate) fn provision_tree(
     job: &ProvisionJob,
     tree: &Path,
     log: &mut BuildLog,
     timed: &mut dyn FnMut(&str, Instant),
 ) -> Result<()> {
-    let (profile, id, inputs, logs, reporter) =
-        (job.profile, job.id, job.inputs, job.logs, job.reporter);
-    let t = Instant::now();
-    log.note(&format!("base: {} {}", id.kind, id.source));
-    let materialize = MaterializeOptions {
-        offline: job.offline,
-        refresh: job.refresh,
-        log: &logs.join("01-base.log"),
-        inputs,
-    };
-    base::materialize(&profile.base, id, tree, job.cache, &materialize, reporter)?;
-    timed("base", t);
-    let t = Instant::now();
-    for o in &profile.overlays {
-        let n = o.copy_files(tree, &profile.variables)?;
-        log.note(&format!("overlay {}: {n} file(s) copied", o.name));
+    let mut chroot = None;
+    for step in provision_steps(job.profile) {
+        let t = Instant::now();
+        provision_step(job, tree, step, &mut chroot, log)?;
+        timed(timing_name(step, false), t);
     }
-    let chroot = Chroot::prepare(tree, inputs)?;
-    for (i, o) in profile.overlays.iter().enumerate() {
-        let Some(script) = o.provision_script() else {
-            continue;
-        };
-        let log_path = logs.join(format!("{:02}-provision-{}.log", i + 2, o.name));
-        log.note(&format!(
-            "provision: overlay {} (log {})",
-            o.name,
-            log_path.display()
-        ));
-        let step = reporter.step(&format!("provisioning overlay {}", o.name));
-        let mut env = vec![
-            ("APPLIANCE_PROFILE".to_string(), profile.file.name.clone()),
-            ("APPLIANCE_OVERLAY".to_string(), o.name.clone()),
-        ];
-        for (k, v) in &profile.variables {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            env.push((format!("APPLIANCE_VAR_{}", k.to_ascii_uppercase()), v));
-        }
-        chroot.run_script(&o.name, &script, env, &log_path)?;
-        step.done();
-    }
-    chroot.restore()?;
-    for o in &profile.overlays {
-        o.apply_attrs(tree)?;
-    }
-    timed("overlays_and_provision", t);
     Ok(())
+}
+
+/// Runs one of [`provision_steps`]. The chroot is prepared for the first provision.sh and
+/// restored before modes and owners are applied.
+fn provision_step(
+    job: &ProvisionJob,
+    tree: &Path,
+    step: Step,
+    chroot: &mut Option<Chroot>,
+    log: &mut BuildLog,
+) -> Result<()> {
+    let profile = job.profile;
+    match step {
+        Step::Base => {
+            log.note(&format!("base: {} {}", job.id.kind, job.id.source));
+            let materialize = MaterializeOptions {
+                offline: job.offline,
+                refresh: job.refresh,
+                log: &job.logs.join("01-base.log"),
+                inputs: job.inputs,
+            };
+            base::materialize(
+                &profile.base,
+                job.id,
+                tree,
+                job.cache,
+                &materialize,
+                job.reporter,
+            )?;
+        }
+        Step::CopyOverlay(i) => {
+            let o = &profile.overlays[i];
+            let n = o.copy_files(tree, &profile.variables)?;
+            log.note(&format!("overlay {}: {n} file(s) copied", o.name));
+        }
+        Step::Provision(i) => {
+            if chroot.is_none() {
+                *chroot = Some(Chroot::prepare(tree, job.inputs)?);
+            }
+            let chroot = chroot.as_ref().expect("prepared above");
+            run_provision(job, chroot, i, log)?;
+        }
+        Step::Attributes => {
+            // Prepared and restored even when no overlay has a provision.sh, as before the
+            // steps were a list: preparing checks the tree is one apt can run in.
+            let c = match chroot.take() {
+                Some(c) => c,
+                None => Chroot::prepare(tree, job.inputs)?,
+            };
+            c.restore()?;
+            for o in &profile.overlays {
+                o.apply_attrs(tree)?;
+            }
+        }
+        other => anyhow::bail!("internal error: {other:?} is not a provisioning step"),
+    }
+    Ok(())
+}
+
+/// Overlay `i`'s provision.sh in the chroot, with the profile's variables in its environment.
+fn run_provision(job: &ProvisionJob, chroot: &Chroot, i: usize, log: &mut BuildLog) -> Result<()> {
+    let (profile, o) = (job.profile, &job.profile.overlays[i]);
+    let script = o
+        .provision_script()
+        .context("internal error: a provision step for an overlay without provision.sh")?;
+    let log_path = job
+        .logs
+        .join(format!("{:02}-provision-{}.log", i + 2, o.name));
+    log.note(&format!(
+        "provision: overlay {} (log {})",
+        o.name,
+        log_path.display()
+    ));
+    let step = job
+        .reporter
+        .step(&format!("provisioning overlay {}", o.name));
+    let mut env = vec![
+        ("APPLIANCE_PROFILE".to_string(), profile.file.name.clone()),
+        ("APPLIANCE_OVERLAY".to_string(), o.name.clone()),
+    ];
+    for (k, v) in &profile.variables {
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        env.push((format!("APPLIANCE_VAR_{}", k.to_ascii_uppercase()), v));
+    }
+    chroot.run_script(&o.name, &script, env, &log_path)?;
+    step.done();
+    Ok(())
+}
+
+/// The build info's name for the time a step takes (steps of one stage add up).
+fn timing_name(step: Step, stage_cached: bool) -> &'static str {
+    match step {
+        Step::Bundle | Step::MakeLate(_) => "make_late_files",
+        Step::Base if stage_cached => "copy_cached_tree",
+        Step::Base => "base",
+        Step::CopyOverlay(_) | Step::Provision(_) | Step::Attributes => "overlays_and_provision",
+        Step::CacheStage => "cache_store",
+        Step::Scrub | Step::LateFile(_) | Step::Audit => "scrub_and_audit",
+        Step::Assemble | Step::Export(_) => "assemble_and_export",
+        Step::Record => "record",
+    }
 }
 
 /// Runs a whole build. A failure whose cause is an input (a download without an answer, an
@@ -707,34 +864,41 @@ fn build_from(
     inputs: &Inputs,
     reporter: &Reporter,
 ) -> Result<Built> {
-    let started = Instant::now();
     let logs = opts.out.join("logs");
-    let mut log = start_log(profile, opts, inputs, &logs)?;
-    let mut timings = serde_json::Map::new();
-    let mut timed = |name: &str, since: Instant| {
-        timings.insert(
-            name.into(),
-            serde_json::json!((since.elapsed().as_secs_f64() * 10.0).round() / 10.0),
-        );
-    };
-
-    // Late files first: one the build makes from this checkout (the static firstboot binary)
-    // is made now, and a missing one stops the build before any download.
+    let log = start_log(profile, opts, inputs, &logs)?;
     let late = late_files(profile)?;
-    let t = Instant::now();
+    let mut run = Run {
+        profile,
+        opts,
+        reporter,
+        late: &late,
+        logs: &logs,
+        log,
+        timings: serde_json::Map::new(),
+        done: 0,
+        started: Instant::now(),
+    };
+    // The first steps need nothing of the base, and a missing late file stops the build
+    // before any download; the rest of the plan needs the base's identity (a signed tarball's
+    // hash is read from its SHA256SUMS).
+    let first = first_steps(inputs, &late, &logs);
+    for s in &first {
+        run.step(s, None)?;
+    }
     for l in &late {
-        if let Some(cmd) = &l.make {
-            make_late(l, cmd, &logs, &mut log, reporter)?;
-        }
         l.require()?;
     }
-    timed("make_late_files", t);
     let (plan, id) = make_plan(profile, opts, inputs, true)?;
     let id = id.expect("identify with fetch = true names the base");
     let key = plan.stage_key.clone().expect("known once the base is");
+    let ran: Vec<Step> = first.iter().map(|s| s.step).collect();
+    let planned: Vec<Step> = plan.steps.iter().take(ran.len()).map(|s| s.step).collect();
+    anyhow::ensure!(
+        planned == ran,
+        "internal error: the plan's first steps are not the ones the build ran"
+    );
 
     let work = WorkDir::create(&opts.out, &profile.image_name)?;
-    let tree = work.path().join("tree");
     let job = ProvisionJob {
         profile,
         id: &id,
@@ -745,41 +909,212 @@ fn build_from(
         logs: &logs,
         reporter,
     };
-    provisioned_tree(&job, &tree, (&key, plan.stage_cached), &mut log, &mut timed)?;
-
-    let t = Instant::now();
-    let manifest = scrub_and_audit(profile, &tree, &late, &mut log)?;
-    timed("scrub_and_audit", t);
-
-    let t = Instant::now();
-    let assembled = assemble::assemble(&assemble_options(profile, opts, &tree), reporter)?;
-    timed("assemble_and_export", t);
+    let mut tree = TreeState {
+        plan: &plan,
+        job,
+        key: &key,
+        path: work.path().join("tree"),
+        chroot: None,
+        manifest: None,
+        assembled: None,
+        recorded: None,
+    };
+    for s in &plan.steps[ran.len()..] {
+        run.step(s, Some(&mut tree))?;
+    }
+    let (assembled, (manifest, build_info)) = tree
+        .assembled
+        .zip(tree.recorded)
+        .context("internal error: the plan has no assemble or record step")?;
     drop(work);
-
-    let name = &profile.image_name;
-    let manifest_path = opts.out.join(format!("{name}.manifest"));
-    let mut m = PartialFile::create(&manifest_path)?;
-    m.file_mut().write_all(manifest.as_bytes())?;
-    m.commit()?;
-    timed("total", started);
-    let info = build_info(&plan, &key, &late, opts, timings, &assembled);
-    let info_path = opts.out.join(format!("{name}.build.json"));
-    let mut f = PartialFile::create(&info_path)?;
-    serde_json::to_writer_pretty(f.file_mut(), &info)?;
-    f.file_mut().write_all(b"\n")?;
-    f.commit()?;
-    log.note(&format!(
-        "done: {} in {:.1}s",
-        opts.out.display(),
-        started.elapsed().as_secs_f64()
-    ));
     Ok(Built {
         assembled,
-        manifest: manifest_path,
-        build_info: info_path,
+        manifest,
+        build_info,
         logs,
         stage_cached: plan.stage_cached,
     })
+}
+
+/// A build as it runs the plan's steps: the log, each stage's time, how many steps ran.
+struct Run<'a> {
+    profile: &'a Profile,
+    opts: &'a BuildOptions,
+    reporter: &'a Reporter,
+    late: &'a [LateSource],
+    logs: &'a Path,
+    log: BuildLog,
+    timings: serde_json::Map<String, serde_json::Value>,
+    done: usize,
+    started: Instant,
+}
+
+/// What the steps after the first ones work on: the tree and what is made from it.
+struct TreeState<'a> {
+    plan: &'a Plan,
+    job: ProvisionJob<'a>,
+    key: &'a str,
+    path: PathBuf,
+    chroot: Option<Chroot>,
+    manifest: Option<String>,
+    assembled: Option<Assembled>,
+    /// The manifest's and the build info's paths.
+    recorded: Option<(PathBuf, PathBuf)>,
+}
+
+impl Run<'_> {
+    /// Runs one step of the plan (the first steps have no tree yet) and logs it as
+    /// `step N: <the line plan prints>`.
+    fn step(&mut self, s: &PlannedStep, tree: Option<&mut TreeState>) -> Result<()> {
+        self.done += 1;
+        self.log.note(&format!("step {}: {s}", self.done));
+        let t = Instant::now();
+        let cached = tree.as_ref().is_some_and(|tree| tree.plan.stage_cached);
+        match (s.step, tree) {
+            (Step::Bundle, None) => {}
+            (Step::MakeLate(i), None) => {
+                let l = &self.late[i];
+                let cmd = l
+                    .make
+                    .as_ref()
+                    .context("internal error: nothing makes it")?;
+                make_late(l, cmd, self.logs, &mut self.log, self.reporter)?;
+                l.require()?;
+            }
+            (step, Some(tree)) => self.tree_step(step, tree)?,
+            (step, None) => anyhow::bail!("internal error: {step:?} before the plan was made"),
+        }
+        let elapsed = t.elapsed().as_secs_f64()
+            + self
+                .timings
+                .get(timing_name(s.step, cached))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0);
+        self.timings.insert(
+            timing_name(s.step, cached).into(),
+            serde_json::json!((elapsed * 10.0).round() / 10.0),
+        );
+        Ok(())
+    }
+
+    fn tree_step(&mut self, step: Step, tree: &mut TreeState) -> Result<()> {
+        let (cached, path) = (tree.plan.stage_cached, tree.path.clone());
+        match step {
+            Step::Base if cached => {
+                self.log.note(&format!(
+                    "provisioned tree {} is cached: skipping base, overlays and provisioning",
+                    &tree.key[..16]
+                ));
+                let progress = self.reporter.step("copying the cached provisioned tree");
+                base::copy_tree(&stage_entry(tree.job.cache, tree.key).dir, &path)?;
+                progress.done();
+            }
+            Step::Base | Step::CopyOverlay(_) | Step::Provision(_) | Step::Attributes => {
+                if !cached {
+                    provision_step(&tree.job, &path, step, &mut tree.chroot, &mut self.log)?;
+                }
+            }
+            Step::CacheStage if !cached => {
+                save_stage(&path, tree.job.cache, tree.key, self.reporter)?;
+                self.log
+                    .note(&format!("provisioned tree cached as {}", &tree.key[..16]));
+            }
+            Step::CacheStage => {}
+            Step::Scrub => {
+                let n = scrub::scrub(&path, &self.secrets())?;
+                self.log
+                    .note(&format!("scrub: {n} path(s) removed or emptied"));
+            }
+            Step::LateFile(i) => {
+                let l = &self.late[i];
+                overlay::install_late(&path, std::slice::from_ref(l))?;
+                self.log
+                    .note(&format!("late file {} from {}", l.dest, l.source.display()));
+            }
+            Step::Audit => {
+                let findings = scrub::audit(&path, &self.secrets())?;
+                scrub::require_clean(&findings)?;
+                self.log
+                    .note("audit: passed (nothing that must not ship is in the tree)");
+                tree.manifest = Some(crate::disk::manifest::for_tree(&path)?);
+            }
+            Step::Assemble => self.assemble(tree)?,
+            Step::Export(f) => anyhow::ensure!(
+                tree.assembled
+                    .as_ref()
+                    .is_some_and(|a| a.artifacts.iter().any(|x| x.format == f.name())),
+                "internal error: assemble did not export {}",
+                f.name()
+            ),
+            Step::Record => tree.recorded = Some(self.record(tree)?),
+            Step::Bundle | Step::MakeLate(_) => {
+                anyhow::bail!("internal error: {step:?} after the first steps")
+            }
+        }
+        Ok(())
+    }
+
+    /// Every overlay's declared secrets.
+    fn secrets(&self) -> Vec<String> {
+        self.profile
+            .overlays
+            .iter()
+            .flat_map(|o| o.spec.secrets.clone())
+            .collect()
+    }
+
+    /// The disk and its exports: the formats are the plan's export steps.
+    fn assemble(&mut self, tree: &mut TreeState) -> Result<()> {
+        let formats: Vec<Format> = tree
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match s.step {
+                Step::Export(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let mut options = assemble_options(self.profile, self.opts, &tree.path);
+        options.formats = formats;
+        tree.assembled = Some(assemble::assemble(&options, self.reporter)?);
+        Ok(())
+    }
+
+    /// The package manifest and the build info; returns their paths.
+    fn record(&mut self, tree: &TreeState) -> Result<(PathBuf, PathBuf)> {
+        let name = &self.profile.image_name;
+        let manifest = tree
+            .manifest
+            .as_ref()
+            .context("internal error: no audit before the record")?;
+        let assembled = tree
+            .assembled
+            .as_ref()
+            .context("internal error: no assemble before the record")?;
+        let manifest_path = self.opts.out.join(format!("{name}.manifest"));
+        let mut m = PartialFile::create(&manifest_path)?;
+        m.file_mut().write_all(manifest.as_bytes())?;
+        m.commit()?;
+        let mut timings = self.timings.clone();
+        timings.insert(
+            "total".into(),
+            serde_json::json!((self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+        );
+        let info = build_info(
+            tree.plan, tree.key, self.late, self.opts, timings, assembled,
+        );
+        let info_path = self.opts.out.join(format!("{name}.build.json"));
+        let mut f = PartialFile::create(&info_path)?;
+        serde_json::to_writer_pretty(f.file_mut(), &info)?;
+        f.file_mut().write_all(b"\n")?;
+        f.commit()?;
+        self.log.note(&format!(
+            "done: {} in {:.1}s",
+            self.opts.out.display(),
+            self.started.elapsed().as_secs_f64()
+        ));
+        Ok((manifest_path, info_path))
+    }
 }
 
 /// The output directory and the build's log, which starts with what is built from what.
@@ -805,59 +1140,6 @@ fn start_log(
         ));
     }
     Ok(log)
-}
-
-/// The provisioned tree at `tree`: copied from the cache when `(key, cached)` says it is
-/// there, else made and then cached.
-fn provisioned_tree(
-    job: &ProvisionJob,
-    tree: &Path,
-    (key, cached): (&str, bool),
-    log: &mut BuildLog,
-    timed: &mut dyn FnMut(&str, Instant),
-) -> Result<()> {
-    if cached {
-        let t = Instant::now();
-        log.note(&format!(
-            "provisioned tree {} is cached: skipping base, overlays and provisioning",
-            &key[..16]
-        ));
-        let step = job.reporter.step("copying the cached provisioned tree");
-        base::copy_tree(&stage_entry(job.cache, key).dir, tree)?;
-        step.done();
-        timed("copy_cached_tree", t);
-    } else {
-        provision_tree(job, tree, log, timed)?;
-        let t = Instant::now();
-        save_stage(tree, job.cache, key, job.reporter)?;
-        log.note(&format!("provisioned tree cached as {}", &key[..16]));
-        timed("cache_store", t);
-    }
-    Ok(())
-}
-
-/// Scrub, late files, audit; returns the tree's package manifest.
-fn scrub_and_audit(
-    profile: &Profile,
-    tree: &Path,
-    late: &[LateSource],
-    log: &mut BuildLog,
-) -> Result<String> {
-    let secrets: Vec<String> = profile
-        .overlays
-        .iter()
-        .flat_map(|o| o.spec.secrets.clone())
-        .collect();
-    let n = scrub::scrub(tree, &secrets)?;
-    log.note(&format!("scrub: {n} path(s) removed or emptied"));
-    overlay::install_late(tree, late)?;
-    for l in late {
-        log.note(&format!("late file {} from {}", l.dest, l.source.display()));
-    }
-    let findings = scrub::audit(tree, &secrets)?;
-    scrub::require_clean(&findings)?;
-    log.note("audit: passed (nothing that must not ship is in the tree)");
-    crate::disk::manifest::for_tree(tree)
 }
 
 fn assemble_options(profile: &Profile, opts: &BuildOptions, tree: &Path) -> AssembleOptions {
