@@ -388,3 +388,76 @@ pub fn assert_services_run(boot: &Boot, firstboot_result: &str) {
     }
     assert_eq!(r.get("nginx-t"), "ok", "{r:?}");
 }
+
+/// A CA and leaves made with openssl (not with our code).
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+/// A certificate chain and its key, as PEM.
+pub struct Issued {
+    pub chain: String,
+    pub key: String,
+    /// The leaf alone.
+    pub leaf: String,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let pki = Pki {
+            dir: scratch("e2e-pki"),
+        };
+        pki.sh(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+             -subj /CN=appliance-e2e-ca -keyout ca.key -out ca.crt 2>/dev/null",
+        );
+        pki
+    }
+
+    fn sh(&self, script: &str) {
+        run_ok(
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(self.dir.path()),
+        );
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap()
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A leaf for `names` (the first is the subject), signed by the CA.
+    pub fn issue(&self, tag: &str, names: &[&str]) -> Issued {
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        self.sh(&format!(
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={cn} \
+             -keyout {tag}.key -out {tag}.csr 2>/dev/null && \
+             printf 'subjectAltName={san}\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' >{tag}.ext && \
+             openssl x509 -req -in {tag}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 20 \
+             -extfile {tag}.ext -out {tag}.crt 2>/dev/null",
+            cn = names[0],
+            san = san.join(",")
+        ));
+        let leaf = self.read(&format!("{tag}.crt"));
+        Issued {
+            chain: leaf.clone() + &self.read("ca.crt"),
+            key: self.read(&format!("{tag}.key")),
+            leaf,
+        }
+    }
+}
+
+/// The `certificate:` lines for a chain and key.
+pub fn certificate(issued: &Issued) -> String {
+    let indent = |pem: &str| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
+    format!(
+        "  certificate:\n    cert: |\n{}    key: |\n{}",
+        indent(&issued.chain),
+        indent(&issued.key)
+    )
+}
