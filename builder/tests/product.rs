@@ -17,8 +17,8 @@
 //! The acceptance scenarios, moved here from e2e.rs (issue 15), with the same guest machinery
 //! (common/guest.rs): S1 to S7 and S9 (S8 stays on the Debian 12 image: pebble). To spend fewer
 //! boots, S1 and S7 share one boot, and S3, S5 and S4 are one disk's five boots, each
-//! scenario's steps in its own function. No XMPP login is tried: the product's prosody is a
-//! stand-in, not an XMPP server.
+//! scenario's steps in its own function. The product's prosody stand-in is Ubuntu 18.04's real
+//! Prosody 0.10: jicofo's and the videobridge's logins are tried (S1, S6, S9 and the boot test).
 //!
 //! The profile's [base] is product_base.rs's, so the debootstrapped base is shared through the
 //! cache. Every test's name starts with `product_`.
@@ -397,9 +397,8 @@ fn product_s2_self_signed_certificate() {
     assert_eq!(ufw_rules(&boot.reports.all("ufw")), want);
 }
 
-/// Scenario 6 (moved from e2e.rs): two machines from one image share no identity or secret.
-/// (The product's prosody is a stand-in, not an XMPP server: the XMPP logins the Debian 12
-/// image checked are not tried here; the accounts, passwords and certificates are compared.)
+/// Scenario 6 (moved from e2e.rs): two machines from one image share no identity or secret;
+/// on each, jicofo and the videobridge log in to prosody with that machine's own passwords.
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s6_clones_share_no_identity_or_secret() {
@@ -413,6 +412,7 @@ fn product_s6_clones_share_no_identity_or_secret() {
         let seed = guest.seed(&ud, instance);
         let boot = guest.boot(&seed);
         assert_services_run(&boot, "success exit=0");
+        assert_xmpp_logins(&boot.reports);
         let ids = boot.reports.identities();
         let empty = "e3b0c44298fc1c14"; // the hash of nothing
         for key in [
@@ -543,18 +543,31 @@ fn assert_s1_own_certificate(boot: &Boot, pki: &Pki, cert: &Issued) {
         "{ufw:?}"
     );
     assert_eq!(ufw_rules(&ufw), expected_rules(&profile_rules()));
-    // prosody: a VirtualHost for the DNS name; its configuration checks clean.
+    // prosody: a VirtualHost for the DNS name; its configuration checks clean; jicofo and the
+    // videobridge log in.
     assert_eq!(
         r.get("prosody-vhost"),
         format!("/etc/prosody/conf.d/{DNS}.cfg.lua")
     );
     assert_eq!(r.get("prosody-check"), "ok");
+    assert_xmpp_logins(r);
+}
+
+/// jicofo and the videobridge log in to prosody (the stand-in: Ubuntu 18.04's real Prosody
+/// 0.10) as focus and jvb on auth.<name> with the passwords firstboot wrote; a wrong password
+/// is refused by prosody.
+fn assert_xmpp_logins(r: &Reports) {
+    assert_eq!(r.get("login-focus"), "ok", "focus");
+    assert_eq!(r.get("login-jvb"), "ok", "jvb");
+    let wrong = r.get("login-wrong");
+    assert!(
+        wrong.starts_with("failed: ") && wrong.contains("not-authorized"),
+        "a wrong password was not refused by prosody: {wrong}"
+    );
 }
 
 /// Scenarios 7 and 1 (moved from e2e.rs), one boot for both: a disk grown before the first
-/// boot, and the user's own certificate in the user-data. (The XMPP logins of jicofo's and the
-/// videobridge's accounts that the Debian 12 image checked are not tried: the product's
-/// prosody is a stand-in, not an XMPP server.)
+/// boot, and the user's own certificate in the user-data.
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s1_s7_own_certificate_on_a_grown_disk() {
@@ -834,6 +847,8 @@ fn s9_reconfigure_to_the_name(boot: &mut Boot) {
         boot.reports.get("prosody-vhost"),
         format!("/etc/prosody/conf.d/{DNS}.cfg.lua")
     );
+    // The accounts moved to auth.<the name>: jicofo and the videobridge log in there.
+    assert_xmpp_logins(&boot.reports);
     let chain = boot.served_chain(443, DNS);
     assert_eq!(san_names(&chain[0]), BTreeSet::from([DNS.to_owned()]));
     let dir = scratch("product-s9");
@@ -854,8 +869,8 @@ fn s9_reconfigure_to_the_name(boot: &mut Boot) {
 /// hypervisor) the appliance comes up on the guest's address (IP mode), as the instance its
 /// machine id names; then, as a new instance with cloud-init's `hostname: single-label`, the
 /// host name is applied and it is IP mode again; in the same boot, dns_name set in
-/// config.yaml and `reconfigure` move it to the name. (No XMPP login is tried: the product's
-/// prosody is a stand-in.)
+/// config.yaml and `reconfigure` move it to the name, where jicofo and the videobridge log in
+/// to prosody.
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s9_no_dns_name_runs_on_the_address_until_given_one() {
