@@ -44,14 +44,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::acme::{LETSENCRYPT, LETSENCRYPT_STAGING};
-use crate::address::IpAddress;
+use crate::address::{IpAddress, Machine};
 use crate::cert::{CertificateChain, PrivateKeyPem};
 use crate::error::{shown, ConfigError, KeyPath, Origin};
 use crate::mongo_url::MongoUrl;
 use crate::names::{host_name, DnsName, Email};
 use crate::root_url::RootUrl;
-use crate::userdata::{kind, Settings};
+use crate::userdata::{kind, Precedence, Settings, Sources};
+
+/// Let's Encrypt's production directory.
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous limits).
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// Shortest admin password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -86,7 +90,7 @@ pub enum CertificateMode {
     /// Made on the machine for every name served.
     SelfSigned,
     /// Self-signed first, then obtained over ACME HTTP-01 (see [`crate::acme`]) from the CA
-    /// at `directory` (a URL; [`crate::acme::LETSENCRYPT`] by default).
+    /// at `directory` (a URL; [`LETSENCRYPT`] by default).
     LetsEncrypt { email: Email, directory: String },
 }
 
@@ -591,5 +595,35 @@ fn mapping<'v>(
             });
             None
         }
+    }
+}
+
+// Checking the sources is the configuration's job: here, so that userdata (the reading) does
+// not import config (the checking) while config imports userdata's settings.
+impl Sources {
+    /// Checks the settings in force under `precedence` (see [`validate`]),
+    /// before launch: IP mode is on the instance's address at boot.
+    pub fn validate(
+        &self,
+        precedence: Precedence,
+        now: std::time::SystemTime,
+    ) -> Result<Config, Vec<ConfigError>> {
+        self.validate_on(precedence, now, &Machine::default())
+    }
+
+    /// Checks the settings in force under `precedence` on `machine` (its address for IP
+    /// mode, its meta-data's host name).
+    pub fn validate_on(
+        &self,
+        precedence: Precedence,
+        now: std::time::SystemTime,
+        machine: &Machine,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let settings = Settings {
+            local_hostname: machine.local_hostname.clone(),
+            address: machine.address.clone(),
+            ..self.settings(precedence)
+        };
+        validate(&settings, now)
     }
 }

@@ -17,9 +17,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acme::LETSENCRYPT;
 use crate::cert::utc_date;
-use crate::config::{CertificateMode, Config};
+use crate::config::{CertificateMode, Config, LETSENCRYPT};
 use crate::root_url::RootUrl;
 
 /// The state file, relative to the root.

@@ -48,15 +48,14 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::address::{IpAddress, Machine};
+use crate::address::IpAddress;
+pub use crate::address::INSTANCE_DATA;
 use crate::error::{ConfigError, KeyPath, Origin};
 
 /// The user-data file, relative to the root of the system.
 pub const USER_DATA: &str = "var/lib/cloud/instance/user-data.txt";
 /// The appliance's own configuration file, relative to the root.
 pub const CONFIG_FILE: &str = "etc/appliance/config.yaml";
-/// cloud-init's instance data (JSON), relative to the root.
-pub const INSTANCE_DATA: &str = "run/cloud-init/instance-data.json";
 /// cloud-init's record of the instance id, relative to the root.
 pub const INSTANCE_ID: &str = "var/lib/cloud/data/instance-id";
 /// Made by cloud-init's systemd generator when it found a datasource and will run this boot
@@ -193,32 +192,6 @@ impl Sources {
                 Err(errors)
             }
         }
-    }
-
-    /// Checks the settings in force under `precedence` (see [`crate::config::validate`]),
-    /// before launch: IP mode is on the instance's address at boot.
-    pub fn validate(
-        &self,
-        precedence: Precedence,
-        now: std::time::SystemTime,
-    ) -> Result<crate::Config, Vec<ConfigError>> {
-        self.validate_on(precedence, now, &Machine::default())
-    }
-
-    /// Checks the settings in force under `precedence` on `machine` (its address for IP
-    /// mode, its meta-data's host name).
-    pub fn validate_on(
-        &self,
-        precedence: Precedence,
-        now: std::time::SystemTime,
-        machine: &Machine,
-    ) -> Result<crate::Config, Vec<ConfigError>> {
-        let settings = Settings {
-            local_hostname: machine.local_hostname.clone(),
-            address: machine.address.clone(),
-            ..self.settings(precedence)
-        };
-        crate::config::validate(&settings, now)
     }
 
     /// The settings in force under `precedence`.

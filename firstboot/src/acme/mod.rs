@@ -77,10 +77,8 @@ use crate::tree::Tree;
 
 use self::http::{Https, NameServers};
 
-/// Let's Encrypt's production directory.
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// Let's Encrypt's staging directory (untrusted certificates, generous limits).
-pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+// The directories are the configuration's vocabulary (config and state name them); here too.
+pub use crate::config::{LETSENCRYPT, LETSENCRYPT_STAGING};
 /// The ACME accounts, relative to the root.
 pub const ACCOUNT_DIR: &str = "var/lib/appliance/acme";
 /// The first wait after a failure, doubled after each further one up to [`RETRY_MAX`].
