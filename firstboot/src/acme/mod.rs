@@ -264,50 +264,58 @@ pub fn run(
     }
 
     let names = state.served_names.clone();
-    let attempt = attempt(
-        &tree,
-        &state,
-        &acme,
-        &directory,
+    let at = Attempt {
+        tree: &tree,
+        state: &state,
+        acme: &acme,
+        directory: &directory,
         options,
         now,
-        &recovered_effects,
-        services,
-    );
+    };
+    let attempt = attempt(&at, &recovered_effects, services);
     match attempt {
         Ok((not_after, steps)) => Ok(Outcome::Issued {
             names,
             not_after,
             steps,
         }),
-        Err(error) => {
-            let error = one_line(&error);
-            // The state as it is now: a rollback restored the one read above.
-            let mut state = state;
-            let mut acme = acme;
-            acme.status = "failed".into();
-            acme.last_attempt = Some(now);
-            acme.last_error = Some(error.clone());
-            acme.failures = acme.failures.saturating_add(1);
-            let next_attempt = now + retry_delay(options.first_retry, acme.failures);
-            acme.next_attempt = Some(next_attempt);
-            let serving = match &acme.issued_by {
-                Some(_) => format!(
-                    "still serving the certificate valid until {}",
-                    utc_date(state.certificate.not_after)
-                ),
-                None => "still serving the self-signed certificate".to_owned(),
-            };
-            state.certificate.acme = Some(acme);
-            write_state(&tree, &state).map_err(|e| {
-                AcmeError::NotAttempted(e.context(format!("{error}; recording that it failed")))
-            })?;
-            Err(AcmeError::Failed {
-                error,
-                serving,
-                next_attempt,
-            })
-        }
+        Err(error) => Err(failed(&tree, state, acme, now, options, &error)),
+    }
+}
+
+/// Records a failed attempt in the state (when to try again, what failed) and says what is
+/// still served.
+fn failed(
+    tree: &Tree,
+    mut state: State,
+    mut acme: AcmeState,
+    now: i64,
+    options: &Options,
+    error: &anyhow::Error,
+) -> AcmeError {
+    let error = one_line(error);
+    // The state as it is now: a rollback restored the one read above.
+    acme.status = "failed".into();
+    acme.last_attempt = Some(now);
+    acme.last_error = Some(error.clone());
+    acme.failures = acme.failures.saturating_add(1);
+    let next_attempt = now + retry_delay(options.first_retry, acme.failures);
+    acme.next_attempt = Some(next_attempt);
+    let serving = match &acme.issued_by {
+        Some(_) => format!(
+            "still serving the certificate valid until {}",
+            utc_date(state.certificate.not_after)
+        ),
+        None => "still serving the self-signed certificate".to_owned(),
+    };
+    state.certificate.acme = Some(acme);
+    if let Err(e) = write_state(tree, &state) {
+        return AcmeError::NotAttempted(e.context(format!("{error}; recording that it failed")));
+    }
+    AcmeError::Failed {
+        error,
+        serving,
+        next_attempt,
     }
 }
 
@@ -352,18 +360,31 @@ pub fn retry_delay(first: i64, failures: u32) -> i64 {
     (first.clamp(1, RETRY_MAX) << doublings).min(RETRY_MAX)
 }
 
-/// Obtains, checks and installs a certificate. Returns its expiry and the steps run.
-#[allow(clippy::too_many_arguments)]
-fn attempt(
-    tree: &Tree,
-    state: &State,
-    acme: &AcmeState,
-    directory: &str,
-    options: &Options,
+/// What an attempt works from: the state as read, the CA asked and the time.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    tree: &'a Tree,
+    state: &'a State,
+    acme: &'a AcmeState,
+    directory: &'a str,
+    options: &'a Options,
     now: i64,
+}
+
+/// Obtains, checks and installs a certificate. Returns its expiry and the steps run.
+fn attempt(
+    at: &Attempt<'_>,
     recovered_effects: &BTreeSet<Effect>,
     services: Option<&mut dyn ServiceManager>,
 ) -> Result<(i64, Vec<Step>)> {
+    let Attempt {
+        tree,
+        state,
+        acme,
+        directory,
+        options,
+        now,
+    } = *at;
     let names: Vec<String> = state.served_names.clone();
     let dns = &state.dns_name;
     let name_servers = match options.hooks.name_server {
@@ -384,32 +405,9 @@ fn attempt(
         .context("starting the async runtime")?;
     let obtained = runtime.block_on(obtain(https, &accounts, &names, &webroot))?;
 
-    // The same checks as a certificate given in user-data.
-    let chain = CertificateChain::parse(&obtained.cert_pem)
-        .map_err(|e| anyhow!("the CA's certificate chain {e}"))?;
-    let key =
-        PrivateKeyPem::parse(&obtained.key_pem).map_err(|e| anyhow!("the new private key {e}"))?;
-    let dns_names: Vec<DnsName> = names
-        .iter()
-        .map(|n| DnsName::parse(n))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow!("the state's served names: {e}"))?;
-    let dns_refs: Vec<&DnsName> = dns_names.iter().collect();
-    // Checked an hour ahead: a CA may issue from the second of the request (pebble does),
-    // or this machine's clock may lag a little; a fresh certificate never ends that soon.
-    if let Some(problem) = chain.problems(now + CLOCK_SKEW, &dns_refs).first() {
-        bail!("the CA's certificate: {problem}");
-    }
-    chain
-        .check_key(&key)
-        .map_err(|e| anyhow!("the CA's certificate: the new key {e}"))?;
+    let cert = checked(obtained, &names, now)?;
 
     // Installed like an apply: all files together, rolled back on any failure.
-    let cert = CertAndKey {
-        cert_pem: chain.to_pem(),
-        key_pem: obtained.key_pem,
-        not_after: chain.leaf_not_after,
-    };
     let mut new_state = state.clone();
     new_state.certificate.not_after = cert.not_after;
     new_state.certificate.acme = Some(AcmeState {
@@ -451,6 +449,34 @@ fn attempt(
         other => anyhow!("installing the certificate: {other}"),
     })?;
     Ok((cert.not_after, steps))
+}
+
+/// The CA's certificate after the same checks as one given in user-data.
+fn checked(obtained: Obtained, names: &[String], now: i64) -> Result<CertAndKey> {
+    let chain = CertificateChain::parse(&obtained.cert_pem)
+        .map_err(|e| anyhow!("the CA's certificate chain {e}"))?;
+    let key =
+        PrivateKeyPem::parse(&obtained.key_pem).map_err(|e| anyhow!("the new private key {e}"))?;
+    let dns_names: Vec<DnsName> = names
+        .iter()
+        .map(|n| DnsName::parse(n))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("the state's served names: {e}"))?;
+    let dns_refs: Vec<&DnsName> = dns_names.iter().collect();
+    // Checked an hour ahead: a CA may issue from the second of the request (pebble does),
+    // or this machine's clock may lag a little; a fresh certificate never ends that soon.
+    if let Some(problem) = chain.problems(now + CLOCK_SKEW, &dns_refs).first() {
+        bail!("the CA's certificate: {problem}");
+    }
+    chain
+        .check_key(&key)
+        .map_err(|e| anyhow!("the CA's certificate: the new key {e}"))?;
+
+    Ok(CertAndKey {
+        cert_pem: chain.to_pem(),
+        key_pem: obtained.key_pem,
+        not_after: chain.leaf_not_after,
+    })
 }
 
 /// The restart steps for `effects` on this tree.
