@@ -7,15 +7,15 @@
 //!
 //! | part | files |
 //! |------|-------|
-//! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::hostname`]) |
-//! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
+//! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::plan::hostname`]) |
+//! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::plan::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
 //! | nginx | `/etc/nginx/sites-available/appliance.conf` and its link in `sites-enabled`; the Jitsi package's site for the placeholder domain removed; ACME webroot `/var/www/acme` |
 //! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (ROOT_URL, the port; no credentials: systemd shows `Environment=` values to any local user) and its `EnvironmentFile=` `/etc/appliance/rocketchat.env` (0600 root: MongoDB URLs, the administrator from the user-data); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
-//! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::ufw`]) |
+//! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::plan::ufw`]) |
 //! | prosody | `conf.avail/<dns_name>.cfg.lua` with its `conf.d` link, and `certs/<dns_name>.{crt,key}` (a copy of the appliance's certificate) |
 //! | Jitsi (each part when its `/etc/jitsi/{meet,jicofo,videobridge}` exists) | prosody's Jitsi host file instead of the plain one; `certs/auth.<dns_name>.{crt,key}` (self-signed) trusted through `/usr/local/share/ca-certificates`; the `focus` and `jvb` accounts and focus's roster; `/etc/jitsi/meet/<dns_name>-config.js`; jicofo's `jicofo.conf`, `config`, `sip-communicator.properties`; the videobridge's `jvb.conf`, `config`, `sip-communicator.properties` |
 //! | TURN (when coturn is installed) | `/etc/turnserver.conf` (0640 root:turnserver): the secret prosody's `external_services` share, the certificate nginx serves |
-//! | debconf (with Jitsi) | the Jitsi packages' answers in `/var/cache/debconf/{config,passwords}.dat` (see [`crate::debconf`]) |
+//! | debconf (with Jitsi) | the Jitsi packages' answers in `/var/cache/debconf/{config,passwords}.dat` (see [`crate::plan::debconf`]) |
 //! | firstboot | `/etc/appliance/config.yaml` (0600), `/var/lib/appliance/secrets.json` (0600), `/var/lib/appliance/state.json` (0600); in IP mode the login message [`IP_MODE_MOTD`] |
 //!
 //! Files named after an old domain (the placeholder `jitsi.appliance.invalid` the image was
@@ -41,6 +41,12 @@
 //! record; a new one starts again from `pending`. Back in `self-signed` mode, a certificate the
 //! CA issued is not kept, since nothing would renew it.
 
+pub mod debconf;
+pub mod hostname;
+pub mod prosody;
+pub mod tls;
+pub mod ufw;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::SystemTime;
@@ -48,20 +54,18 @@ use std::time::SystemTime;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use crate::config::{CertificateMode, Config};
-use crate::debconf;
-use crate::hostname::{hosts_with, static_hostname};
-use crate::mongo_url::MongoUrl;
-use crate::prosody;
+use self::hostname::{hosts_with, static_hostname};
+use self::tls::{epoch_seconds, CertAndKey};
+use self::ufw::Family;
+use crate::input::config::{CertificateMode, Config};
+use crate::input::mongo_url::MongoUrl;
+use crate::input::root_url::Scheme;
+use crate::input::userdata::CONFIG_FILE;
 use crate::render::Templates;
-use crate::root_url::Scheme;
 use crate::secrets::{Random, Secrets, SECRETS_FILE};
-use crate::services::Step;
 use crate::state::{AcmeState, CertificateState, State, STATE_FILE};
-use crate::tls::{self, epoch_seconds, CertAndKey};
 use crate::tree::{Current, Tree};
-use crate::ufw::{self, Family};
-use crate::userdata::CONFIG_FILE;
+use crate::txn::services::Step;
 
 /// The domain Jitsi's packages are installed for when the image is built.
 pub const PLACEHOLDER_DOMAIN: &str = "jitsi.appliance.invalid";
@@ -75,7 +79,7 @@ pub const ROCKETCHAT_DROPIN: &str = "/etc/systemd/system/rocketchat.service.d/ap
 /// Rocket.Chat's credentials, read by the drop-in's `EnvironmentFile=` (never `Environment=`,
 /// which systemd shows to every local user).
 pub const ROCKETCHAT_ENV: &str = "/etc/appliance/rocketchat.env";
-/// The login message of IP mode (see [`crate::config`]), relative to the root: in the
+/// The login message of IP mode (see [`crate::input::config`]), relative to the root: in the
 /// directory whose files the image's update-motd script prints at every login.
 pub const IP_MODE_MOTD: &str = "var/lib/appliance/motd.d/50-appliance-ip-mode";
 const IP_MODE_MOTD_DIR: &str = "/var/lib/appliance/motd.d";
@@ -234,13 +238,13 @@ impl Installed {
 }
 
 impl ApplyPlan {
-    /// The steps for the targets that change, in order (see [`crate::services`]).
+    /// The steps for the targets that change, in order (see [`crate::txn::services`]).
     pub fn steps(&self, changed: &BTreeSet<Effect>) -> Vec<Step> {
         steps(changed, &self.installed, &self.hostname)
     }
 }
 
-/// The steps for `changed` effects (see [`crate::services`] for the order).
+/// The steps for `changed` effects (see [`crate::txn::services`] for the order).
 pub fn steps(changed: &BTreeSet<Effect>, installed: &Installed, hostname: &str) -> Vec<Step> {
     let has = |e: Effect| changed.contains(&e);
     let unit = |u: &str| installed.units.contains(u);
@@ -983,7 +987,7 @@ impl Planner<'_, '_> {
         Ok(())
     }
 
-    /// The Jitsi packages' debconf answers (see [`crate::debconf`]).
+    /// The Jitsi packages' debconf answers (see [`crate::plan::debconf`]).
     fn debconf(&mut self, dns: &str) -> Result<()> {
         let secrets = self.input.secrets;
         let files = [

@@ -14,10 +14,10 @@ use common::fixture::{Fixture, Flavor, SEED};
 use common::pebble::{Answer, ChallengeServer, Pebble};
 use firstboot::acme::{self, AcmeError, Outcome};
 use firstboot::apply;
-use firstboot::cert::{CertificateChain, PrivateKeyPem};
 use firstboot::hooks::TestHooks;
-use firstboot::services::Recorder;
+use firstboot::input::cert::{CertificateChain, PrivateKeyPem};
 use firstboot::state::State;
+use firstboot::txn::services::Recorder;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const CERT: &str = "/etc/ssl/meet.example.com.crt";
@@ -117,7 +117,7 @@ fn assert_issued_by_pebble(f: &Fixture, pebble: &Pebble, names: &[&str]) {
     chain.check_key(&key).unwrap();
     let named: Vec<_> = names
         .iter()
-        .map(|n| firstboot::names::DnsName::parse(n).unwrap())
+        .map(|n| firstboot::input::names::DnsName::parse(n).unwrap())
         .collect();
     let refs: Vec<_> = named.iter().collect();
     assert_eq!(chain.problems(epoch_now(), &refs), vec![]);

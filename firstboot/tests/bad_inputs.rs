@@ -1329,7 +1329,7 @@ fn every_bad_input_gets_its_exact_lines() {
             started.elapsed()
         );
         assert!(
-            got.len() <= firstboot::error::MAX_LINES,
+            got.len() <= firstboot::input::error::MAX_LINES,
             "{name}: {} lines",
             got.len()
         );
@@ -1345,7 +1345,8 @@ fn every_bad_input_gets_its_exact_lines() {
             );
             assert!(!line.contains("PRIVATE KEY"), "{name}: {line}");
             assert!(
-                line.starts_with("(valid: ") || line.chars().count() <= firstboot::error::MAX_LINE,
+                line.starts_with("(valid: ")
+                    || line.chars().count() <= firstboot::input::error::MAX_LINE,
                 "{name}: a line of {} characters",
                 line.chars().count()
             );
@@ -1397,8 +1398,8 @@ fn config_file_problems_name_config_yaml() {
 #[test]
 fn ip_mode_without_an_address() {
     let sources = Sources::parse(b"#cloud-config\nhostname: bar3-4242\n", None).unwrap();
-    let machine = firstboot::address::Machine {
-        address: firstboot::address::IpAddress::NotFound(
+    let machine = firstboot::input::address::Machine {
+        address: firstboot::input::address::IpAddress::NotFound(
             "no public IPv4 in run/cloud-init/instance-data.json, and no default route (/proc/net/route)".into(),
         ),
         local_hostname: None,
@@ -1419,7 +1420,7 @@ fn ip_mode_without_an_address() {
 /// characters: a long echo is slow on a serial console and fills the journal.
 #[test]
 fn echoes_of_user_input_are_bounded() {
-    use firstboot::error::{MAX_LINE, MAX_LINES};
+    use firstboot::input::error::{MAX_LINE, MAX_LINES};
     let long_label = format!("{}.example.com", "a".repeat(900_000));
     let many_keys: String = (0..2000)
         .map(|i| format!("  {}{i}: x\n", "k".repeat(50)))

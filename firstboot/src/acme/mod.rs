@@ -29,8 +29,8 @@
 //!    removed again whatever happens;
 //! 3. a new P-256 key and a CSR (`rcgen`) for the names; the chain downloaded when the CA
 //!    has issued it, then checked as a user's certificate is (PEM, order and signatures,
-//!    valid now, SAN covers every name, key matches: [`crate::cert`]);
-//! 4. installed with `apply`'s machinery ([`crate::journal`]): `/etc/ssl/<dns_name>.crt` and
+//!    valid now, SAN covers every name, key matches: [`crate::input::cert`]);
+//! 4. installed with `apply`'s machinery ([`crate::txn::journal`]): `/etc/ssl/<dns_name>.crt` and
 //!    `/etc/ssl/private/<dns_name>.key`, prosody's copy, and the state, staged and swapped
 //!    together; then `nginx -t`, prosody restarted, nginx reloaded. If any of it fails,
 //!    every file is restored (the certificate served before stays) and the services that
@@ -43,7 +43,7 @@
 //! with it, this record.
 //!
 //! **Which CA.** `letsencrypt.directory` in the configuration (`production`, the default,
-//! `staging`, or another CA's URL; see [`crate::config`]), recorded in the state by `apply`;
+//! `staging`, or another CA's URL; see [`crate::input::config`]), recorded in the state by `apply`;
 //! `--directory URL` or `--staging` override it for one run. A certificate from another
 //! directory than the one asked for is replaced. `--ca-file` trusts a private CA's HTTPS.
 //!
@@ -63,22 +63,23 @@ use instant_acme::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{self, ApplyError};
-use crate::cert::{utc_date, CertificateChain, PrivateKeyPem};
 use crate::hooks::TestHooks;
-use crate::hostname::static_hostname;
-use crate::journal::{self, write_atomically};
-use crate::names::DnsName;
+use crate::input::cert::{utc_date, CertificateChain, PrivateKeyPem};
+use crate::input::names::DnsName;
+use crate::plan::hostname::static_hostname;
+use crate::plan::tls::{self, epoch_seconds, CertAndKey};
 use crate::plan::{self, DirSpec, Effect, Installed, ACME_WEBROOT};
-use crate::services::{ServiceManager, Step};
 use crate::state::{AcmeState, State, STATE_FILE};
-use crate::tls::{self, epoch_seconds, CertAndKey};
 use crate::tree::Tree;
+use crate::txn::journal::{self, write_atomically};
+use crate::txn::lock::lock;
+use crate::txn::services::{ServiceManager, Step};
+use crate::txn::transact::{transact, ApplyError};
 
 use self::http::{Https, NameServers};
 
 // The directories are the configuration's vocabulary (config and state name them); here too.
-pub use crate::config::{LETSENCRYPT, LETSENCRYPT_STAGING};
+pub use crate::input::config::{LETSENCRYPT, LETSENCRYPT_STAGING};
 /// The ACME accounts, relative to the root.
 pub const ACCOUNT_DIR: &str = "var/lib/appliance/acme";
 /// The first wait after a failure, doubled after each further one up to [`RETRY_MAX`].
@@ -203,7 +204,7 @@ pub fn run(
     services: Option<&mut dyn ServiceManager>,
 ) -> Result<Outcome, AcmeError> {
     let tree = Tree::new(&options.root);
-    let _lock = apply::lock(&tree)?;
+    let _lock = lock(&tree)?;
     // A run cut short (this one or an apply) is rolled back; what it may have restarted with
     // the files now restored is restarted again below, with this run's own steps.
     let recovered = journal::recover(&tree).context("recovering an interrupted run")?;
@@ -444,7 +445,7 @@ fn attempt(
         None => Vec::new(),
     };
     let dirs: Vec<DirSpec> = Vec::new();
-    apply::transact(tree, &dirs, &changed, effects, &steps, services).map_err(|e| match e {
+    transact(tree, &dirs, &changed, effects, &steps, services).map_err(|e| match e {
         ApplyError::RolledBack { .. } => anyhow!("installing the certificate: {e}"),
         other => anyhow!("installing the certificate: {other}"),
     })?;

@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use firstboot::apply::{self, ApplyError, Options, Outcome};
 use firstboot::hooks::TestHooks;
-use firstboot::services::{Recorder, ServiceManager};
+use firstboot::txn::services::{Recorder, ServiceManager};
 
 /// The domain the image's Jitsi packages are configured for.
 pub const PLACEHOLDER: &str = "jitsi.appliance.invalid";
