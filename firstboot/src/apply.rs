@@ -2,15 +2,15 @@
 //!
 //! 1. Take the lock (`/var/lib/appliance/lock`), so that the boot-time run and a manual
 //!    `reconfigure` never interleave; finish or roll back a run that was cut short
-//!    ([`crate::journal`]).
-//! 2. Read and check the configuration ([`crate::userdata`], [`crate::config`]); a bad value
+//!    ([`crate::txn::journal`]).
+//! 2. Read and check the configuration ([`crate::input::userdata`], [`crate::input::config`]); a bad value
 //!    stops here, before anything is touched. Its effective form (config.yaml's text) is
 //!    hashed: for `apply`, the same instance id and hash as the last successful apply mean
 //!    there is nothing to do, and the run ends here (this is every boot after the first).
 //! 3. Make the [`ApplyPlan`] ([`crate::plan`]): every file rendered in memory, secrets
 //!    generated or kept ([`crate::secrets`]). Targets that the tree already has as planned
 //!    are dropped; if only the state's time stamp would change, nothing is written.
-//! 4. Stage, swap, restart ([`crate::journal`], [`crate::services`]). If a step fails, every
+//! 4. Stage, swap, restart ([`crate::txn::journal`], [`crate::txn::services`]). If a step fails, every
 //!    target is restored from its backup, the services restarted so far are restarted again
 //!    with the old files, and the error names the step; the last good configuration, state
 //!    included, stays in force.
@@ -20,26 +20,25 @@
 //! running system.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
-use crate::address::Machine;
-use crate::error::ConfigError;
 use crate::hooks::{failpoint, TestHooks};
-use crate::journal::{self, Recovered, Transaction};
-use crate::plan::{self, ApplyPlan, DirSpec, Effect, PlanInput, Target};
+use crate::input::address::Machine;
+use crate::input::userdata::{self, Precedence, Sources};
+use crate::plan::{self, ApplyPlan, Effect, PlanInput, Target};
 use crate::render::Templates;
 use crate::secrets::{Random, Secrets, SECRETS_FILE};
-use crate::services::{ServiceManager, Step};
 use crate::state::{effective_yaml, sha256_hex, State, STATE_FILE};
 use crate::tree::Tree;
-use crate::userdata::{self, Precedence, Sources};
+use crate::txn::journal::{self, Recovered};
+use crate::txn::lock::lock;
+pub use crate::txn::lock::LOCK_FILE;
+use crate::txn::services::{ServiceManager, Step};
+use crate::txn::transact::transact;
+pub use crate::txn::transact::ApplyError;
 
-/// The lock file, relative to the root.
-pub const LOCK_FILE: &str = "var/lib/appliance/lock";
 /// Why the last run failed, relative to the root: written when a run fails (the machine
 /// keeps its last good configuration), removed by the next run that succeeds; `status`
 /// shows it. Plain text: the time, then one line per problem.
@@ -69,53 +68,6 @@ pub enum Outcome {
         /// What was found of an interrupted run.
         recovered: Option<Recovered>,
     },
-}
-
-/// Why a run failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// The configuration is not valid: nothing was touched.
-    #[error("{}", crate::error::bounded_lines(.0).join("\n"))]
-    Invalid(Vec<ConfigError>),
-    /// Failed before any file was replaced.
-    #[error("{0:#}")]
-    NotApplied(anyhow::Error),
-    /// Failed after files were replaced: they were restored.
-    #[error("{error:#}; the previous configuration was restored{}", restore_note(.problems))]
-    RolledBack {
-        error: anyhow::Error,
-        /// What went wrong while restoring, if anything.
-        problems: Vec<String>,
-    },
-}
-
-impl ApplyError {
-    /// The lines a person reads: one per problem, then what became of the machine.
-    pub fn lines(&self) -> Vec<String> {
-        match self {
-            ApplyError::Invalid(errors) => crate::error::bounded_lines(errors)
-                .into_iter()
-                .chain(std::iter::once(
-                    "nothing was changed; the machine keeps its last good configuration".into(),
-                ))
-                .collect(),
-            other => vec![crate::error::one_line(&other.to_string())],
-        }
-    }
-}
-
-fn restore_note(problems: &[String]) -> String {
-    if problems.is_empty() {
-        String::new()
-    } else {
-        format!(" (but: {})", problems.join("; "))
-    }
-}
-
-impl From<anyhow::Error> for ApplyError {
-    fn from(e: anyhow::Error) -> ApplyError {
-        ApplyError::NotApplied(e)
-    }
 }
 
 /// Runs `apply` or `reconfigure` under `options.root`; `services` is `None` for no restarts.
@@ -151,7 +103,7 @@ fn record_outcome(
         Some(error) => {
             let mut text = format!(
                 "failed on {}\n",
-                crate::cert::utc_date(crate::tls::epoch_seconds(now))
+                crate::input::cert::utc_date(crate::plan::tls::epoch_seconds(now))
             );
             for line in error.lines() {
                 text.push_str(&line);
@@ -277,102 +229,6 @@ fn changed_targets<'p>(
         changed.clear();
     }
     Ok(changed)
-}
-
-/// Stages, swaps and restarts; rolls back on failure (also what the ACME client installs its
-/// certificate with, see [`crate::acme`]).
-pub(crate) fn transact(
-    tree: &Tree,
-    dirs: &[DirSpec],
-    changed: &[&Target],
-    effects: BTreeSet<Effect>,
-    steps: &[Step],
-    services: Option<&mut dyn ServiceManager>,
-) -> Result<(), ApplyError> {
-    let mut transaction = Transaction::stage(tree, changed, dirs, effects.into_iter().collect())
-        .context("staging the new files")?;
-    // Swapping, then recording that restarts begin: a failure in either rolls the files back.
-    let swapped = transaction
-        .swap(changed)
-        .and_then(|()| transaction.restarting());
-    if let Err(error) = swapped {
-        let problems = transaction
-            .rollback()
-            .err()
-            .map(|e| format!("{e:#}"))
-            .into_iter()
-            .collect();
-        return Err(ApplyError::RolledBack { error, problems });
-    }
-    if let Some(services) = services {
-        for (i, step) in steps.iter().enumerate() {
-            if let Err(message) = services.run(step) {
-                let error = anyhow::anyhow!("{step}: {message}");
-                let mut problems: Vec<String> = transaction
-                    .rollback()
-                    .err()
-                    .map(|e| format!("{e:#}"))
-                    .into_iter()
-                    .collect();
-                problems.extend(restart_old(tree, &steps[..=i], services));
-                return Err(ApplyError::RolledBack { error, problems });
-            }
-            failpoint("restarted");
-        }
-    }
-    if let Err(e) = transaction.finish() {
-        // Applied and restarted: only backups are left, and the journal (phase done) has the
-        // next run remove them. Not a failure of the apply.
-        eprintln!("warning: removing the backups: {e:#}; the next run removes them");
-    }
-    Ok(())
-}
-
-/// After a rollback: the non-check steps that ran (the failed one included) again, so that
-/// the services use the restored files; the host name is the restored one.
-fn restart_old(tree: &Tree, ran: &[Step], services: &mut dyn ServiceManager) -> Vec<String> {
-    let old_hostname = tree
-        .read("/etc/hostname")
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .filter(|h| !h.is_empty());
-    let mut problems = Vec::new();
-    for step in ran.iter().filter(|s| !s.is_check()) {
-        let step = match step {
-            Step::SetHostname(_) => match &old_hostname {
-                Some(h) => Step::SetHostname(h.clone()),
-                None => continue,
-            },
-            other => other.clone(),
-        };
-        if let Err(message) = services.run(&step) {
-            problems.push(format!("{step}: {message}"));
-        }
-    }
-    problems
-}
-
-/// Takes the lock for the whole run (released when the file is closed, also on abort).
-pub(crate) fn lock(tree: &Tree) -> Result<File> {
-    let dir = tree.path("/var/lib/appliance");
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("making {}", dir.display()))?;
-    }
-    let path = tree.path(&format!("/{LOCK_FILE}"));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(file)
 }
 
 /// What `status` reports: the state of the last apply, whether a run was cut short, and the

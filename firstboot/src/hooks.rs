@@ -10,12 +10,12 @@
 //! - `APPLIANCE_FIRSTBOOT_TEST_NOW=SECONDS`: the clock (seconds since the epoch) for validation,
 //!   generated certificates and the state's time stamp.
 //! - `APPLIANCE_FIRSTBOOT_FAKE_SERVICES=FILE`: instead of running systemctl, nginx -t, ufw and
-//!   the like, append each step to FILE, one line each (see [`crate::services::Recorder`]).
+//!   the like, append each step to FILE, one line each (see [`crate::txn::services::Recorder`]).
 //! - `APPLIANCE_FIRSTBOOT_FAKE_FAIL=STEP`: with the fake, the step whose line is STEP fails.
 //! - `APPLIANCE_FIRSTBOOT_TEST_NAMESERVER=IP:PORT`: the ACME client looks names up there
 //!   instead of /etc/resolv.conf's servers (see [`crate::acme::http`]).
 //! - `APPLIANCE_FIRSTBOOT_TEST_ADDRESS=IPV4`: the default route's interface address for IP mode
-//!   (see [`crate::address`]), which is only asked of the kernel on the running system.
+//!   (see [`crate::input::address`]), which is only asked of the kernel on the running system.
 //!
 //! Failpoints cost one relaxed atomic load when unarmed.
 

@@ -1,39 +1,29 @@
 //! `appliance-firstboot`: configures the appliance from cloud-init user-data at first boot.
 //!
-//! This library reads the settings ([`userdata`]), checks all of them before anything is
-//! touched ([`config`], with [`cert`], [`names`], [`root_url`] and [`mongo_url`] for the
-//! values), and reports every problem as one line ([`error`]). It then applies the
-//! configuration all or nothing ([`apply`]): an [`plan::ApplyPlan`] rendered from the
-//! templates shipped in the image ([`render`]) with the appliance's own certificates and
-//! secrets ([`tls`], [`secrets`], [`prosody`]), host name and firewall edits ([`hostname`],
-//! [`ufw`]), swapped into place under a journal ([`journal`]), then the services restarted
-//! ([`services`]); [`state`] records what was applied, and [`hooks`] lets tests interrupt a
-//! run anywhere. [`acme`] obtains and renews a Let's Encrypt certificate when asked for one.
+//! The folders follow a run, imports pointing down only:
+//! - [`input`]: the settings read ([`input::userdata`]) and all of them checked before
+//!   anything is touched ([`input::config`]), every problem one line ([`input::error`]);
+//! - [`plan`]: the [`plan::ApplyPlan`] (every file rendered in memory from the templates
+//!   shipped in the image, [`render`], with the appliance's [`secrets`]), made by one module
+//!   per configured part ([`plan::hostname`], [`plan::tls`], [`plan::ufw`], [`plan::prosody`],
+//!   [`plan::debconf`]);
+//! - [`txn`]: the plan swapped into place under a journal ([`txn::journal`]), then the
+//!   services restarted ([`txn::services`]);
+//! - [`apply`] runs the three all or nothing; [`state`] records what was applied, [`hooks`]
+//!   lets tests interrupt a run anywhere, [`tree`] is the system under `--root`, and [`acme`]
+//!   obtains and renews a Let's Encrypt certificate when asked for one.
 
 pub mod acme;
-pub mod address;
 pub mod apply;
-pub mod cert;
-pub mod config;
-pub mod debconf;
-pub mod error;
 pub mod hooks;
-pub mod hostname;
-pub mod journal;
-pub mod mongo_url;
-pub mod names;
+pub mod input;
 pub mod plan;
-pub mod prosody;
 pub mod render;
-pub mod root_url;
 pub mod secrets;
-pub mod services;
 pub mod state;
-pub mod tls;
 pub mod tree;
-pub mod ufw;
-pub mod userdata;
+pub mod txn;
 
-pub use config::{CertificateMode, Config};
-pub use error::ConfigError;
-pub use userdata::{Precedence, Sources};
+pub use input::config::{CertificateMode, Config};
+pub use input::error::ConfigError;
+pub use input::userdata::{Precedence, Sources};

@@ -7,15 +7,15 @@
 //!
 //! | part | files |
 //! |------|-------|
-//! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::hostname`]) |
-//! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
+//! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::plan::hostname`]) |
+//! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::plan::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
 //! | nginx | `/etc/nginx/sites-available/appliance.conf` and its link in `sites-enabled`; the Jitsi package's site for the placeholder domain removed; ACME webroot `/var/www/acme` |
 //! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (ROOT_URL, the port; no credentials: systemd shows `Environment=` values to any local user) and its `EnvironmentFile=` `/etc/appliance/rocketchat.env` (0600 root: MongoDB URLs, the administrator from the user-data); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
-//! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::ufw`]) |
+//! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::plan::ufw`]) |
 //! | prosody | `conf.avail/<dns_name>.cfg.lua` with its `conf.d` link, and `certs/<dns_name>.{crt,key}` (a copy of the appliance's certificate) |
 //! | Jitsi (each part when its `/etc/jitsi/{meet,jicofo,videobridge}` exists) | prosody's Jitsi host file instead of the plain one; `certs/auth.<dns_name>.{crt,key}` (self-signed) trusted through `/usr/local/share/ca-certificates`; the `focus` and `jvb` accounts and focus's roster; `/etc/jitsi/meet/<dns_name>-config.js`; jicofo's `jicofo.conf`, `config`, `sip-communicator.properties`; the videobridge's `jvb.conf`, `config`, `sip-communicator.properties` |
 //! | TURN (when coturn is installed) | `/etc/turnserver.conf` (0640 root:turnserver): the secret prosody's `external_services` share, the certificate nginx serves |
-//! | debconf (with Jitsi) | the Jitsi packages' answers in `/var/cache/debconf/{config,passwords}.dat` (see [`crate::debconf`]) |
+//! | debconf (with Jitsi) | the Jitsi packages' answers in `/var/cache/debconf/{config,passwords}.dat` (see [`crate::plan::debconf`]) |
 //! | firstboot | `/etc/appliance/config.yaml` (0600), `/var/lib/appliance/secrets.json` (0600), `/var/lib/appliance/state.json` (0600); in IP mode the login message [`IP_MODE_MOTD`] |
 //!
 //! Files named after an old domain (the placeholder `jitsi.appliance.invalid` the image was
@@ -41,6 +41,12 @@
 //! record; a new one starts again from `pending`. Back in `self-signed` mode, a certificate the
 //! CA issued is not kept, since nothing would renew it.
 
+pub mod debconf;
+pub mod hostname;
+pub mod prosody;
+pub mod tls;
+pub mod ufw;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::SystemTime;
@@ -48,20 +54,18 @@ use std::time::SystemTime;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use crate::config::{CertificateMode, Config};
-use crate::debconf;
-use crate::hostname::{hosts_with, static_hostname};
-use crate::mongo_url::MongoUrl;
-use crate::prosody;
+use self::hostname::{hosts_with, static_hostname};
+use self::tls::{epoch_seconds, CertAndKey};
+use self::ufw::Family;
+use crate::input::config::{CertificateMode, Config};
+use crate::input::mongo_url::MongoUrl;
+use crate::input::root_url::Scheme;
+use crate::input::userdata::CONFIG_FILE;
 use crate::render::Templates;
-use crate::root_url::Scheme;
 use crate::secrets::{Random, Secrets, SECRETS_FILE};
-use crate::services::Step;
 use crate::state::{AcmeState, CertificateState, State, STATE_FILE};
-use crate::tls::{self, epoch_seconds, CertAndKey};
 use crate::tree::{Current, Tree};
-use crate::ufw::{self, Family};
-use crate::userdata::CONFIG_FILE;
+use crate::txn::services::Step;
 
 /// The domain Jitsi's packages are installed for when the image is built.
 pub const PLACEHOLDER_DOMAIN: &str = "jitsi.appliance.invalid";
@@ -75,7 +79,7 @@ pub const ROCKETCHAT_DROPIN: &str = "/etc/systemd/system/rocketchat.service.d/ap
 /// Rocket.Chat's credentials, read by the drop-in's `EnvironmentFile=` (never `Environment=`,
 /// which systemd shows to every local user).
 pub const ROCKETCHAT_ENV: &str = "/etc/appliance/rocketchat.env";
-/// The login message of IP mode (see [`crate::config`]), relative to the root: in the
+/// The login message of IP mode (see [`crate::input::config`]), relative to the root: in the
 /// directory whose files the image's update-motd script prints at every login.
 pub const IP_MODE_MOTD: &str = "var/lib/appliance/motd.d/50-appliance-ip-mode";
 const IP_MODE_MOTD_DIR: &str = "/var/lib/appliance/motd.d";
@@ -234,13 +238,13 @@ impl Installed {
 }
 
 impl ApplyPlan {
-    /// The steps for the targets that change, in order (see [`crate::services`]).
+    /// The steps for the targets that change, in order (see [`crate::txn::services`]).
     pub fn steps(&self, changed: &BTreeSet<Effect>) -> Vec<Step> {
         steps(changed, &self.installed, &self.hostname)
     }
 }
 
-/// The steps for `changed` effects (see [`crate::services`] for the order).
+/// The steps for `changed` effects (see [`crate::txn::services`] for the order).
 pub fn steps(changed: &BTreeSet<Effect>, installed: &Installed, hostname: &str) -> Vec<Step> {
     let has = |e: Effect| changed.contains(&e);
     let unit = |u: &str| installed.units.contains(u);
@@ -332,47 +336,131 @@ impl Jitsi {
     }
 }
 
+/// What every part of the plan reads: the served name, which services the tree has and the
+/// names the last apply (or the image) used.
+struct Facts {
+    dns: String,
+    jitsi: Jitsi,
+    prosody: bool,
+    nginx: bool,
+    old_domains: Vec<String>,
+    same_instance: bool,
+}
+
+/// The certificate nginx serves, and whether it is the one in place.
+struct Served {
+    cert: CertAndKey,
+    kept: bool,
+    cert_file: String,
+    key_file: String,
+}
+
 impl Planner<'_, '_> {
     fn plan(mut self) -> Result<ApplyPlan> {
-        let config = self.input.config;
-        let dns = config.dns_name.as_str().to_owned();
+        let facts = self.facts();
+        let hostname = self.hostname(&facts)?;
+        let served = self.tls(&facts)?;
+        let url = &self.input.config.root_url;
+        let rocketchat_port = if url.port == ROCKETCHAT_PORT {
+            ROCKETCHAT_PORT_ALT
+        } else {
+            ROCKETCHAT_PORT
+        };
+        let data = self.template_data(
+            &facts.dns,
+            &served.cert_file,
+            &served.key_file,
+            rocketchat_port,
+            facts.jitsi,
+        );
+        self.rocketchat(&data)?;
+        if facts.nginx {
+            self.nginx(&facts, &data)?;
+        }
+        let ufw_port = self.ufw(url.port)?;
+        if facts.prosody {
+            let (dns, old) = (&facts.dns, &facts.old_domains);
+            self.prosody(
+                dns,
+                &data,
+                &served.cert,
+                facts.jitsi,
+                facts.same_instance,
+                old,
+            )?;
+        }
+        self.jitsi(&facts, &data)?;
+        if facts.jitsi.any() {
+            self.debconf(&facts.dns)?;
+        }
+        self.own_files()?;
+        let state = self.state(&facts, served, rocketchat_port, ufw_port);
+        self.file(
+            &format!("/{STATE_FILE}"),
+            &state.to_json(),
+            0o600,
+            0,
+            0,
+            &[],
+        );
+
+        let installed = Installed::detect(self.tree);
+        Ok(ApplyPlan {
+            targets: one_per_path(self.targets)?,
+            dirs: self.dirs,
+            state,
+            hostname,
+            installed,
+        })
+    }
+
+    fn facts(&self) -> Facts {
         let tree = self.tree;
-        let jitsi = Jitsi {
-            meet: tree.is_dir("/etc/jitsi/meet"),
-            jicofo: tree.is_dir("/etc/jitsi/jicofo"),
-            videobridge: tree.is_dir("/etc/jitsi/videobridge"),
-        };
-        let prosody = tree.is_dir("/etc/prosody");
-        let nginx = tree.is_dir("/etc/nginx");
-        let old_domains = self.old_domains(&dns);
-        let same_instance = self
-            .input
-            .previous
-            .is_some_and(|s| s.instance_id == self.input.instance_id);
+        let dns = self.input.config.dns_name.as_str().to_owned();
+        Facts {
+            jitsi: Jitsi {
+                meet: tree.is_dir("/etc/jitsi/meet"),
+                jicofo: tree.is_dir("/etc/jitsi/jicofo"),
+                videobridge: tree.is_dir("/etc/jitsi/videobridge"),
+            },
+            prosody: tree.is_dir("/etc/prosody"),
+            nginx: tree.is_dir("/etc/nginx"),
+            old_domains: self.old_domains(&dns),
+            same_instance: self
+                .input
+                .previous
+                .is_some_and(|s| s.instance_id == self.input.instance_id),
+            dns,
+        }
+    }
 
-        // Host name: in IP mode with nothing naming the machine, left as it is.
-        let hostname = match &config.host_name {
-            Some(name) => {
-                let hostname = static_hostname(name).to_owned();
-                self.edit(
-                    "/etc/hostname",
-                    format!("{hostname}\n"),
-                    0o644,
-                    &[Effect::Hostname],
-                )?;
-                let mut names = vec![name.as_str()];
-                if config.dns_name.address().is_none() {
-                    names.insert(0, &dns);
-                }
-                let hosts = tree.read("/etc/hosts")?.unwrap_or_default();
-                let hosts = hosts_with(&String::from_utf8_lossy(&hosts), &names);
-                self.edit("/etc/hosts", hosts, 0o644, &[])?;
-                hostname
-            }
-            None => String::new(),
+    /// Host name: in IP mode with nothing naming the machine, left as it is (then "").
+    fn hostname(&mut self, facts: &Facts) -> Result<String> {
+        let config = self.input.config;
+        let Some(name) = &config.host_name else {
+            return Ok(String::new());
         };
+        let hostname = static_hostname(name).to_owned();
+        self.edit(
+            "/etc/hostname",
+            format!("{hostname}\n"),
+            0o644,
+            &[Effect::Hostname],
+        )?;
+        let mut names = vec![name.as_str()];
+        if config.dns_name.address().is_none() {
+            names.insert(0, &facts.dns);
+        }
+        let hosts = self.tree.read("/etc/hosts")?.unwrap_or_default();
+        let hosts = hosts_with(&String::from_utf8_lossy(&hosts), &names);
+        self.edit("/etc/hosts", hosts, 0o644, &[])?;
+        Ok(hostname)
+    }
 
-        // The certificate nginx serves.
+    /// The certificate nginx serves.
+    fn tls(&mut self, facts: &Facts) -> Result<Served> {
+        let config = self.input.config;
+        let dns = &facts.dns;
         let cert_file = format!("/etc/ssl/{dns}.crt");
         let key_file = format!("/etc/ssl/private/{dns}.key");
         let served: Vec<&str> = config.served_names().iter().map(|n| n.as_str()).collect();
@@ -383,7 +471,8 @@ impl Planner<'_, '_> {
             .previous
             .and_then(|s| s.certificate.acme.as_ref())
             .is_some_and(|a| a.issued_by.is_some());
-        let (cert, cert_kept) = match &config.certificate {
+        let same_instance = facts.same_instance;
+        let (cert, kept) = match &config.certificate {
             CertificateMode::Provided { chain, key } => (tls::provided(chain, key), false),
             // A CA's certificate is not kept as a self-signed one: nothing would renew it.
             CertificateMode::SelfSigned => {
@@ -401,24 +490,27 @@ impl Planner<'_, '_> {
             }
         };
         self.dir("/etc/ssl/private", 0o710, 0, self.group("ssl-cert"));
-        self.targets.extend(nginx_certificate(tree, &dns, &cert));
-        for old in &old_domains {
+        self.targets
+            .extend(nginx_certificate(self.tree, dns, &cert));
+        for old in &facts.old_domains {
             if old != PLACEHOLDER_DOMAIN {
                 self.remove(&format!("/etc/ssl/{old}.crt"), &[Effect::Nginx]);
                 self.remove(&format!("/etc/ssl/private/{old}.key"), &[Effect::Nginx]);
             }
         }
+        Ok(Served {
+            cert,
+            kept,
+            cert_file,
+            key_file,
+        })
+    }
 
-        // Rocket.Chat behind nginx.
-        let url = &config.root_url;
-        let rocketchat_port = if url.port == ROCKETCHAT_PORT {
-            ROCKETCHAT_PORT_ALT
-        } else {
-            ROCKETCHAT_PORT
-        };
-        let data = self.template_data(&dns, &cert_file, &key_file, rocketchat_port, jitsi);
-        let dropin = self.templates.render("rocketchat-dropin.conf", &data)?;
-        let env = self.templates.render("rocketchat.env", &data)?;
+    /// Rocket.Chat behind nginx: its unit's drop-in, its environment, and whether the local
+    /// MongoDB is its database.
+    fn rocketchat(&mut self, data: &Value) -> Result<()> {
+        let dropin = self.templates.render("rocketchat-dropin.conf", data)?;
+        let env = self.templates.render("rocketchat.env", data)?;
         self.dir("/etc/systemd/system/rocketchat.service.d", 0o755, 0, 0);
         self.file(
             ROCKETCHAT_DROPIN,
@@ -430,7 +522,7 @@ impl Planner<'_, '_> {
         );
         self.dir("/etc/appliance", 0o755, 0, 0);
         self.file(ROCKETCHAT_ENV, &env, 0o600, 0, 0, &[Effect::RocketChat]);
-        if config.mongo_url.is_some() {
+        if self.input.config.mongo_url.is_some() {
             let why =
                 "Written by appliance-firstboot: Rocket.Chat uses the MongoDB of the user-data's \
                        mongo_url, so the local mongod and appliance-mongo-rs stay stopped.\n";
@@ -438,41 +530,38 @@ impl Planner<'_, '_> {
         } else {
             self.remove(EXTERNAL_MONGODB, &[Effect::RocketChat]);
         }
+        Ok(())
+    }
 
-        if nginx {
-            let site = self.templates.render("nginx-site.conf", &data)?;
-            self.dir("/etc/nginx/sites-available", 0o755, 0, 0);
-            self.dir("/etc/nginx/sites-enabled", 0o755, 0, 0);
-            self.file(NGINX_SITE, &site, 0o644, 0, 0, &[Effect::Nginx]);
-            self.link(NGINX_SITE_LINK, NGINX_SITE, &[Effect::Nginx]);
-            self.dir(ACME_WEBROOT, 0o755, 0, 0);
-            self.dir(&format!("{ACME_WEBROOT}/.well-known"), 0o755, 0, 0);
-            self.dir(
-                &format!("{ACME_WEBROOT}/.well-known/acme-challenge"),
-                0o755,
-                0,
-                0,
-            );
-            for old in &old_domains {
-                self.remove(
-                    &format!("/etc/nginx/sites-enabled/{old}.conf"),
-                    &[Effect::Nginx],
-                );
-                self.remove(
-                    &format!("/etc/nginx/sites-available/{old}.conf"),
-                    &[Effect::Nginx],
-                );
+    /// nginx's site, the ACME client's web root, and the old names' sites removed.
+    fn nginx(&mut self, facts: &Facts, data: &Value) -> Result<()> {
+        let site = self.templates.render("nginx-site.conf", data)?;
+        self.dir("/etc/nginx/sites-available", 0o755, 0, 0);
+        self.dir("/etc/nginx/sites-enabled", 0o755, 0, 0);
+        self.file(NGINX_SITE, &site, 0o644, 0, 0, &[Effect::Nginx]);
+        self.link(NGINX_SITE_LINK, NGINX_SITE, &[Effect::Nginx]);
+        self.dir(ACME_WEBROOT, 0o755, 0, 0);
+        self.dir(&format!("{ACME_WEBROOT}/.well-known"), 0o755, 0, 0);
+        self.dir(
+            &format!("{ACME_WEBROOT}/.well-known/acme-challenge"),
+            0o755,
+            0,
+            0,
+        );
+        for old in &facts.old_domains {
+            for dir in ["sites-enabled", "sites-available"] {
+                self.remove(&format!("/etc/nginx/{dir}/{old}.conf"), &[Effect::Nginx]);
             }
         }
+        Ok(())
+    }
 
-        // ufw: ROOT_URL's port.
-        let ufw_port = self.ufw(url.port)?;
-
-        if prosody {
-            self.prosody(&dns, &data, &cert, jitsi, same_instance, &old_domains)?;
-        }
+    /// Jitsi Meet's config.js, jicofo's and the videobridge's files, and coturn (the TURN
+    /// server prosody advertises, see prosody-jitsi.cfg.lua).
+    fn jitsi(&mut self, facts: &Facts, data: &Value) -> Result<()> {
+        let (dns, jitsi) = (&facts.dns, facts.jitsi);
         if jitsi.meet {
-            let js = self.templates.render("jitsi-meet-config.js", &data)?;
+            let js = self.templates.render("jitsi-meet-config.js", data)?;
             self.file(
                 &format!("/etc/jitsi/meet/{dns}-config.js"),
                 &js,
@@ -481,7 +570,7 @@ impl Planner<'_, '_> {
                 0,
                 &[],
             );
-            for old in &old_domains {
+            for old in &facts.old_domains {
                 for file in [
                     format!("{old}-config.js"),
                     format!("{old}.crt"),
@@ -493,55 +582,55 @@ impl Planner<'_, '_> {
         }
         let jitsi_group = self.group("jitsi");
         if jitsi.jicofo {
-            let uid = self.user("jicofo");
-            for (template, file) in [
-                ("jicofo.conf", "jicofo.conf"),
-                ("jicofo-config", "config"),
-                (
-                    "jicofo-sip-communicator.properties",
-                    "sip-communicator.properties",
-                ),
-            ] {
-                let text = self.templates.render(template, &data)?;
-                let path = format!("/etc/jitsi/jicofo/{file}");
-                self.file(&path, &text, 0o640, uid, jitsi_group, &[Effect::Jicofo]);
-            }
+            let files = [
+                "jicofo.conf",
+                "jicofo-config",
+                "jicofo-sip-communicator.properties",
+            ];
+            self.jitsi_component("jicofo", "jicofo", files, jitsi_group, Effect::Jicofo, data)?;
         }
         if jitsi.videobridge {
-            let uid = self.user("jvb");
-            for (template, file) in [
-                ("jvb.conf", "jvb.conf"),
-                ("jvb-config", "config"),
-                (
-                    "jvb-sip-communicator.properties",
-                    "sip-communicator.properties",
-                ),
-            ] {
-                let text = self.templates.render(template, &data)?;
-                let path = format!("/etc/jitsi/videobridge/{file}");
-                self.file(
-                    &path,
-                    &text,
-                    0o640,
-                    uid,
-                    jitsi_group,
-                    &[Effect::Videobridge],
-                );
-            }
+            let files = ["jvb.conf", "jvb-config", "jvb-sip-communicator.properties"];
+            let effect = Effect::Videobridge;
+            self.jitsi_component("videobridge", "jvb", files, jitsi_group, effect, data)?;
         }
-
-        // coturn: the TURN server prosody advertises (see prosody-jitsi.cfg.lua).
-        if tree.exists(TURNSERVER_CONF) || tree.has_unit(COTURN_UNIT) {
-            let conf = self.templates.render("turnserver.conf", &data)?;
+        if self.tree.exists(TURNSERVER_CONF) || self.tree.has_unit(COTURN_UNIT) {
+            let conf = self.templates.render("turnserver.conf", data)?;
             let gid = self.group("turnserver");
             self.file(TURNSERVER_CONF, &conf, 0o640, 0, gid, &[Effect::Turn]);
         }
+        Ok(())
+    }
 
-        if jitsi.any() {
-            self.debconf(&dns)?;
+    /// One Jitsi service's three files in /etc/jitsi/`dir`, from the templates
+    /// `<user>.conf`, `<user>-config` and `<user>-sip-communicator.properties`.
+    fn jitsi_component(
+        &mut self,
+        dir: &str,
+        user: &str,
+        templates: [&str; 3],
+        gid: u32,
+        effect: Effect,
+        data: &Value,
+    ) -> Result<()> {
+        let uid = self.user(user);
+        let files = [
+            format!("{user}.conf"),
+            "config".to_owned(),
+            "sip-communicator.properties".to_owned(),
+        ];
+        for (template, file) in templates.into_iter().zip(files) {
+            let text = self.templates.render(template, data)?;
+            let path = format!("/etc/jitsi/{dir}/{file}");
+            self.file(&path, &text, 0o640, uid, gid, &[effect]);
         }
+        Ok(())
+    }
 
-        // firstboot's own files; the state last.
+    /// firstboot's own files but the state: the login message of IP mode, the effective
+    /// configuration and the secrets.
+    fn own_files(&mut self) -> Result<()> {
+        let config = self.input.config;
         self.dir("/etc/appliance", 0o755, 0, 0);
         self.dir("/var/lib/appliance", 0o700, 0, 0);
         // The login message says when the machine runs in IP mode and how to leave it.
@@ -550,8 +639,9 @@ impl Planner<'_, '_> {
                 self.dir(IP_MODE_MOTD_DIR, 0o755, 0, 0);
                 let motd = format!(
                     "This appliance has no DNS name: it runs on its IP address {address} \
-                     (Jitsi Meet at https://{address}/, Rocket.Chat at {url}) with a \
+                     (Jitsi Meet at https://{address}/, Rocket.Chat at {}) with a \
                      self-signed certificate.\nTo {}.\n",
+                    config.root_url,
                     &crate::state::IP_MODE_HINT[3..]
                 );
                 self.file(&format!("/{IP_MODE_MOTD}"), &motd, 0o644, 0, 0, &[]);
@@ -569,13 +659,29 @@ impl Planner<'_, '_> {
             0,
             &[],
         );
-        let state = State {
+        Ok(())
+    }
+
+    /// What this apply records (see [`State`]).
+    fn state(
+        &self,
+        facts: &Facts,
+        served: Served,
+        rocketchat_port: u16,
+        ufw_port: Option<u16>,
+    ) -> State {
+        let config = self.input.config;
+        State {
             instance_id: self.input.instance_id.to_owned(),
             config_sha256: self.input.config_sha256.to_owned(),
             applied_at: epoch_seconds(self.input.now),
-            dns_name: dns.clone(),
-            root_url: url.to_string(),
-            served_names: served.iter().map(|s| s.to_string()).collect(),
+            dns_name: facts.dns.clone(),
+            root_url: config.root_url.to_string(),
+            served_names: config
+                .served_names()
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
             certificate: CertificateState {
                 mode: match &config.certificate {
                     CertificateMode::Provided { .. } => "provided",
@@ -583,50 +689,36 @@ impl Planner<'_, '_> {
                     CertificateMode::LetsEncrypt { .. } => "letsencrypt",
                 }
                 .to_owned(),
-                cert_file,
-                key_file,
-                not_after: cert.not_after,
-                acme: match &config.certificate {
-                    CertificateMode::LetsEncrypt { email, directory } => {
-                        // The ACME client's progress stands while its certificate is kept
-                        // (a certificate from another CA is replaced by the ACME client).
-                        let previous = self
-                            .input
-                            .previous
-                            .and_then(|s| s.certificate.acme.as_ref())
-                            .filter(|a| cert_kept && a.email == email.as_str());
-                        Some(match previous {
-                            Some(previous) => AcmeState {
-                                directory: Some(directory.clone()),
-                                ..previous.clone()
-                            },
-                            None => AcmeState::pending(email.as_str(), directory),
-                        })
-                    }
-                    _ => None,
-                },
+                cert_file: served.cert_file,
+                key_file: served.key_file,
+                not_after: served.cert.not_after,
+                acme: self.acme_state(served.kept),
             },
             rocketchat_port,
             ufw_port,
-            jitsi: jitsi.any(),
-            secrets_file: secrets_path,
-        };
-        self.file(
-            &format!("/{STATE_FILE}"),
-            &state.to_json(),
-            0o600,
-            0,
-            0,
-            &[],
-        );
+            jitsi: facts.jitsi.any(),
+            secrets_file: format!("/{SECRETS_FILE}"),
+        }
+    }
 
-        let installed = Installed::detect(tree);
-        Ok(ApplyPlan {
-            targets: one_per_path(self.targets)?,
-            dirs: self.dirs,
-            state,
-            hostname,
-            installed,
+    /// The ACME client's progress stands while its certificate is kept (a certificate from
+    /// another CA is replaced by the ACME client).
+    fn acme_state(&self, cert_kept: bool) -> Option<AcmeState> {
+        let CertificateMode::LetsEncrypt { email, directory } = &self.input.config.certificate
+        else {
+            return None;
+        };
+        let previous = self
+            .input
+            .previous
+            .and_then(|s| s.certificate.acme.as_ref())
+            .filter(|a| cert_kept && a.email == email.as_str());
+        Some(match previous {
+            Some(previous) => AcmeState {
+                directory: Some(directory.clone()),
+                ..previous.clone()
+            },
+            None => AcmeState::pending(email.as_str(), directory),
         })
     }
 
@@ -895,7 +987,7 @@ impl Planner<'_, '_> {
         Ok(())
     }
 
-    /// The Jitsi packages' debconf answers (see [`crate::debconf`]).
+    /// The Jitsi packages' debconf answers (see [`crate::plan::debconf`]).
     fn debconf(&mut self, dns: &str) -> Result<()> {
         let secrets = self.input.secrets;
         let files = [

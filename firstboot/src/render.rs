@@ -20,7 +20,7 @@
 //! `(concat a b ...)` joins strings inside an escaping helper: `{{lua (concat "auth." dns_name)}}`.
 //!
 //! Every helper refuses control characters other than those it escapes; values were checked
-//! before (see [`crate::config`]), so a refusal here is a bug, reported with the template
+//! before (see [`crate::input::config`]), so a refusal here is a bug, reported with the template
 //! name and line.
 
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 //! (so that it is closed when ROOT_URL moves), the certificate's mode and expiry, and, for
 //! Let's Encrypt, that the ACME order is still to be made.
 //!
-//! The effective configuration is YAML that [`crate::userdata::parse_config_file`] reads
+//! The effective configuration is YAML that [`crate::input::userdata::parse_config_file`] reads
 //! back to the same [`Config`]: every value double-quoted, PEM texts as literal blocks, and
 //! `root_url` left out when it is the default for the DNS name (so that editing `dns_name`
 //! alone moves Rocket.Chat with it). It holds the user's private key and admin password, so
@@ -17,10 +17,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::acme::LETSENCRYPT;
-use crate::cert::utc_date;
-use crate::config::{CertificateMode, Config};
-use crate::root_url::RootUrl;
+use crate::input::cert::utc_date;
+use crate::input::config::{CertificateMode, Config, LETSENCRYPT};
+use crate::input::root_url::RootUrl;
 
 /// The state file, relative to the root.
 pub const STATE_FILE: &str = "var/lib/appliance/state.json";

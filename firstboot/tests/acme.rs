@@ -14,10 +14,10 @@ use common::fixture::{Fixture, Flavor, SEED};
 use common::pebble::{Answer, ChallengeServer, Pebble};
 use firstboot::acme::{self, AcmeError, Outcome};
 use firstboot::apply;
-use firstboot::cert::{CertificateChain, PrivateKeyPem};
 use firstboot::hooks::TestHooks;
-use firstboot::services::Recorder;
+use firstboot::input::cert::{CertificateChain, PrivateKeyPem};
 use firstboot::state::State;
+use firstboot::txn::services::Recorder;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const CERT: &str = "/etc/ssl/meet.example.com.crt";
@@ -117,7 +117,7 @@ fn assert_issued_by_pebble(f: &Fixture, pebble: &Pebble, names: &[&str]) {
     chain.check_key(&key).unwrap();
     let named: Vec<_> = names
         .iter()
-        .map(|n| firstboot::names::DnsName::parse(n).unwrap())
+        .map(|n| firstboot::input::names::DnsName::parse(n).unwrap())
         .collect();
     let refs: Vec<_> = named.iter().collect();
     assert_eq!(chain.problems(epoch_now(), &refs), vec![]);
@@ -141,33 +141,8 @@ fn assert_issued_by_pebble(f: &Fixture, pebble: &Pebble, names: &[&str]) {
         .unwrap();
 }
 
-#[test]
-fn obtains_installs_renews_and_is_kept_by_apply() {
-    let f = configured(Some("https://chat.example.com/"));
-    let self_signed = f.read(CERT);
-    assert_eq!(state(&f).certificate.acme.unwrap().status, "pending");
-    let server = ChallengeServer::start(&f.path("/var/www/acme"));
-    let pebble = Pebble::start(server.port);
-    let options = options(&f, &pebble);
-
-    let (outcome, steps) = run(&options, Recorder::new());
-    let outcome = outcome.unwrap_or_else(|e| panic!("acme: {e}\n{}", pebble.logs()));
-    let Outcome::Issued {
-        names, not_after, ..
-    } = &outcome
-    else {
-        panic!("{outcome:?}");
-    };
-    assert_eq!(names, &["meet.example.com", "chat.example.com"]);
-    assert!(outcome.to_string().starts_with(
-        "installed a certificate for meet.example.com, chat.example.com, valid until "
-    ));
-    assert_eq!(steps, RELOAD);
-    assert_ne!(f.read(CERT), self_signed);
-    assert_issued_by_pebble(&f, &pebble, &["meet.example.com", "chat.example.com"]);
-    assert_eq!(f.mode(KEY), 0o640);
-    assert_eq!(f.mode(CERT), 0o644);
-    // Prosody's copy too.
+/// After the first issue: prosody's copy, and the CA asked for each name through "nginx".
+fn assert_served(f: &Fixture, server: &ChallengeServer) {
     assert_eq!(
         f.read("/etc/prosody/certs/meet.example.com.crt"),
         f.read(CERT)
@@ -186,14 +161,20 @@ fn obtains_installs_renews_and_is_kept_by_apply() {
             "{seen:?}"
         );
     }
-    assert_eq!(challenge_files(&f), Vec::<String>::new());
-    // The state.
-    let s = state(&f);
+}
+
+/// After the first issue: the state and the account (returned: its file and text).
+fn assert_recorded(
+    f: &Fixture,
+    pebble: &Pebble,
+    not_after: i64,
+) -> (Vec<std::path::PathBuf>, String) {
+    let s = state(f);
     let acme = s.certificate.acme.clone().unwrap();
     assert_eq!(acme.status, "valid");
     assert_eq!(acme.issued_by.as_deref(), Some(pebble.directory.as_str()));
     assert_eq!((acme.failures, acme.last_error), (0, None));
-    assert_eq!(s.certificate.not_after, *not_after);
+    assert_eq!(s.certificate.not_after, not_after);
     assert_eq!(f.mode("/var/lib/appliance/state.json"), 0o600);
     // The account: one file, 0600 in a 0700 directory.
     let accounts: Vec<_> = std::fs::read_dir(f.path("/var/lib/appliance/acme"))
@@ -223,6 +204,39 @@ fn obtains_installs_renews_and_is_kept_by_apply() {
         )),
         "{status}"
     );
+
+    (accounts, account)
+}
+
+#[test]
+fn obtains_installs_renews_and_is_kept_by_apply() {
+    let f = configured(Some("https://chat.example.com/"));
+    let self_signed = f.read(CERT);
+    assert_eq!(state(&f).certificate.acme.unwrap().status, "pending");
+    let server = ChallengeServer::start(&f.path("/var/www/acme"));
+    let pebble = Pebble::start(server.port);
+    let options = options(&f, &pebble);
+
+    let (outcome, steps) = run(&options, Recorder::new());
+    let outcome = outcome.unwrap_or_else(|e| panic!("acme: {e}\n{}", pebble.logs()));
+    let Outcome::Issued {
+        names, not_after, ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(names, &["meet.example.com", "chat.example.com"]);
+    assert!(outcome.to_string().starts_with(
+        "installed a certificate for meet.example.com, chat.example.com, valid until "
+    ));
+    assert_eq!(steps, RELOAD);
+    assert_ne!(f.read(CERT), self_signed);
+    assert_issued_by_pebble(&f, &pebble, &["meet.example.com", "chat.example.com"]);
+    assert_eq!(f.mode(KEY), 0o640);
+    assert_eq!(f.mode(CERT), 0o644);
+    assert_served(&f, &server);
+    assert_eq!(challenge_files(&f), Vec::<String>::new());
+    let (accounts, account) = assert_recorded(&f, &pebble, *not_after);
 
     // Next run: up to date, decided without the network.
     let issued = f.read(CERT);

@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use common::fixture::{assert_same, Fixture, Flavor, PLACEHOLDER};
 use common::*;
 use firstboot::apply::{ApplyError, Outcome};
-use firstboot::services::Recorder;
 use firstboot::state::State;
+use firstboot::txn::services::Recorder;
 
 const MINIMAL: &str = "#cloud-config\nappliance:\n  dns_name: meet.example.com\n";
 
@@ -80,10 +80,10 @@ fn first_boot_of_the_debian_image() {
     if std::fs::metadata(f.root()).unwrap().uid() == 0 {
         assert_eq!((key_meta.uid(), key_meta.gid()), (0, 110));
     }
-    let chain = firstboot::cert::CertificateChain::parse(&cert).unwrap();
+    let chain = firstboot::input::cert::CertificateChain::parse(&cert).unwrap();
     assert_eq!(chain.leaf_names, ["meet.example.com"]);
     assert!(chain
-        .check_key(&firstboot::cert::PrivateKeyPem::parse(&key).unwrap())
+        .check_key(&firstboot::input::cert::PrivateKeyPem::parse(&key).unwrap())
         .is_ok());
     // nginx, prosody, Rocket.Chat's drop-in.
     assert_eq!(
@@ -212,7 +212,7 @@ fn jitsi_is_moved_off_the_placeholder_domain_with_fresh_secrets() {
         .read("/var/cache/debconf/config.dat")
         .contains("Template: jitsi-videobridge/jvb-hostname\nValue: meet.example.com\n"));
     let account = f.read("/var/lib/prosody/auth%2emeet%2eexample%2ecom/accounts/focus.dat");
-    assert!(firstboot::prosody::account_matches(&account, focus));
+    assert!(firstboot::plan::prosody::account_matches(&account, focus));
     assert!(!account.contains(focus), "the password is stored hashed");
     assert!(state(&f).jitsi);
 }
@@ -321,7 +321,7 @@ fn each_certificate_mode() {
     f.apply();
     let cert = f.read("/etc/ssl/meet.example.com.crt");
     assert_eq!(
-        firstboot::cert::CertificateChain::parse(&cert)
+        firstboot::input::cert::CertificateChain::parse(&cert)
             .unwrap()
             .len(),
         2
@@ -369,7 +369,8 @@ fn each_certificate_mode() {
         ("ops@example.com", "pending")
     );
     let chain =
-        firstboot::cert::CertificateChain::parse(&f.read("/etc/ssl/meet.example.com.crt")).unwrap();
+        firstboot::input::cert::CertificateChain::parse(&f.read("/etc/ssl/meet.example.com.crt"))
+            .unwrap();
     assert_eq!(chain.leaf_names, ["meet.example.com", "chat.example.com"]);
     let site = f.read("/etc/nginx/sites-available/appliance.conf");
     assert!(site.contains("server_name meet.example.com chat.example.com;"));
@@ -702,7 +703,7 @@ fn ip_mode_follows_the_address_until_given_a_name() {
     };
     let leaf_names = |ip: &str| {
         let text = f.read(&format!("/etc/ssl/{ip}.crt"));
-        firstboot::cert::CertificateChain::parse(&text)
+        firstboot::input::cert::CertificateChain::parse(&text)
             .unwrap()
             .leaf_names
     };

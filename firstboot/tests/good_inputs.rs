@@ -5,7 +5,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use firstboot::root_url::Scheme;
+use firstboot::input::root_url::Scheme;
 use firstboot::{CertificateMode, Config, Precedence, Sources};
 
 const PLAIN: &str = "#cloud-config\nappliance:\n  dns_name: Meet.Example.com.\n";
@@ -249,11 +249,11 @@ fn ip_mode_name_and_address_from_each_cloud() {
     for (cloud, user_data, served, host_name) in cases {
         let root = tempfile::tempdir().unwrap();
         if *cloud != "none" {
-            let to = root.path().join(firstboot::userdata::INSTANCE_DATA);
+            let to = root.path().join(firstboot::input::userdata::INSTANCE_DATA);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(data.join(format!("{cloud}.json")), to).unwrap();
         }
-        let machine = firstboot::address::Machine::read(root.path(), &hooks);
+        let machine = firstboot::input::address::Machine::read(root.path(), &hooks);
         let sources = Sources::parse(user_data.as_bytes(), None).unwrap();
         let config = sources
             .validate_on(Precedence::UserData, now(), &machine)
@@ -480,12 +480,12 @@ fn sources_read_from_a_root() {
     let sources = Sources::read(root.path()).unwrap();
     assert_eq!(sources, Sources::default());
     std::fs::write(
-        root.path().join(firstboot::userdata::USER_DATA),
+        root.path().join(firstboot::input::userdata::USER_DATA),
         gzip(PLAIN.as_bytes()),
     )
     .unwrap();
     std::fs::write(
-        root.path().join(firstboot::userdata::CONFIG_FILE),
+        root.path().join(firstboot::input::userdata::CONFIG_FILE),
         "root_url: https://chat.example.com/\n",
     )
     .unwrap();
@@ -497,7 +497,7 @@ fn sources_read_from_a_root() {
 
 #[test]
 fn instance_id_from_cloud_init() {
-    use firstboot::userdata::{
+    use firstboot::input::userdata::{
         instance_id, CLOUD_INIT_ENABLED, INSTANCE_DATA, INSTANCE_ID, MACHINE_ID,
     };
     let root = tempfile::tempdir().unwrap();

@@ -12,10 +12,10 @@ fn one_line_each(errors: &[firstboot::ConfigError]) {
         let line = e.to_string();
         assert!(!line.contains('\n'), "multi-line error: {line:?}");
     }
-    let shown = firstboot::error::bounded_lines(errors);
-    assert!(shown.len() <= firstboot::error::MAX_LINES);
+    let shown = firstboot::input::error::bounded_lines(errors);
+    assert!(shown.len() <= firstboot::input::error::MAX_LINES);
     for line in &shown {
-        assert!(line.chars().count() <= firstboot::error::MAX_LINE && !line.contains('\n'));
+        assert!(line.chars().count() <= firstboot::input::error::MAX_LINE && !line.contains('\n'));
     }
 }
 

@@ -29,8 +29,8 @@
 //!    removed again whatever happens;
 //! 3. a new P-256 key and a CSR (`rcgen`) for the names; the chain downloaded when the CA
 //!    has issued it, then checked as a user's certificate is (PEM, order and signatures,
-//!    valid now, SAN covers every name, key matches: [`crate::cert`]);
-//! 4. installed with `apply`'s machinery ([`crate::journal`]): `/etc/ssl/<dns_name>.crt` and
+//!    valid now, SAN covers every name, key matches: [`crate::input::cert`]);
+//! 4. installed with `apply`'s machinery ([`crate::txn::journal`]): `/etc/ssl/<dns_name>.crt` and
 //!    `/etc/ssl/private/<dns_name>.key`, prosody's copy, and the state, staged and swapped
 //!    together; then `nginx -t`, prosody restarted, nginx reloaded. If any of it fails,
 //!    every file is restored (the certificate served before stays) and the services that
@@ -43,7 +43,7 @@
 //! with it, this record.
 //!
 //! **Which CA.** `letsencrypt.directory` in the configuration (`production`, the default,
-//! `staging`, or another CA's URL; see [`crate::config`]), recorded in the state by `apply`;
+//! `staging`, or another CA's URL; see [`crate::input::config`]), recorded in the state by `apply`;
 //! `--directory URL` or `--staging` override it for one run. A certificate from another
 //! directory than the one asked for is replaced. `--ca-file` trusts a private CA's HTTPS.
 //!
@@ -63,24 +63,23 @@ use instant_acme::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{self, ApplyError};
-use crate::cert::{utc_date, CertificateChain, PrivateKeyPem};
 use crate::hooks::TestHooks;
-use crate::hostname::static_hostname;
-use crate::journal::{self, write_atomically};
-use crate::names::DnsName;
+use crate::input::cert::{utc_date, CertificateChain, PrivateKeyPem};
+use crate::input::names::DnsName;
+use crate::plan::hostname::static_hostname;
+use crate::plan::tls::{self, epoch_seconds, CertAndKey};
 use crate::plan::{self, DirSpec, Effect, Installed, ACME_WEBROOT};
-use crate::services::{ServiceManager, Step};
 use crate::state::{AcmeState, State, STATE_FILE};
-use crate::tls::{self, epoch_seconds, CertAndKey};
 use crate::tree::Tree;
+use crate::txn::journal::{self, write_atomically};
+use crate::txn::lock::lock;
+use crate::txn::services::{ServiceManager, Step};
+use crate::txn::transact::{transact, ApplyError};
 
 use self::http::{Https, NameServers};
 
-/// Let's Encrypt's production directory.
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// Let's Encrypt's staging directory (untrusted certificates, generous limits).
-pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+// The directories are the configuration's vocabulary (config and state name them); here too.
+pub use crate::input::config::{LETSENCRYPT, LETSENCRYPT_STAGING};
 /// The ACME accounts, relative to the root.
 pub const ACCOUNT_DIR: &str = "var/lib/appliance/acme";
 /// The first wait after a failure, doubled after each further one up to [`RETRY_MAX`].
@@ -205,7 +204,7 @@ pub fn run(
     services: Option<&mut dyn ServiceManager>,
 ) -> Result<Outcome, AcmeError> {
     let tree = Tree::new(&options.root);
-    let _lock = apply::lock(&tree)?;
+    let _lock = lock(&tree)?;
     // A run cut short (this one or an apply) is rolled back; what it may have restarted with
     // the files now restored is restarted again below, with this run's own steps.
     let recovered = journal::recover(&tree).context("recovering an interrupted run")?;
@@ -266,50 +265,58 @@ pub fn run(
     }
 
     let names = state.served_names.clone();
-    let attempt = attempt(
-        &tree,
-        &state,
-        &acme,
-        &directory,
+    let at = Attempt {
+        tree: &tree,
+        state: &state,
+        acme: &acme,
+        directory: &directory,
         options,
         now,
-        &recovered_effects,
-        services,
-    );
+    };
+    let attempt = attempt(&at, &recovered_effects, services);
     match attempt {
         Ok((not_after, steps)) => Ok(Outcome::Issued {
             names,
             not_after,
             steps,
         }),
-        Err(error) => {
-            let error = one_line(&error);
-            // The state as it is now: a rollback restored the one read above.
-            let mut state = state;
-            let mut acme = acme;
-            acme.status = "failed".into();
-            acme.last_attempt = Some(now);
-            acme.last_error = Some(error.clone());
-            acme.failures = acme.failures.saturating_add(1);
-            let next_attempt = now + retry_delay(options.first_retry, acme.failures);
-            acme.next_attempt = Some(next_attempt);
-            let serving = match &acme.issued_by {
-                Some(_) => format!(
-                    "still serving the certificate valid until {}",
-                    utc_date(state.certificate.not_after)
-                ),
-                None => "still serving the self-signed certificate".to_owned(),
-            };
-            state.certificate.acme = Some(acme);
-            write_state(&tree, &state).map_err(|e| {
-                AcmeError::NotAttempted(e.context(format!("{error}; recording that it failed")))
-            })?;
-            Err(AcmeError::Failed {
-                error,
-                serving,
-                next_attempt,
-            })
-        }
+        Err(error) => Err(failed(&tree, state, acme, now, options, &error)),
+    }
+}
+
+/// Records a failed attempt in the state (when to try again, what failed) and says what is
+/// still served.
+fn failed(
+    tree: &Tree,
+    mut state: State,
+    mut acme: AcmeState,
+    now: i64,
+    options: &Options,
+    error: &anyhow::Error,
+) -> AcmeError {
+    let error = one_line(error);
+    // The state as it is now: a rollback restored the one read above.
+    acme.status = "failed".into();
+    acme.last_attempt = Some(now);
+    acme.last_error = Some(error.clone());
+    acme.failures = acme.failures.saturating_add(1);
+    let next_attempt = now + retry_delay(options.first_retry, acme.failures);
+    acme.next_attempt = Some(next_attempt);
+    let serving = match &acme.issued_by {
+        Some(_) => format!(
+            "still serving the certificate valid until {}",
+            utc_date(state.certificate.not_after)
+        ),
+        None => "still serving the self-signed certificate".to_owned(),
+    };
+    state.certificate.acme = Some(acme);
+    if let Err(e) = write_state(tree, &state) {
+        return AcmeError::NotAttempted(e.context(format!("{error}; recording that it failed")));
+    }
+    AcmeError::Failed {
+        error,
+        serving,
+        next_attempt,
     }
 }
 
@@ -354,18 +361,31 @@ pub fn retry_delay(first: i64, failures: u32) -> i64 {
     (first.clamp(1, RETRY_MAX) << doublings).min(RETRY_MAX)
 }
 
-/// Obtains, checks and installs a certificate. Returns its expiry and the steps run.
-#[allow(clippy::too_many_arguments)]
-fn attempt(
-    tree: &Tree,
-    state: &State,
-    acme: &AcmeState,
-    directory: &str,
-    options: &Options,
+/// What an attempt works from: the state as read, the CA asked and the time.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    tree: &'a Tree,
+    state: &'a State,
+    acme: &'a AcmeState,
+    directory: &'a str,
+    options: &'a Options,
     now: i64,
+}
+
+/// Obtains, checks and installs a certificate. Returns its expiry and the steps run.
+fn attempt(
+    at: &Attempt<'_>,
     recovered_effects: &BTreeSet<Effect>,
     services: Option<&mut dyn ServiceManager>,
 ) -> Result<(i64, Vec<Step>)> {
+    let Attempt {
+        tree,
+        state,
+        acme,
+        directory,
+        options,
+        now,
+    } = *at;
     let names: Vec<String> = state.served_names.clone();
     let dns = &state.dns_name;
     let name_servers = match options.hooks.name_server {
@@ -386,32 +406,9 @@ fn attempt(
         .context("starting the async runtime")?;
     let obtained = runtime.block_on(obtain(https, &accounts, &names, &webroot))?;
 
-    // The same checks as a certificate given in user-data.
-    let chain = CertificateChain::parse(&obtained.cert_pem)
-        .map_err(|e| anyhow!("the CA's certificate chain {e}"))?;
-    let key =
-        PrivateKeyPem::parse(&obtained.key_pem).map_err(|e| anyhow!("the new private key {e}"))?;
-    let dns_names: Vec<DnsName> = names
-        .iter()
-        .map(|n| DnsName::parse(n))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow!("the state's served names: {e}"))?;
-    let dns_refs: Vec<&DnsName> = dns_names.iter().collect();
-    // Checked an hour ahead: a CA may issue from the second of the request (pebble does),
-    // or this machine's clock may lag a little; a fresh certificate never ends that soon.
-    if let Some(problem) = chain.problems(now + CLOCK_SKEW, &dns_refs).first() {
-        bail!("the CA's certificate: {problem}");
-    }
-    chain
-        .check_key(&key)
-        .map_err(|e| anyhow!("the CA's certificate: the new key {e}"))?;
+    let cert = checked(obtained, &names, now)?;
 
     // Installed like an apply: all files together, rolled back on any failure.
-    let cert = CertAndKey {
-        cert_pem: chain.to_pem(),
-        key_pem: obtained.key_pem,
-        not_after: chain.leaf_not_after,
-    };
     let mut new_state = state.clone();
     new_state.certificate.not_after = cert.not_after;
     new_state.certificate.acme = Some(AcmeState {
@@ -448,11 +445,39 @@ fn attempt(
         None => Vec::new(),
     };
     let dirs: Vec<DirSpec> = Vec::new();
-    apply::transact(tree, &dirs, &changed, effects, &steps, services).map_err(|e| match e {
+    transact(tree, &dirs, &changed, effects, &steps, services).map_err(|e| match e {
         ApplyError::RolledBack { .. } => anyhow!("installing the certificate: {e}"),
         other => anyhow!("installing the certificate: {other}"),
     })?;
     Ok((cert.not_after, steps))
+}
+
+/// The CA's certificate after the same checks as one given in user-data.
+fn checked(obtained: Obtained, names: &[String], now: i64) -> Result<CertAndKey> {
+    let chain = CertificateChain::parse(&obtained.cert_pem)
+        .map_err(|e| anyhow!("the CA's certificate chain {e}"))?;
+    let key =
+        PrivateKeyPem::parse(&obtained.key_pem).map_err(|e| anyhow!("the new private key {e}"))?;
+    let dns_names: Vec<DnsName> = names
+        .iter()
+        .map(|n| DnsName::parse(n))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("the state's served names: {e}"))?;
+    let dns_refs: Vec<&DnsName> = dns_names.iter().collect();
+    // Checked an hour ahead: a CA may issue from the second of the request (pebble does),
+    // or this machine's clock may lag a little; a fresh certificate never ends that soon.
+    if let Some(problem) = chain.problems(now + CLOCK_SKEW, &dns_refs).first() {
+        bail!("the CA's certificate: {problem}");
+    }
+    chain
+        .check_key(&key)
+        .map_err(|e| anyhow!("the CA's certificate: the new key {e}"))?;
+
+    Ok(CertAndKey {
+        cert_pem: chain.to_pem(),
+        key_pem: obtained.key_pem,
+        not_after: chain.leaf_not_after,
+    })
 }
 
 /// The restart steps for `effects` on this tree.

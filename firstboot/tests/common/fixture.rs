@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use firstboot::apply::{self, ApplyError, Options, Outcome};
 use firstboot::hooks::TestHooks;
-use firstboot::services::{Recorder, ServiceManager};
+use firstboot::txn::services::{Recorder, ServiceManager};
 
 /// The domain the image's Jitsi packages are configured for.
 pub const PLACEHOLDER: &str = "jitsi.appliance.invalid";
@@ -184,8 +184,15 @@ impl Fixture {
 
     /// Jitsi Meet installed for the placeholder domain.
     fn jitsi(&self) {
+        self.jitsi_web();
+        self.jitsi_prosody();
+        self.jitsi_services();
+        self.jitsi_debconf();
+    }
+
+    /// The units, coturn, and jitsi-meet-web-config's files for the placeholder.
+    fn jitsi_web(&self) {
         let d = PLACEHOLDER;
-        let auth = format!("auth.{d}");
         for unit in [
             "jicofo.service",
             "jitsi-videobridge2.service",
@@ -218,6 +225,12 @@ impl Fixture {
             &format!("/etc/nginx/sites-enabled/{d}.conf"),
             &format!("/etc/nginx/sites-available/{d}.conf"),
         );
+    }
+
+    /// jitsi-meet-prosody's configuration, certificates and accounts for the placeholder.
+    fn jitsi_prosody(&self) {
+        let d = PLACEHOLDER;
+        let auth = format!("auth.{d}");
         // jitsi-meet-prosody.
         self.write_mode(
             &format!("/etc/prosody/conf.avail/{d}.cfg.lua"),
@@ -250,6 +263,12 @@ impl Fixture {
         for file in ["accounts/focus.dat", "accounts/jvb.dat", "roster/focus.dat"] {
             self.write_mode(&format!("{data}/{file}"), "return {};\n", 0o640);
         }
+    }
+
+    /// jicofo's and the videobridge's configuration for the placeholder.
+    fn jitsi_services(&self) {
+        let d = PLACEHOLDER;
+        let auth = format!("auth.{d}");
         // jicofo.
         self.write_mode(
             "/etc/jitsi/jicofo/jicofo.conf",
@@ -299,6 +318,11 @@ impl Fixture {
             "/etc/jitsi/videobridge/logging.properties",
             "handlers = java.util.logging.ConsoleHandler\n",
         );
+    }
+
+    /// The Jitsi packages' debconf answers for the placeholder.
+    fn jitsi_debconf(&self) {
+        let d = PLACEHOLDER;
         // debconf's answers, the secrets blanked by the build.
         self.write(
             "/var/cache/debconf/config.dat",

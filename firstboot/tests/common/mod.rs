@@ -210,7 +210,7 @@ pub fn check_with(
     config_file: Option<&[u8]>,
     precedence: Precedence,
 ) -> Result<Config, Vec<String>> {
-    let strings = |errors: Vec<ConfigError>| firstboot::error::bounded_lines(errors);
+    let strings = |errors: Vec<ConfigError>| firstboot::input::error::bounded_lines(errors);
     let sources = Sources::parse(user_data, config_file).map_err(strings)?;
     sources.validate(precedence, now()).map_err(strings)
 }

@@ -1,7 +1,7 @@
 //! The machine's host name: `/etc/hostname` and the `127.0.1.1` line of `/etc/hosts`, as
 //! Debian and Ubuntu name a machine whose name has no fixed address.
 //!
-//! `/etc/hostname` gets the whole host name (see [`crate::config`] for which: cloud-init's
+//! `/etc/hostname` gets the whole host name (see [`crate::input::config`] for which: cloud-init's
 //! `fqdn` or `hostname`, else the DNS name, else meta-data's `local-hostname`), so that
 //! `hostname` and `hostname -f` both give it (DESIGN.md: the DNS name is the machine's host
 //! name), unless it is longer than the kernel's 64-character limit, when it gets the first

@@ -22,7 +22,7 @@ use x509_parser::error::X509Error;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use crate::names::{pattern_covers, DnsName};
+use crate::input::names::{pattern_covers, DnsName};
 
 /// A checked chain, leaf first, as PEM text ready for nginx (`ssl_certificate`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -6,10 +6,12 @@
 
 use std::fmt;
 
-use crate::cert::CertError;
-use crate::mongo_url::MongoUrlError;
-use crate::names::{DnsNameError, EmailError};
-use crate::root_url::RootUrlError;
+use crate::input::cert::CertError;
+use crate::input::mongo_url::MongoUrlError;
+use crate::input::names::{DnsNameError, EmailError};
+use crate::input::root_url::RootUrlError;
+use crate::input::text::cut;
+pub use crate::input::text::shown;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,12 +161,6 @@ pub const MAX_LINE: usize = 300;
 /// The most problem lines shown for one input.
 pub const MAX_LINES: usize = 20;
 
-/// A user-supplied string for a message: quoted by `{:?}` where it is used, cut to a length
-/// that keeps the line readable.
-pub fn shown(value: &str) -> String {
-    cut(value, 80)
-}
-
 /// `text` as one line a person reads: control characters escaped, at most [`MAX_LINE`]
 /// characters. Every message line goes through here, whatever a value inside it was cut to.
 pub fn one_line(text: &str) -> String {
@@ -199,14 +195,6 @@ pub fn bounded_lines<T: fmt::Display>(problems: impl IntoIterator<Item = T>) -> 
         n => lines.push(format!("... and {n} more problems")),
     }
     lines
-}
-
-/// The first `keep` characters of `text`, and "..." if there were more.
-fn cut(text: &str, keep: usize) -> String {
-    match text.char_indices().nth(keep) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Result};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 
-use crate::cert::{CertificateChain, PrivateKeyPem};
-use crate::names::DnsName;
+use crate::input::cert::{CertificateChain, PrivateKeyPem};
+use crate::input::names::DnsName;
 
 /// A certificate in place is replaced when it has fewer days left than this.
 pub const MIN_REMAINING_DAYS: i64 = 30;

@@ -18,7 +18,7 @@
 //! is easier to predict. When `appliance.dns_name` is absent, `fqdn` stands in for it, else
 //! `hostname`, so that plain cloud-config naming the host is enough; a valid single label
 //! (`hostname: bar3-4242`) does not, being no name to serve on: it is only the machine's host
-//! name, and with no DNS name the appliance runs in IP mode (see [`crate::config`]).
+//! name, and with no DNS name the appliance runs in IP mode (see [`crate::input::config`]).
 //!
 //! **/etc/appliance/config.yaml** holds the same keys at its top level. It is where write_files
 //! or a person can put settings, and where the apply stage records the effective
@@ -48,15 +48,14 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::address::{IpAddress, Machine};
-use crate::error::{ConfigError, KeyPath, Origin};
+use crate::input::address::IpAddress;
+pub use crate::input::address::INSTANCE_DATA;
+use crate::input::error::{ConfigError, KeyPath, Origin};
 
 /// The user-data file, relative to the root of the system.
 pub const USER_DATA: &str = "var/lib/cloud/instance/user-data.txt";
 /// The appliance's own configuration file, relative to the root.
 pub const CONFIG_FILE: &str = "etc/appliance/config.yaml";
-/// cloud-init's instance data (JSON), relative to the root.
-pub const INSTANCE_DATA: &str = "run/cloud-init/instance-data.json";
 /// cloud-init's record of the instance id, relative to the root.
 pub const INSTANCE_ID: &str = "var/lib/cloud/data/instance-id";
 /// Made by cloud-init's systemd generator when it found a datasource and will run this boot
@@ -141,7 +140,7 @@ pub struct Settings {
     pub user_data_has_cloud_config: bool,
     /// The host name cloud-init's user-data keys give: `fqdn`, else `hostname`.
     pub host_name: Option<Entry>,
-    /// Meta-data's `local-hostname` (see [`crate::address`]).
+    /// Meta-data's `local-hostname` (see [`crate::input::address`]).
     pub local_hostname: Option<String>,
     /// Where IP mode serves, when no DNS name is given.
     pub address: IpAddress,
@@ -195,32 +194,6 @@ impl Sources {
         }
     }
 
-    /// Checks the settings in force under `precedence` (see [`crate::config::validate`]),
-    /// before launch: IP mode is on the instance's address at boot.
-    pub fn validate(
-        &self,
-        precedence: Precedence,
-        now: std::time::SystemTime,
-    ) -> Result<crate::Config, Vec<ConfigError>> {
-        self.validate_on(precedence, now, &Machine::default())
-    }
-
-    /// Checks the settings in force under `precedence` on `machine` (its address for IP
-    /// mode, its meta-data's host name).
-    pub fn validate_on(
-        &self,
-        precedence: Precedence,
-        now: std::time::SystemTime,
-        machine: &Machine,
-    ) -> Result<crate::Config, Vec<ConfigError>> {
-        let settings = Settings {
-            local_hostname: machine.local_hostname.clone(),
-            address: machine.address.clone(),
-            ..self.settings(precedence)
-        };
-        crate::config::validate(&settings, now)
-    }
-
     /// The settings in force under `precedence`.
     pub fn settings(&self, precedence: Precedence) -> Settings {
         let from_user_data = self.user_data.entries();
@@ -268,8 +241,9 @@ impl UserData {
             .collect();
         if !entries.contains_key("dns_name") {
             let single_label = |v: &Value| {
-                v.as_str()
-                    .is_some_and(|s| crate::names::check_labels(s).is_ok_and(|n| !n.contains('.')))
+                v.as_str().is_some_and(|s| {
+                    crate::input::names::check_labels(s).is_ok_and(|n| !n.contains('.'))
+                })
             };
             if let Some(entry) = self.host_name().filter(|e| !single_label(&e.value)) {
                 entries.insert("dns_name".into(), entry);
@@ -476,7 +450,7 @@ pub fn instance_id(root: &Path) -> Result<String, ConfigError> {
     if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_control() || c == ' ') {
         return Err(ConfigError::InstanceId(format!(
             "{:?} is not an instance id",
-            crate::error::shown(&id)
+            crate::input::error::shown(&id)
         )));
     }
     Ok(id)

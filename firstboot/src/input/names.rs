@@ -11,7 +11,7 @@
 //! the certificate, nginx and prosody is the one the user typed.
 //!
 //! **IP mode.** With no DNS name given at all, the appliance is served on an IPv4 address
-//! (see [`crate::address`]): [`DnsName::for_address`] makes the "name" every file, template
+//! (see [`crate::input::address`]): [`DnsName::for_address`] makes the "name" every file, template
 //! and certificate then uses, the address in dotted-quad form, as Jitsi Meet's own
 //! quick-install does when given an address (prosody's `VirtualHost "203.0.113.7"`,
 //! `auth.203.0.113.7`, `/etc/ssl/203.0.113.7.crt`). Digits and dots only, so the file names
@@ -143,10 +143,10 @@ pub fn check_labels(text: &str) -> Result<String, DnsNameError> {
             return Err(DnsNameError::EmptyLabel);
         }
         if label.len() > MAX_LABEL_LEN {
-            return Err(DnsNameError::LabelTooLong(crate::error::shown(label)));
+            return Err(DnsNameError::LabelTooLong(crate::input::text::shown(label)));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(DnsNameError::Hyphen(crate::error::shown(label)));
+            return Err(DnsNameError::Hyphen(crate::input::text::shown(label)));
         }
         // nginx and prosody take `xn--` labels as they are, but browsers, certbot and
         // Let's Encrypt decode them and refuse one that does not decode.

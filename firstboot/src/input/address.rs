@@ -29,7 +29,9 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::hooks::TestHooks;
-use crate::userdata::INSTANCE_DATA;
+
+/// cloud-init's instance data (JSON), relative to the root.
+pub const INSTANCE_DATA: &str = "run/cloud-init/instance-data.json";
 
 /// The address to serve on in IP mode, as far as it is known.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

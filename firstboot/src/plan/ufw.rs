@@ -117,8 +117,8 @@ fn comment() -> String {
 mod tests {
     use super::*;
 
-    const BASE: &str = include_str!("../tests/data/ufw/user.rules");
-    const BASE6: &str = include_str!("../tests/data/ufw/user6.rules");
+    const BASE: &str = include_str!("../../tests/data/ufw/user.rules");
+    const BASE6: &str = include_str!("../../tests/data/ufw/user6.rules");
 
     /// ufw 0.36's own output for `ufw allow 8443/tcp comment appliance-firstboot`.
     fn ufw_added(family: Family) -> String {

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::names::{DnsName, DnsNameError};
+use crate::input::names::{DnsName, DnsNameError};
 
 /// The scheme of ROOT_URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,10 +2,10 @@
 //! or into every problem found, before anything on the machine is changed.
 //!
 //! Keys (under `appliance:` in user-data, at the top of config.yaml):
-//! - `dns_name`: a fully qualified DNS name (see [`crate::names`]); else cloud-config `fqdn`,
+//! - `dns_name`: a fully qualified DNS name (see [`crate::input::names`]); else cloud-config `fqdn`,
 //!   else `hostname` when it is not a single label. Absent: **IP mode**, below.
-//! - `root_url`: Rocket.Chat's URL (see [`crate::root_url`]); default `https://<dns_name>:3000/`.
-//! - `certificate`: `{cert, key}` (PEM chain leaf first, and its key; see [`crate::cert`]),
+//! - `root_url`: Rocket.Chat's URL (see [`crate::input::root_url`]); default `https://<dns_name>:3000/`.
+//! - `certificate`: `{cert, key}` (PEM chain leaf first, and its key; see [`crate::input::cert`]),
 //!   or `{letsencrypt: {email, directory}}`; absent or `{}`: a self-signed certificate.
 //!   `directory` is the CA's ACME directory: `production` (the default: Let's Encrypt),
 //!   `staging` (Let's Encrypt's staging CA, for trials: untrusted certificates, generous
@@ -14,7 +14,7 @@
 //!   has at least [`MIN_PASSWORD_LEN`] characters: it guards a server on the Internet and
 //!   travels in cloud metadata; the username is what Rocket.Chat accepts by default (letters,
 //!   digits, `.`, `_`, `-`).
-//! - `mongo_url`: an external replica set (see [`crate::mongo_url`]); absent: the local one.
+//! - `mongo_url`: an external replica set (see [`crate::input::mongo_url`]); absent: the local one.
 //!
 //! Every value is a string (a number or boolean is refused with a hint to quote it, so that
 //! YAML's guesses cannot turn `0755` or `on` into something else), not empty, without control
@@ -22,7 +22,7 @@
 //! a typo does not silently leave a default in place.
 //!
 //! **IP mode.** With no DNS name the appliance is served on the machine's IPv4 address (see
-//! [`crate::address`] for which one), as the install guide it automates allows: the address
+//! [`crate::input::address`] for which one), as the install guide it automates allows: the address
 //! stands where the name would (`https://203.0.113.7/` for Jitsi Meet, ROOT_URL
 //! `https://203.0.113.7:3000/` unless given, a self-signed certificate with the address as an
 //! IP subjectAltName). Let's Encrypt is refused: it issues no certificates for addresses. A
@@ -44,14 +44,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::acme::{LETSENCRYPT, LETSENCRYPT_STAGING};
-use crate::address::IpAddress;
-use crate::cert::{CertificateChain, PrivateKeyPem};
-use crate::error::{shown, ConfigError, KeyPath, Origin};
-use crate::mongo_url::MongoUrl;
-use crate::names::{host_name, DnsName, Email};
-use crate::root_url::RootUrl;
-use crate::userdata::{kind, Settings};
+use crate::input::address::{IpAddress, Machine};
+use crate::input::cert::{CertificateChain, PrivateKeyPem};
+use crate::input::error::{shown, ConfigError, KeyPath, Origin};
+use crate::input::mongo_url::MongoUrl;
+use crate::input::names::{host_name, DnsName, Email};
+use crate::input::root_url::RootUrl;
+use crate::input::userdata::{kind, Precedence, Settings, Sources};
+
+/// Let's Encrypt's production directory.
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous limits).
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// Shortest admin password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -86,7 +90,7 @@ pub enum CertificateMode {
     /// Made on the machine for every name served.
     SelfSigned,
     /// Self-signed first, then obtained over ACME HTTP-01 (see [`crate::acme`]) from the CA
-    /// at `directory` (a URL; [`crate::acme::LETSENCRYPT`] by default).
+    /// at `directory` (a URL; [`LETSENCRYPT`] by default).
     LetsEncrypt { email: Email, directory: String },
 }
 
@@ -153,7 +157,7 @@ impl fmt::Display for Config {
                 f,
                 "certificate: provided, {} certificate(s), leaf valid until {}, names {}",
                 chain.len(),
-                crate::cert::utc_date(chain.leaf_not_after),
+                crate::input::cert::utc_date(chain.leaf_not_after),
                 chain.leaf_names.join(", ")
             )?,
             CertificateMode::SelfSigned => writeln!(f, "certificate: self-signed")?,
@@ -292,7 +296,7 @@ fn dns_name(path: &KeyPath, value: &Value) -> Result<DnsName, ConfigError> {
         error,
     })?;
     // The longest file name made from it: prosody's data directory for the Jitsi auth host.
-    let bytes = crate::prosody::encode(&format!("auth.{name}")).len();
+    let bytes = crate::plan::prosody::encode(&format!("auth.{name}")).len();
     if bytes > MAX_FILE_NAME {
         return Err(ConfigError::TooLongForProsody {
             path: path.clone(),
@@ -591,5 +595,35 @@ fn mapping<'v>(
             });
             None
         }
+    }
+}
+
+// Checking the sources is the configuration's job: here, so that userdata (the reading) does
+// not import config (the checking) while config imports userdata's settings.
+impl Sources {
+    /// Checks the settings in force under `precedence` (see [`validate`]),
+    /// before launch: IP mode is on the instance's address at boot.
+    pub fn validate(
+        &self,
+        precedence: Precedence,
+        now: std::time::SystemTime,
+    ) -> Result<Config, Vec<ConfigError>> {
+        self.validate_on(precedence, now, &Machine::default())
+    }
+
+    /// Checks the settings in force under `precedence` on `machine` (its address for IP
+    /// mode, its meta-data's host name).
+    pub fn validate_on(
+        &self,
+        precedence: Precedence,
+        now: std::time::SystemTime,
+        machine: &Machine,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let settings = Settings {
+            local_hostname: machine.local_hostname.clone(),
+            address: machine.address.clone(),
+            ..self.settings(precedence)
+        };
+        validate(&settings, now)
     }
 }

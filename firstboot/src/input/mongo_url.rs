@@ -12,7 +12,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::names::check_labels;
+use crate::input::names::check_labels;
 
 /// A checked MongoDB connection string. `Display` gives it whole, password included, for the
 /// Rocket.Chat drop-in only.
