@@ -155,7 +155,14 @@ pub fn export_all(ctx: &ExportContext, formats: &[Format]) -> Result<Vec<Exporte
         if wants(Format::Ova) {
             let step = ctx.reporter.step("exporting ova");
             let ova = PartialFile::create(&ctx.dest(Format::Ova))?;
-            ova::write_ova(vmdk.file.path(), &vmdk.sha256, ctx, ova.file())
+            let info = ova::OvaInfo {
+                name: ctx.name,
+                disk_name: Format::Vmdk.file_name(ctx.name),
+                disk_size: ctx.disk_size,
+                os: ctx.ovf_os,
+                mtime: ctx.mtime,
+            };
+            ova::write_ova(vmdk.file.path(), &vmdk.sha256, &info, ova.file())
                 .with_context(|| format!("writing {}", ova.dest().display()))?;
             step.done();
             let sha256 = crate::util::hash::sha256_file(ova.path())?;

@@ -3,7 +3,6 @@
 //! importers can check files while streaming). The manifest lists SHA256 digests, which
 //! VMware 6.5+ and VirtualBox verify.
 
-use super::ExportContext;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -138,15 +137,28 @@ fn member_header(path: &str, size: u64, mtime: u64) -> Result<tar::Header> {
     Ok(h)
 }
 
+/// What the OVA says of the appliance (the export's context, without the export module's
+/// types: this module is a leaf).
+pub struct OvaInfo<'a> {
+    /// Base name of the artifacts.
+    pub name: &'a str,
+    /// The VMDK's file name: its descriptor names itself so (see vmdk.rs), and so does the
+    /// OVA's member.
+    pub disk_name: String,
+    pub disk_size: u64,
+    pub os: OvfOs,
+    /// Timestamp of the archive's members.
+    pub mtime: u64,
+}
+
 /// Writes the OVA for the VMDK at `vmdk` (whose SHA-256 is `vmdk_sha`) into `out`.
-pub fn write_ova(vmdk: &Path, vmdk_sha: &str, ctx: &ExportContext, out: &File) -> Result<()> {
-    // The VMDK's descriptor names itself NAME.vmdk (see vmdk.rs): the member keeps that name.
-    let disk_name = super::Format::Vmdk.file_name(ctx.name);
+pub fn write_ova(vmdk: &Path, vmdk_sha: &str, ctx: &OvaInfo, out: &File) -> Result<()> {
+    let disk_name = &ctx.disk_name;
     let vmdk_size = vmdk
         .metadata()
         .with_context(|| format!("reading {}", vmdk.display()))?
         .len();
-    let ovf = descriptor(ctx.name, &disk_name, vmdk_size, ctx.disk_size, ctx.ovf_os);
+    let ovf = descriptor(ctx.name, disk_name, vmdk_size, ctx.disk_size, ctx.os);
     let ovf_name = format!("{}.ovf", ctx.name);
     let mf = format!(
         "SHA256({ovf_name})= {}\nSHA256({disk_name})= {vmdk_sha}\n",
@@ -160,7 +172,7 @@ pub fn write_ova(vmdk: &Path, vmdk_sha: &str, ctx: &ExportContext, out: &File) -
         tar.append(&member_header(name, body.len() as u64, ctx.mtime)?, body)?;
     }
     let disk = File::open(vmdk).with_context(|| format!("opening {}", vmdk.display()))?;
-    tar.append(&member_header(&disk_name, vmdk_size, ctx.mtime)?, disk)
+    tar.append(&member_header(disk_name, vmdk_size, ctx.mtime)?, disk)
         .context("adding the VMDK")?;
     tar.into_inner()?.flush().context("writing the OVA")?;
     Ok(())
