@@ -226,8 +226,12 @@ fn settle_access_times(
     script.extend_from_slice(b"ssv kbytes_written 0\n");
     let script_path = work.join("debugfs-atimes.cmds");
     std::fs::write(&script_path, &script).context("writing the debugfs script for access times")?;
+    // libext2fs stamps the superblock's last-write time when debugfs closes: the epoch, as
+    // mke2fs and add_files have it, not the clock (which made two otherwise equal images differ
+    // when their builds' debugfs runs fell in different seconds).
     let out = host::run(
         Command::new(host::require("debugfs")?)
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
             .arg("-w")
             .arg("-f")
             .arg(&script_path)
@@ -455,6 +459,12 @@ mod tests {
             disk
         };
         let first = make("first.img");
+        // The superblock's last-write time (s_wtime, at 0x30) is the epoch, not the clock of
+        // the last debugfs run: it would make two builds a second apart differ.
+        let image = std::fs::read(&first).unwrap();
+        let at = (1 << 20) + 1024 + 0x30;
+        let wtime = u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+        assert_eq!(u64::from(wtime), EPOCH, "the superblock's last-write time");
         let device = format!("{}?offset={}", first.display(), 1 << 20);
         for path in ["/etc/alternatives/which", "/etc/which", "/etc"] {
             let out = host::run(
