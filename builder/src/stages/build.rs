@@ -874,7 +874,7 @@ fn build_from(
         late: &late,
         logs: &logs,
         log,
-        timings: serde_json::Map::new(),
+        timings: std::collections::BTreeMap::new(),
         done: 0,
         started: Instant::now(),
     };
@@ -885,7 +885,8 @@ fn build_from(
     for s in &first {
         run.step(s, None)?;
     }
-    for l in &late {
+    // A late file a step made was checked by that step; the others must exist already.
+    for l in late.iter().filter(|l| l.make.is_none()) {
         l.require()?;
     }
     let (plan, id) = make_plan(profile, opts, inputs, true)?;
@@ -944,7 +945,8 @@ struct Run<'a> {
     late: &'a [LateSource],
     logs: &'a Path,
     log: BuildLog,
-    timings: serde_json::Map<String, serde_json::Value>,
+    /// Seconds each stage took, its steps added up (`timing_name`).
+    timings: std::collections::BTreeMap<&'static str, f64>,
     done: usize,
     started: Instant,
 }
@@ -984,16 +986,7 @@ impl Run<'_> {
             (step, Some(tree)) => self.tree_step(step, tree)?,
             (step, None) => anyhow::bail!("internal error: {step:?} before the plan was made"),
         }
-        let elapsed = t.elapsed().as_secs_f64()
-            + self
-                .timings
-                .get(timing_name(s.step, cached))
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0);
-        self.timings.insert(
-            timing_name(s.step, cached).into(),
-            serde_json::json!((elapsed * 10.0).round() / 10.0),
-        );
+        *self.timings.entry(timing_name(s.step, cached)).or_default() += t.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -1095,11 +1088,13 @@ impl Run<'_> {
         let mut m = PartialFile::create(&manifest_path)?;
         m.file_mut().write_all(manifest.as_bytes())?;
         m.commit()?;
-        let mut timings = self.timings.clone();
-        timings.insert(
-            "total".into(),
-            serde_json::json!((self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
-        );
+        let tenths = |s: f64| serde_json::json!((s * 10.0).round() / 10.0);
+        let mut timings: serde_json::Map<_, _> = self
+            .timings
+            .iter()
+            .map(|(name, s)| (name.to_string(), tenths(*s)))
+            .collect();
+        timings.insert("total".into(), tenths(self.started.elapsed().as_secs_f64()));
         let info = build_info(
             tree.plan, tree.key, self.late, self.opts, timings, assembled,
         );
