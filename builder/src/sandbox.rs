@@ -70,7 +70,7 @@ const KEPT: &[(u32, &str)] = &[
     (31, "SETFCAP"),
 ];
 
-/// [`KEPT`] as a capability mask (the bounding set `CapBnd` of /proc/PID/status).
+/// `KEPT` as a capability mask (the bounding set `CapBnd` of /proc/PID/status).
 pub const KEPT_CAPS: u64 = {
     let mut mask = 0;
     let mut i = 0;

@@ -1,6 +1,6 @@
 //! `appliance build` and `appliance plan`: a profile to images.
 //!
-//! Stages: base → overlays (files) → provision (chroot) → modes/owners → [cache] → scrub →
+//! Stages: base → overlays (files) → provision (chroot) → modes/owners → \[cache\] → scrub →
 //! late files → audit → assemble/export → manifest and build info.
 //!
 //! The provisioned tree is cached as a directory under `stages/<key>`, where the key hashes the

@@ -11,7 +11,7 @@
 //! fails). Names are resolved by `hickory-resolver` instead: the name servers, search
 //! domains and options of `/etc/resolv.conf` (on 18.04 systemd-resolved's 127.0.0.53) and
 //! `/etc/hosts`, over UDP and TCP from Rust. Each request's host is resolved before ureq
-//! runs, into a cache that ureq's resolver ([`Resolved`]) only reads: ureq's own resolver
+//! runs, into a cache that ureq's resolver (`Resolved`) only reads: ureq's own resolver
 //! (std's `ToSocketAddrs`, i.e. `getaddrinfo`) is never installed. IP literals (tests use
 //! `https://127.0.0.1:PORT/`) need no resolver at all. Environment proxies are ignored,
 //! since their host names would need the same care (ACME needs port 80 reachable from the
