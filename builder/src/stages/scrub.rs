@@ -408,7 +408,11 @@ mod tests {
         put(r, "etc/ssh/ssh_host_ed25519_key.pub", "PUB");
         put(r, "etc/ssh/sshd_config", "keep");
         put(r, "etc/resolv.conf", "nameserver 10.0.0.1\n");
-        put(r, "etc/.resolv.conf.systemd-resolved.bak", "nameserver 10.0.0.1\n");
+        put(
+            r,
+            "etc/.resolv.conf.systemd-resolved.bak",
+            "nameserver 10.0.0.1\n",
+        );
         put(r, "var/lib/cloud/instances/i-1/obj.pkl", "x");
         put(r, "var/lib/cloud/seed/nocloud/user-data", "keep");
         put(r, "var/log/cloud-init.log", "x");
