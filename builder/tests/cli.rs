@@ -411,7 +411,7 @@ fn profiles_are_found_by_name_from_any_directory() {
             &mut c,
             1,
             &format!(
-                "error: no profile 'nope': looked for nope.toml in profiles, {}, {}, /usr/share/appliance/profiles; found debian12-test, own, rocketchat-jitsi-bionic",
+                "error: no profile 'nope': looked for nope.toml in profiles, {}, {}, /usr/share/appliance/profiles; found debian12-test, own, rocketchat-jitsi-bionic, rocketchat-jitsi-noble",
                 mine.display(),
                 source_profiles.display()
             ),

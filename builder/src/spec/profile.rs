@@ -82,6 +82,15 @@ pub enum BaseSpec {
         /// `include` does not.
         #[serde(default)]
         packages: Vec<String>,
+        /// debootstrap's SCRIPT argument: the script (in the host's
+        /// /usr/share/debootstrap/scripts) that knows how to bootstrap `suite`, when the
+        /// host's debootstrap may be older than the suite. Ubuntu's scripts have all been links
+        /// to `gutsy` since 2007, so `script = "gutsy"` runs on any host exactly what a newer
+        /// debootstrap's link for the suite would (the script reads the suite's own name and
+        /// its Release file's codename). Unset: the suite's own script, and a host without
+        /// one stops before debootstrap with one line saying so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script: Option<String>,
     },
     /// A local directory or tarball, relative to the profile file.
     Local { path: PathBuf },
@@ -160,6 +169,8 @@ pub struct Debootstrap {
     pub include: Vec<String>,
     pub extra_suites: Vec<String>,
     pub packages: Vec<String>,
+    /// debootstrap's SCRIPT argument, when the profile names one.
+    pub script: Option<String>,
 }
 
 impl Debootstrap {
@@ -178,10 +189,14 @@ impl Debootstrap {
             }
         };
         format!(
-            "{} from {} (variant {}{}{}{}{})",
+            "{} from {} (variant {}{}{}{}{}{})",
             self.suite,
             self.mirror,
             self.variant,
+            self.script
+                .as_ref()
+                .map(|s| format!(", debootstrap script {s}"))
+                .unwrap_or_default(),
             listed(", components ", &self.components),
             listed("; include ", &self.include),
             listed("; upgraded from ", &self.extra_suites),
@@ -536,6 +551,7 @@ fn resolve_debootstrap(spec: &BaseSpec, dir: &Path) -> Result<Debootstrap> {
         include,
         extra_suites,
         packages,
+        script,
     } = spec
     else {
         unreachable!("called for debootstrap bases only")
@@ -551,6 +567,14 @@ fn resolve_debootstrap(spec: &BaseSpec, dir: &Path) -> Result<Debootstrap> {
     }
     if let Some(s) = extra_suites.iter().find(|s| !suite_name(s)) {
         bail!("base.extra_suites: '{s}' is not a suite name");
+    }
+    // A name in the host's scripts directory, never a path: whether the host has it is
+    // checked before debootstrap runs (crate::stages::base), as it depends on the host.
+    if let Some(s) = script
+        .as_ref()
+        .filter(|s| !suite_name(s) || s.starts_with('.'))
+    {
+        bail!("base.script: '{s}' is not the name of a debootstrap script (e.g. \"gutsy\")");
     }
     if !["minbase", "buildd", "fakechroot", ""].contains(&variant.as_str()) {
         bail!("base.variant: '{variant}' is not one of minbase, buildd, fakechroot");
@@ -575,6 +599,7 @@ fn resolve_debootstrap(spec: &BaseSpec, dir: &Path) -> Result<Debootstrap> {
         include: include.clone(),
         extra_suites: extra_suites.clone(),
         packages: packages.clone(),
+        script: script.clone(),
     })
 }
 
@@ -792,6 +817,51 @@ formats = ["qcow2", "raw"]
             panic!("not a debootstrap base")
         };
         assert_eq!(d.extra_suites, ["bionic-updates"]);
+        assert_eq!(d.script, None);
+    }
+
+    #[test]
+    fn debootstrap_script_is_a_script_name() {
+        let d = fixture();
+        write(d.path(), "profiles/kr.gpg", "k");
+        let deb = |extra: &str| {
+            GOOD.replace(
+                "kind = \"local\"\npath = \"tree\"",
+                &format!(
+                    "kind = \"debootstrap\"\nsuite = \"noble\"\nmirror = \"http://archive.invalid/ubuntu\"\nkeyring = \"kr.gpg\"\n{extra}"
+                ),
+            )
+        };
+        let p = load_with(d.path(), &deb("script = \"gutsy\""), &[]).unwrap();
+        let Base::Debootstrap(b) = p.base else {
+            panic!("not a debootstrap base")
+        };
+        assert_eq!(b.script.as_deref(), Some("gutsy"));
+        assert!(
+            b.describe().contains(", debootstrap script gutsy"),
+            "{}",
+            b.describe()
+        );
+        for bad in [
+            "../gutsy",
+            "/usr/share/debootstrap/scripts/gutsy",
+            "",
+            "a b",
+            "..",
+        ] {
+            let e = err(d.path(), &deb(&format!("script = \"{bad}\"")));
+            assert_eq!(
+                e,
+                format!("profile D/profiles/p.toml: base.script: '{bad}' is not the name of a debootstrap script (e.g. \"gutsy\")"),
+            );
+        }
+        // serde names the table of an internally tagged enum, not the key.
+        let e = err(d.path(), &deb("script = 1"));
+        assert!(
+            e.starts_with("profile D/profiles/p.toml, line 6: base: invalid type: integer `1`, expected a string")
+                && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]

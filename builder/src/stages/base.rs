@@ -217,6 +217,10 @@ pub fn identify(
             if packages != "apt-get install " {
                 parts.push(&packages);
             }
+            let script = d.script.as_ref().map(|s| format!("script {s}"));
+            if let Some(s) = &script {
+                parts.push(s);
+            }
             BaseId {
                 kind: "debootstrap",
                 sha256: hash_parts(&parts),
@@ -445,9 +449,11 @@ fn debootstrap(
         variant,
         components,
         include,
+        script,
         ..
     } = d;
     crate::util::host::require("debootstrap")?;
+    check_script(suite, script.as_deref(), &debootstrap_scripts())?;
     let from = mirrors
         .map(|m| m.apply(mirror))
         .unwrap_or_else(|| mirror.clone());
@@ -461,6 +467,7 @@ fn debootstrap(
     }
     args.extend(mode.map(String::from));
     args.extend([suite.clone(), target.display().to_string(), from.clone()]);
+    args.extend(script.clone());
     let step = reporter.step(&match mode {
         Some(m) if m.starts_with("--make-tarball") => {
             format!("debootstrap: downloading the .debs of {suite} from {from}")
@@ -503,6 +510,33 @@ fn debootstrap(
         std::fs::write(&list, back).with_context(|| format!("writing {}", list.display()))?;
     }
     Ok(())
+}
+
+/// Where the host's debootstrap keeps its scripts (it honours `DEBOOTSTRAP_DIR` too).
+fn debootstrap_scripts() -> PathBuf {
+    std::env::var_os("DEBOOTSTRAP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/debootstrap"))
+        .join("scripts")
+}
+
+/// Fails with one line, before anything runs, when the host's debootstrap has no script for
+/// the suite (or not the profile's `script`): debootstrap would stop only after setting up the
+/// target, with "No such script".
+fn check_script(suite: &str, script: Option<&str>, dir: &Path) -> Result<()> {
+    match script {
+        Some(s) if !dir.join(s).is_file() => bail!(
+            "base.script: this host's debootstrap has no script '{s}' (not in {})",
+            dir.display()
+        ),
+        None if !dir.join(suite).is_file() => bail!(
+            "base.suite: this host's debootstrap has no script for '{suite}' (not in {}): \
+             install a newer debootstrap, or set base.script to a script it has for a suite \
+             like it (\"gutsy\" for any Ubuntu release)",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Adds the base's extra suites to the tree's sources.list (the profile's mirror, the same
@@ -618,6 +652,35 @@ mod tests {
     }
 
     #[test]
+    fn a_suite_the_hosts_debootstrap_has_no_script_for_is_one_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("gutsy"), "").unwrap();
+        std::os::unix::fs::symlink("gutsy", d.path().join("jammy")).unwrap();
+        assert!(check_script("jammy", None, d.path()).is_ok());
+        assert!(check_script("noble", Some("gutsy"), d.path()).is_ok());
+        let dir = d.path().display();
+        let e = check_script("noble", None, d.path())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "base.suite: this host's debootstrap has no script for 'noble' (not in {dir}): \
+                 install a newer debootstrap, or set base.script to a script it has for a suite \
+                 like it (\"gutsy\" for any Ubuntu release)"
+            )
+        );
+        let e = check_script("noble", Some("sid"), d.path())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("base.script: this host's debootstrap has no script 'sid' (not in {dir})")
+        );
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
     fn debootstrap_ids_follow_parameters() {
         let d = tempfile::tempdir().unwrap();
         let kr = d.path().join("k.gpg");
@@ -635,6 +698,7 @@ mod tests {
                 include: include.iter().map(|s| s.to_string()).collect(),
                 extra_suites: vec![],
                 packages: vec![],
+                script: None,
             })
         };
         let mirrors = crate::inputs::mirror::Mirrors::default();
@@ -653,6 +717,12 @@ mod tests {
             d.extra_suites.push("bookworm-updates".into());
         }
         assert_ne!(id(&base(&["a"])), id(&upgraded));
+        // So is debootstrap's script, when a profile names one.
+        let mut scripted = base(&["a"]);
+        if let Base::Debootstrap(d) = &mut scripted {
+            d.script = Some("sid".into());
+        }
+        assert_ne!(id(&base(&["a"])), id(&scripted));
         assert_eq!(
             id(&base(&["a"])),
             hash_parts(&[

@@ -215,6 +215,19 @@ impl Chroot {
         }
         self.restored = true;
         for (p, saved) in self.placed.drain(..).rev() {
+            // A step that replaced a placed file with a symlink made the tree's own choice,
+            // which stays: systemd-resolved's postinst links /etc/resolv.conf to its stub
+            // (Ubuntu 18.04's systemd, 24.04's systemd-resolved). Restoring the tree's old file
+            // over it would leave an image whose resolv.conf scrub empties.
+            let replaced = p
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink());
+            if replaced {
+                if saved {
+                    let _ = std::fs::remove_file(saved_name(&p));
+                }
+                continue;
+            }
             let _ = std::fs::remove_file(&p);
             if saved {
                 std::fs::rename(saved_name(&p), &p)
@@ -319,6 +332,47 @@ mod tests {
         assert!(
             !names.iter().any(|n| n.to_string_lossy().contains(SAVED)),
             "{names:?}"
+        );
+    }
+
+    /// systemd-resolved's postinst replaces /etc/resolv.conf (the host's copy the chroot put
+    /// there) with a link to its stub: the link stays, the tree's old file goes.
+    #[test]
+    fn a_link_a_step_put_in_place_of_a_placed_file_stays() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/resolv.conf"), "nameserver 192.0.2.1\n").unwrap();
+        let mirrors = crate::inputs::mirror::Mirrors::default();
+        let c = Chroot::prepare(r, &Inputs::Network(&mirrors)).unwrap();
+        std::fs::remove_file(r.join("etc/resolv.conf")).unwrap();
+        std::os::unix::fs::symlink(
+            "../run/systemd/resolve/stub-resolv.conf",
+            r.join("etc/resolv.conf"),
+        )
+        .unwrap();
+        c.restore().unwrap();
+        assert_eq!(
+            std::fs::read_link(r.join("etc/resolv.conf")).unwrap(),
+            Path::new("../run/systemd/resolve/stub-resolv.conf")
+        );
+        let names: Vec<_> = std::fs::read_dir(r.join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.to_string_lossy().contains(SAVED)),
+            "{names:?}"
+        );
+        // Without a step's link, the tree's own file comes back.
+        let c = Chroot::prepare(r, &Inputs::Network(&mirrors)).unwrap();
+        std::fs::remove_file(r.join("etc/resolv.conf")).unwrap();
+        std::fs::write(r.join("etc/resolv.conf"), "nameserver 192.0.2.9\n").unwrap();
+        c.restore().unwrap();
+        assert_eq!(
+            std::fs::read_link(r.join("etc/resolv.conf")).unwrap(),
+            Path::new("../run/systemd/resolve/stub-resolv.conf")
         );
     }
 

@@ -36,6 +36,11 @@ const RULES: &[Rule] = &[
         why: "name servers of the build host (a symlink to a resolver's file may stay)",
     },
     Rule {
+        pattern: "etc/.resolv.conf.systemd-resolved.bak",
+        action: Action::Remove,
+        why: "name servers of the build host, kept by systemd-resolved's postinst",
+    },
+    Rule {
         pattern: "var/lib/dbus/machine-id",
         action: Action::Remove,
         why: "D-Bus machine id",
@@ -403,6 +408,11 @@ mod tests {
         put(r, "etc/ssh/ssh_host_ed25519_key.pub", "PUB");
         put(r, "etc/ssh/sshd_config", "keep");
         put(r, "etc/resolv.conf", "nameserver 10.0.0.1\n");
+        put(
+            r,
+            "etc/.resolv.conf.systemd-resolved.bak",
+            "nameserver 10.0.0.1\n",
+        );
         put(r, "var/lib/cloud/instances/i-1/obj.pkl", "x");
         put(r, "var/lib/cloud/seed/nocloud/user-data", "keep");
         put(r, "var/log/cloud-init.log", "x");
@@ -431,6 +441,7 @@ mod tests {
             "/etc/machine-id",
             "/etc/ssh/ssh_host_ed25519_key",
             "/etc/resolv.conf",
+            "/etc/.resolv.conf.systemd-resolved.bak",
             "/var/lib/cloud/instances",
             "/var/log/cloud-init.log",
             "/var/log/apt/history.log",

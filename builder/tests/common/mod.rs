@@ -343,6 +343,12 @@ impl ImageReader {
     /// Checks with scripts/check-glibc (objdump) that the image's appliance-firstboot needs no
     /// glibc symbol newer than 2.27 (Ubuntu 18.04's).
     pub fn assert_firstboot_needs_at_most_glibc_2_27(&self) {
+        self.assert_firstboot_needs_at_most_glibc("2.27");
+    }
+
+    /// Checks with scripts/check-glibc (objdump) that the image's appliance-firstboot needs no
+    /// glibc symbol newer than `version`.
+    pub fn assert_firstboot_needs_at_most_glibc(&self, version: &str) {
         let dir = scratch("image-glibc");
         let bin = dir.path().join("appliance-firstboot");
         self.debugfs(&format!(
@@ -357,7 +363,7 @@ impl ImageReader {
             tool("bash")
                 .arg(repo().join("scripts/check-glibc"))
                 .arg(&bin)
-                .arg("2.27"),
+                .arg(version),
         );
         assert!(
             stdout(&out).starts_with("check-glibc: "),
