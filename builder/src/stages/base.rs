@@ -46,6 +46,13 @@ pub struct BaseId {
     pub file: Option<PathBuf>,
 }
 
+/// What the builder's chroot (stages/provision.rs) leaves in a tree it ran apt in, as far as
+/// it makes the tree differ: part of the id of every debootstrap base upgraded or added to
+/// with apt. Change it with any change to that behaviour. 2: a link a step put in place of a
+/// file the chroot placed stays (systemd's and systemd-resolved's /etc/resolv.conf link; the
+/// bases before kept the build's file, which scrub empties: no name server in the image).
+const CHROOT_RECIPE: &str = "chroot 2";
+
 fn hash_parts(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -134,6 +141,50 @@ pub fn check_bundle_base(base: &Base, bundle: &crate::inputs::bundle::Bundle) ->
     Ok(())
 }
 
+/// The id of a debootstrap base: a hash of every parameter that makes the tree.
+fn debootstrap_id(d: &crate::spec::profile::Debootstrap) -> Result<BaseId> {
+    let keyring_hash = crate::util::hash::sha256_file(&d.keyring)?;
+    let (components, include) = (d.components.join(","), d.include.join(","));
+    let mut parts = vec![
+        "debootstrap",
+        &d.suite,
+        &d.mirror,
+        &d.variant,
+        &components,
+        &include,
+        &keyring_hash,
+    ];
+    // Appended only when there are some: the ids of bases without stay as they were.
+    let extra = d.extra_suites.join(",");
+    if !d.extra_suites.is_empty() {
+        parts.push(&extra);
+    }
+    let packages = format!("apt-get install {}", d.packages.join(","));
+    if packages != "apt-get install " {
+        parts.push(&packages);
+    }
+    // A base apt upgrades or installs into runs in the builder's chroot, whose own
+    // behaviour is then an input too: a change to what it leaves in the tree changes
+    // this id, so no cache keeps a base made the old way.
+    if !d.extra_suites.is_empty() || !d.packages.is_empty() {
+        parts.push(CHROOT_RECIPE);
+    }
+    let script = d.script.as_ref().map(|s| format!("script {s}"));
+    if let Some(s) = &script {
+        parts.push(s);
+    }
+    Ok(BaseId {
+        kind: "debootstrap",
+        sha256: hash_parts(&parts),
+        source: if d.extra_suites.is_empty() {
+            format!("{} from {}", d.suite, d.mirror)
+        } else {
+            format!("{} + {extra} from {}", d.suite, d.mirror)
+        },
+        file: None,
+    })
+}
+
 /// Names the base. For a tarball this fetches (or, offline, reads from the cache; or takes
 /// from the bundle) the signed SHA256SUMS; `plan` passes `fetch = false` and gets `None` when
 /// the hash is not known yet.
@@ -196,42 +247,7 @@ pub fn identify(
                 file: None,
             }
         }
-        Base::Debootstrap(d) => {
-            let keyring_hash = crate::util::hash::sha256_file(&d.keyring)?;
-            let (components, include) = (d.components.join(","), d.include.join(","));
-            let mut parts = vec![
-                "debootstrap",
-                &d.suite,
-                &d.mirror,
-                &d.variant,
-                &components,
-                &include,
-                &keyring_hash,
-            ];
-            // Appended only when there are some: the ids of bases without stay as they were.
-            let extra = d.extra_suites.join(",");
-            if !d.extra_suites.is_empty() {
-                parts.push(&extra);
-            }
-            let packages = format!("apt-get install {}", d.packages.join(","));
-            if packages != "apt-get install " {
-                parts.push(&packages);
-            }
-            let script = d.script.as_ref().map(|s| format!("script {s}"));
-            if let Some(s) = &script {
-                parts.push(s);
-            }
-            BaseId {
-                kind: "debootstrap",
-                sha256: hash_parts(&parts),
-                source: if d.extra_suites.is_empty() {
-                    format!("{} from {}", d.suite, d.mirror)
-                } else {
-                    format!("{} + {extra} from {}", d.suite, d.mirror)
-                },
-                file: None,
-            }
-        }
+        Base::Debootstrap(d) => debootstrap_id(d)?,
         Base::Local { path } => BaseId {
             kind: "local",
             sha256: if path.is_dir() {
@@ -717,6 +733,21 @@ mod tests {
             d.extra_suites.push("bookworm-updates".into());
         }
         assert_ne!(id(&base(&["a"])), id(&upgraded));
+        // And, as apt then runs in the builder's chroot, that chroot's recipe.
+        assert_eq!(
+            id(&upgraded),
+            hash_parts(&[
+                "debootstrap",
+                "bookworm",
+                "http://deb.debian.org/debian",
+                "minbase",
+                "",
+                "a",
+                &crate::util::hash::sha256_file(&kr).unwrap(),
+                "bookworm-updates",
+                CHROOT_RECIPE,
+            ])
+        );
         // So is debootstrap's script, when a profile names one.
         let mut scripted = base(&["a"]);
         if let Base::Debootstrap(d) = &mut scripted {
