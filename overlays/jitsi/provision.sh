@@ -25,6 +25,8 @@ jvb=$(need JITSI_VIDEOBRIDGE2_VERSION)
 # Empty: the base's own archive has the Prosody Jitsi needs (no repository, no key).
 prosody_repo=${APPLIANCE_VAR_PROSODY_REPO:-}
 prosody=$(need PROSODY_VERSION)
+# Packages Prosody recommends that this release's Prosody needs (installed without recommends).
+prosody_extra=${APPLIANCE_VAR_PROSODY_EXTRA_PACKAGES:-}
 java=$(need JITSI_JAVA_PACKAGE)
 
 domain=jitsi.appliance.invalid
@@ -58,7 +60,8 @@ debconf-set-selections /usr/share/appliance/jitsi/debconf-selections
 
 # The web server and Java first: jitsi-meet-web-config configures the web server it finds
 # installed, and jitsi-videobridge2 pre-depends on Java.
-apt-get install -q --no-install-recommends "$java" nginx "prosody=$prosody"
+# shellcheck disable=SC2086 # one word per package
+apt-get install -q --no-install-recommends "$java" nginx "prosody=$prosody" $prosody_extra
 apt-get install -q --no-install-recommends \
 	"jitsi-videobridge2=$jvb" "jicofo=$jicofo" \
 	"jitsi-meet-web=$web" "jitsi-meet-web-config=$web" "jitsi-meet-prosody=$web" \
