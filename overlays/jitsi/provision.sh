@@ -1,9 +1,11 @@
 #!/bin/sh
 # Jitsi Meet for the placeholder domain jitsi.appliance.invalid, unattended (debconf answers
 # in /usr/share/appliance/jitsi/debconf-selections):
-#   Prosody from prosody.im's repository and Jitsi's packages from Jitsi's, both keys checked
-#   against pinned fingerprints; every package at its pinned version, held there; OpenJDK 11
-#   and nginx from Ubuntu's archive; coturn from Ubuntu's archive as the TURN server, configured
+#   Jitsi's packages from Jitsi's repository and Prosody from prosody.im's (prosody_repo set:
+#   18.04, whose own 0.10 is too old) or from the base's own archive (prosody_repo empty: 24.04's
+#   universe has 0.12), each repository's key checked against its pinned fingerprint; every
+#   package at its pinned version, held there; the Java runtime (jitsi_java_package: OpenJDK
+#   11 on 18.04, 17 on 24.04) and nginx from Ubuntu's archive; coturn from Ubuntu's archive as the TURN server, configured
 #   by appliance-firstboot (/etc/turnserver.conf, this instance's secret), its user in ssl-cert
 #   for the certificate; not jitsi-meet-turnserver, which would take nginx's port 443 over.
 # Then the secrets the packages left in debconf are blanked, and the list of files that name
@@ -20,17 +22,20 @@ meet=$(need JITSI_MEET_VERSION)
 web=$(need JITSI_MEET_WEB_VERSION)
 jicofo=$(need JICOFO_VERSION)
 jvb=$(need JITSI_VIDEOBRIDGE2_VERSION)
-prosody_repo=$(need PROSODY_REPO)
-prosody_key_url=$(need PROSODY_KEY_URL)
-prosody_key_fpr=$(need PROSODY_KEY_FINGERPRINT)
+# Empty: the base's own archive has the Prosody Jitsi needs (no repository, no key).
+prosody_repo=${APPLIANCE_VAR_PROSODY_REPO:-}
 prosody=$(need PROSODY_VERSION)
+# Packages Prosody recommends that this release's Prosody needs (installed without recommends).
+prosody_extra=${APPLIANCE_VAR_PROSODY_EXTRA_PACKAGES:-}
 java=$(need JITSI_JAVA_PACKAGE)
 
 domain=jitsi.appliance.invalid
 list=/usr/share/appliance/jitsi-domain-files
 lib=/usr/local/lib/appliance
 
-"$lib/apt-key-pinned" repo prosody "$prosody_key_url" "$prosody_key_fpr" "$prosody_repo"
+if [ -n "$prosody_repo" ]; then
+	"$lib/apt-key-pinned" repo prosody "$(need PROSODY_KEY_URL)" "$(need PROSODY_KEY_FINGERPRINT)" "$prosody_repo"
+fi
 "$lib/apt-key-pinned" repo jitsi "$jitsi_key_url" "$jitsi_key_fpr" "$jitsi_repo"
 apt-get update -q
 # Pins these repositories no longer serve, named before apt-get fails on them.
@@ -54,8 +59,9 @@ trap restore_sysctl EXIT
 debconf-set-selections /usr/share/appliance/jitsi/debconf-selections
 
 # The web server and Java first: jitsi-meet-web-config configures the web server it finds
-# installed, and jitsi-videobridge2 pre-depends on Java 11.
-apt-get install -q --no-install-recommends "$java" nginx "prosody=$prosody"
+# installed, and jitsi-videobridge2 pre-depends on Java.
+# shellcheck disable=SC2086 # one word per package
+apt-get install -q --no-install-recommends "$java" nginx "prosody=$prosody" $prosody_extra
 apt-get install -q --no-install-recommends \
 	"jitsi-videobridge2=$jvb" "jicofo=$jicofo" \
 	"jitsi-meet-web=$web" "jitsi-meet-web-config=$web" "jitsi-meet-prosody=$web" \
@@ -130,4 +136,4 @@ if [ "$bad" -ne 0 ]; then
 	echo "jitsi: $list does not match what the Jitsi packages wrote (see above): fix the list" >&2
 	exit 1
 fi
-echo "jitsi: jitsi-meet $meet (web $web, jicofo $jicofo, videobridge $jvb), prosody $prosody installed for $domain"
+echo "jitsi: jitsi-meet $meet (web $web, jicofo $jicofo, videobridge $jvb), prosody $prosody (${prosody_repo:-from the base archive}), $java installed for $domain"

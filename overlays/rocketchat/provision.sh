@@ -5,7 +5,10 @@
 #   Rocket.Chat tarball, its detached signature checked with Rocket.Chat's release key
 #   (fingerprint pinned; an optional SHA-256 as well); `npm install --production` in
 #   bundle/programs/server; the bundle moved to /opt/Rocket.Chat; the locked system user
-#   rocketchat. Jitsi is set in Rocket.Chat's own settings at first boot
+#   rocketchat; and, when the profile pins one (deno_version; Rocket.Chat 7 and later run
+#   their Apps-Engine apps in Deno subprocesses, 4.8 has none), Deno's official linux-x64
+#   build from the npm registry (@deno/linux-x64-glibc, SHA-256 pinned) as /usr/local/bin/deno.
+#   Rocket.Chat 4.8's Jitsi is set in its own settings at first boot
 #   (appliance-rocketchat-jitsi.service): nothing to download for it.
 # Compilers needed by npm's native modules are removed again afterwards.
 set -eu
@@ -24,6 +27,15 @@ rc_sig_url=$(need ROCKETCHAT_SIGNATURE_URL)
 rc_key_url=$(need ROCKETCHAT_KEY_URL)
 rc_key_fpr=$(need ROCKETCHAT_KEY_FINGERPRINT)
 rc_sha256=${APPLIANCE_VAR_ROCKETCHAT_SHA256:-}
+jitsi_integration=$(need ROCKETCHAT_JITSI_INTEGRATION)
+# Optional as a set: all three or none.
+deno_version=${APPLIANCE_VAR_DENO_VERSION:-}
+deno_url=
+deno_sha256=
+if [ -n "$deno_version" ]; then
+	deno_url=$(need DENO_URL)
+	deno_sha256=$(need DENO_SHA256)
+fi
 lib=/usr/local/lib/appliance
 work=/tmp/appliance-rocketchat
 rm -rf "$work"
@@ -62,6 +74,23 @@ got=$(PATH="/usr/local/bin:$PATH" /usr/local/bin/npm --version)
 	echo "rocketchat: $npm_url gave npm $got, not $npm_version" >&2
 	exit 1
 }
+
+# Deno (the npm package @deno/linux-x64-glibc holds the binary as package/deno), where
+# Rocket.Chat's Apps-Engine looks for it: `deno` on the PATH.
+if [ -n "$deno_version" ]; then
+	deno_dir=/opt/deno-v$deno_version
+	"$lib/fetch-pinned" --sha256 "$deno_sha256" "$deno_url" "$work/deno.tgz"
+	rm -rf "$deno_dir"
+	mkdir -p "$deno_dir"
+	tar -xzf "$work/deno.tgz" -C "$deno_dir" --strip-components=1 --no-same-owner package/deno
+	chmod 0755 "$deno_dir/deno"
+	ln -sfn "$deno_dir/deno" /usr/local/bin/deno
+	got=$(/usr/local/bin/deno --version | awk 'NR == 1 { print $2 }')
+	[ "$got" = "$deno_version" ] || {
+		echo "rocketchat: $deno_url gave Deno $got, not $deno_version" >&2
+		exit 1
+	}
+fi
 
 # Rocket.Chat
 "$lib/apt-key-pinned" keyring "$rc_key_url" "$rc_key_fpr" "$work/rocketchat-release.gpg"
@@ -123,7 +152,19 @@ chown -R rocketchat:rocketchat /opt/Rocket.Chat
 
 # The administrator before Rocket.Chat; the replica set (mongodb overlay) and the Jitsi settings
 # with it (WantedBy=rocketchat.service), so the boot does not wait for them.
-systemctl enable rocketchat.service appliance-rocketchat-admin.service appliance-rocketchat-jitsi.service
+systemctl enable rocketchat.service appliance-rocketchat-admin.service
+# How this release line integrates Jitsi (rocketchat_jitsi_integration): "settings", its own
+# Jitsi_* settings (up to 4.8), set by appliance-rocketchat-jitsi.service; "app", the Jitsi
+# app of Rocket.Chat's Marketplace (5.0 and later), which the appliance does not install yet
+# (profiles/README.md, "Rocket.Chat and Jitsi from 5.0 on"): the unit stays disabled.
+case "$jitsi_integration" in
+settings) systemctl enable appliance-rocketchat-jitsi.service ;;
+app) echo "rocketchat: Jitsi integration by Rocket.Chat's Jitsi app: not set up by the appliance (see profiles/README.md)" ;;
+*)
+	echo "rocketchat: rocketchat_jitsi_integration is '$jitsi_integration', not settings or app" >&2
+	exit 1
+	;;
+esac
 
 # Build-only packages and files out again.
 if [ -n "$build_only" ]; then
@@ -131,4 +172,4 @@ if [ -n "$build_only" ]; then
 	apt-get purge -q $build_only
 fi
 rm -rf "$work" /root/.npm /root/.node-gyp /root/.config/configstore
-echo "rocketchat: Rocket.Chat $rc_version on Node.js $node_version in /opt/Rocket.Chat"
+echo "rocketchat: Rocket.Chat $rc_version on Node.js $node_version in /opt/Rocket.Chat${deno_version:+, Deno $deno_version}"
