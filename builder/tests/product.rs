@@ -104,7 +104,6 @@ fn machine() -> &'static Image {
         path: image().to_path_buf(),
         firmware: Firmware::Uefi { secure_boot: true },
         memory_mib: appliance::qemu::DEFAULT_MEMORY_MIB,
-        cpu: None,
         wait: Duration::from_secs(1200),
     })
 }
@@ -1031,15 +1030,9 @@ fn product_s8_lets_encrypt_from_pebble_with_a_retry() {
     );
     let mut boot = guest.boot(&seed);
     assert_services_run(&boot, "success exit=0");
-    // The boot's report: the self-signed certificate, also prosody's copy; the auth
-    // certificate Java trusts.
-    assert!(
-        boot.reports
-            .get("prosody-cert-issuer")
-            .contains("Appliance (self-signed)"),
-        "{:?}",
-        boot.reports
-    );
+    // The auth certificate Java trusts, as the boot's report has it. (That report may come
+    // before or after the ACME certificate: on the product, Rocket.Chat and Java take longer
+    // than the failed attempt and pebble's issuance; the ACME reports say when it changed.)
     let auth = boot.reports.get("auth-cert-sha256");
     assert_eq!(auth.len(), 95, "{auth}");
     let first_end = boot.console.find("APPLIANCE-REPORT END ok").unwrap();
