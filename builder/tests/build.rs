@@ -205,7 +205,7 @@ fn debian12_test_profile_builds_boots_and_rebuilds_from_the_cache() {
         serde_json::from_str(&read(&out_a.join("debian12-test.build.json"))).unwrap();
     assert_eq!(info["profile"], "debian12-test");
     assert_eq!(info["base"]["kind"], "debootstrap");
-    assert_eq!(info["overlays"].as_array().unwrap().len(), 8);
+    assert_eq!(info["overlays"].as_array().unwrap().len(), 7);
     assert!(info["tools"]["mke2fs"]
         .as_str()
         .unwrap()

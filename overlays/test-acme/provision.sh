@@ -1,5 +1,6 @@
 #!/bin/sh
-# Tests only: pebble and its units (see overlay.toml).
+# Tests only: pebble's units (see overlay.toml; pebble itself is a late file from the build
+# host). openssl makes pebble's HTTPS certificate at boot.
 set -eu
-apt-get install -q --no-install-recommends pebble openssl
+apt-get install -q --no-install-recommends openssl
 systemctl enable appliance-test-pebble-ca.service appliance-test-pebble.service

@@ -1,7 +1,7 @@
-//! The acceptance scenarios' guest machinery, for any image (the Debian 12 test image of
-//! e2e.rs, the product of product.rs): one scenario's disk on the built image, its seeds, its
-//! boots with ports forwarded to 127.0.0.1, the guest's reports, and what is read from outside
-//! (certificates with openssl, pages with curl, SSH host keys, ufw's rules).
+//! The acceptance scenarios' guest machinery (product.rs; written for any image): one
+//! scenario's disk on the built image, its seeds, its boots with ports forwarded to 127.0.0.1,
+//! the guest's reports, and what is read from outside (certificates with openssl, pages with
+//! curl, SSH host keys, ufw's rules).
 
 use super::*;
 use appliance::qemu::{Firmware, Forward};
@@ -17,8 +17,6 @@ pub struct Image {
     pub path: PathBuf,
     pub firmware: Firmware,
     pub memory_mib: u32,
-    /// The guest CPU model (None: QEMU's accelerator's default, as `appliance boot` has it).
-    pub cpu: Option<String>,
     /// How long each wait on the serial console may take.
     pub wait: Duration,
 }
@@ -166,7 +164,6 @@ impl Guest {
             &self.disk,
             self.image.firmware,
             self.image.memory_mib,
-            self.image.cpu.clone(),
             seed.map(Path::to_path_buf),
             forwards,
         );

@@ -166,17 +166,16 @@ impl TestVm {
         )
     }
 
-    /// A VM on `image` itself (not a snapshot) with `memory_mib` and the CPU model `cpu`
-    /// (None: the accelerator's default).
+    /// A VM on `image` itself (not a snapshot) with `memory_mib` and the accelerator's default
+    /// CPU model (as `appliance boot` has it).
     pub fn start_sized(
         image: &Path,
         firmware: Firmware,
         memory_mib: u32,
-        cpu: Option<String>,
         seed: Option<PathBuf>,
         forwards: Vec<Forward>,
     ) -> TestVm {
-        TestVm::start_spec(image, firmware, memory_mib, cpu, seed, forwards, false)
+        TestVm::start_spec(image, firmware, memory_mib, None, seed, forwards, false)
     }
 
     fn start_spec(
