@@ -28,148 +28,20 @@ mod common;
 
 use appliance::qemu::Firmware;
 use common::guest::*;
+use common::product::*;
 use common::*;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
-const DNS: &str = "meet.product.test";
-const CHAT: &str = "chat.product.test";
-
-/// The product profile with the test overlays added (and only qcow2 made), in `dir`:
-/// `test-acme` (pebble on the guest's 127.0.0.1 for S8, and appliance-acme retrying in seconds)
-/// and `test-report`.
-fn test_profile(dir: &Path) -> PathBuf {
-    let text =
-        std::fs::read_to_string(repo().join("profiles/rocketchat-jitsi-bionic.toml")).unwrap();
-    let mut out = String::new();
-    let mut replaced = 0;
-    for line in text.lines() {
-        if line.starts_with("name = ") {
-            out.push_str("name = \"product-test\"\n");
-            out.push_str(&format!(
-                "overlays_dir = \"{}\"\n",
-                repo().join("overlays").display()
-            ));
-            replaced += 1;
-        } else if let Some(list) = line.strip_prefix("overlays = [") {
-            out.push_str(&format!(
-                "overlays = [{}, \"test-acme\", \"test-report\"]\n",
-                list.trim_end_matches(']')
-            ));
-            replaced += 1;
-        } else if line.starts_with("formats = ") {
-            out.push_str("formats = [\"qcow2\"]\n");
-            replaced += 1;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert_eq!(
-        replaced, 3,
-        "the product profile's name, overlays or formats line moved"
-    );
-    let path = dir.join("product-test.toml");
-    std::fs::write(&path, out).unwrap();
-    path
-}
-
-/// The built qcow2 (once for this file's tests).
-fn image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = scratch("product").keep();
-        let profile = test_profile(&dir);
-        let out = dir.join("out");
-        let mut cmd = tool("bash");
-        cmd.arg(repo().join("scripts/build-standin-product"))
-            .arg(&profile)
-            .arg(&out)
-            .env("APPLIANCE", env!("CARGO_BIN_EXE_appliance"));
-        let start = Instant::now();
-        run_ok(&mut cmd);
-        eprintln!("product: built in {:.0?}", start.elapsed());
-        out.join("product-test.qcow2")
-    })
-}
-
-/// The built image as the acceptance scenarios boot it: under OVMF with Secure Boot
-/// enforcing, with the memory `appliance boot` gives, and waits long enough for TCG on a
-/// loaded machine (a first boot reports in about 160 s on an idle one).
-fn machine() -> &'static Image {
-    static MACHINE: OnceLock<Image> = OnceLock::new();
-    MACHINE.get_or_init(|| Image {
-        path: image().to_path_buf(),
-        firmware: Firmware::Uefi { secure_boot: true },
-        memory_mib: appliance::qemu::DEFAULT_MEMORY_MIB,
-        wait: Duration::from_secs(1200),
-    })
-}
-
-/// The same image under another firmware: S1+S7 boot it under OVMF without Secure Boot and S9
-/// under SeaBIOS, so the product boots under all three (the others under Secure Boot).
-fn machine_under(firmware: Firmware) -> Image {
-    Image {
-        firmware,
-        ..machine().clone()
-    }
-}
-
-/// Whether the guest's kernel said Secure Boot was on (bionic's kernel logs it under OVMF with
-/// Secure Boot enforcing).
-fn secure_boot_said(console: &str) -> bool {
-    console.contains("Secure boot enabled")
-}
-
-/// The rules ufw must have: the product profile's `ufw_allow`, as the plan resolves it.
-fn profile_rules() -> Vec<String> {
-    ufw_allow(&repo().join("profiles/rocketchat-jitsi-bionic.toml"))
-}
-
-/// The image's root file system (once for this file's tests).
-fn root() -> &'static ImageReader {
-    static ROOT: OnceLock<ImageReader> = OnceLock::new();
-    ROOT.get_or_init(|| ImageReader::open(image()))
-}
+/// This file's product: Ubuntu 18.04.
+const P: &Product = &BIONIC;
 
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_image_is_ubuntu_18_04_and_its_firstboot_needs_glibc_2_27() {
-    let os = root().debugfs("cat /usr/lib/os-release");
-    assert!(os.lines().any(|l| l == "ID=ubuntu"), "{os}");
-    assert!(os.lines().any(|l| l == "VERSION_ID=\"18.04\""), "{os}");
-    root().assert_firstboot_needs_at_most_glibc_2_27();
-}
-
-/// The guest's reports: (key, value) of each `APPLIANCE-REPORT key value` line.
-fn reports(console: &str) -> Vec<(String, String)> {
-    console
-        .lines()
-        .filter_map(|line| {
-            let (_, rest) = line
-                .trim_end_matches('\r')
-                .split_once("APPLIANCE-REPORT ")?;
-            let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-            Some((k.to_owned(), v.to_owned()))
-        })
-        .collect()
-}
-
-fn all<'a>(reports: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    reports
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
-
-fn one<'a>(reports: &'a [(String, String)], key: &str, console: &str) -> &'a str {
-    all(reports, key)
-        .first()
-        .copied()
-        .unwrap_or_else(|| panic!("no {key} report in:\n{console}"))
+    P.assert_image_os();
+    P.root().assert_firstboot_needs_at_most_glibc_2_27();
 }
 
 /// Boots the image under OVMF with Secure Boot enforcing with a NoCloud seed naming [`DNS`],
@@ -184,7 +56,7 @@ fn boot_to_report() -> String {
     .unwrap();
     let log = dir.path().join("serial.log");
     // Built first, so that the time printed below is the boot's alone.
-    let image = image();
+    let image = P.image();
     let start = Instant::now();
     let out = appliance()
         .arg("boot")
@@ -219,134 +91,20 @@ fn boot_to_report() -> String {
     console
 }
 
-/// MongoDB's replica set, the appliance's Rocket.Chat units, and what Rocket.Chat stored:
-/// Site_Url from the drop-in's ROOT_URL, the Jitsi settings the appliance's unit set over REST.
-fn assert_mongo_and_rocketchat(r: &[(String, String)], console: &str) {
-    let get = |key: &str| one(r, key, console);
-    assert_eq!(get("active-mongod"), "active", "{console}");
-    assert_eq!(get("mongo-rs"), "127.0.0.1:27017 PRIMARY", "{console}");
-    for unit in [
-        "appliance-mongo-rs",
-        "appliance-rocketchat-admin",
-        "appliance-rocketchat-jitsi",
-    ] {
-        assert_eq!(
-            get(&format!("result-{unit}")),
-            "success active",
-            "{unit}: {console}"
-        );
-    }
-    assert_eq!(get("active-rocketchat"), "active", "{console}");
-    let settings: BTreeSet<&str> = all(r, "rc-setting").into_iter().collect();
-    for want in [
-        format!("Site_Url=https://{DNS}:3000/"),
-        "Jitsi_Enabled=true".to_owned(),
-        format!("Jitsi_Domain={DNS}"),
-        "Jitsi_SSL=true".to_owned(),
-    ] {
-        assert!(
-            settings.contains(want.as_str()),
-            "{want} not in {settings:?}"
-        );
-    }
-}
-
-/// prosody (the stand-in: Ubuntu 18.04's real Prosody 0.10) runs firstboot's configuration for
-/// the name and accepts jicofo's and the videobridge's logins (STARTTLS, SASL PLAIN on
-/// auth.<name>) with the passwords firstboot wrote into their configuration; the control, a
-/// wrong password, is refused by prosody (not merely unanswered).
-fn assert_prosody_accepts_focus_and_jvb(r: &[(String, String)], console: &str) {
-    let get = |key: &str| one(r, key, console);
-    assert_eq!(get("active-prosody"), "active", "{console}");
-    assert_eq!(
-        get("prosody-vhost"),
-        format!("/etc/prosody/conf.d/{DNS}.cfg.lua")
-    );
-    assert_eq!(get("prosody-check"), "ok");
-    assert_eq!(get("login-focus"), "ok", "focus@auth.{DNS}");
-    assert_eq!(get("login-jvb"), "ok", "jvb@auth.{DNS}");
-    let wrong = get("login-wrong");
-    assert!(
-        wrong.starts_with("failed: ") && wrong.contains("not-authorized"),
-        "a wrong password was not refused by prosody: {wrong}"
-    );
-}
-
-/// ufw: active, and exactly the product profile's rules (as `appliance plan` resolves them).
-fn assert_ufw_has_the_profile_rules(r: &[(String, String)]) {
-    let ufw = all(r, "ufw");
-    assert!(ufw.contains(&"Status: active"), "{ufw:?}");
-    let plan = run_ok(
-        appliance()
-            .arg("plan")
-            .arg(repo().join("profiles/rocketchat-jitsi-bionic.toml"))
-            .arg("--json"),
-    );
-    let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let allowed = v["variables"]["ufw_allow"]
-        .as_str()
-        .expect("the plan shows ufw_allow");
-    let mut want = BTreeSet::new();
-    for rule in allowed.split_whitespace() {
-        want.insert(format!("{rule} ALLOW IN Anywhere"));
-        want.insert(format!("{rule} (v6) ALLOW IN Anywhere (v6)"));
-    }
-    // The rules: the lines after `ufw status verbose`'s "--" line.
-    let got: BTreeSet<String> = ufw
-        .iter()
-        .skip_while(|l| !l.starts_with("--"))
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty())
-        .collect();
-    assert_eq!(got, want, "{ufw:?}");
-}
-
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_boots_under_secure_boot_and_configures_every_service() {
     let console = boot_to_report();
-    let r = reports(&console);
-    // All of them, for whoever reads a failure below.
-    for (k, v) in &r {
-        eprintln!("report {k} {v}");
-    }
-    let get = |key: &str| one(&r, key, &console);
-
-    // bionic's own signed chain under Secure Boot enforcing.
-    assert!(secure_boot_said(&console), "{console}");
-    assert!(console.contains("Linux version 4.15.0-"), "{console}");
-    assert_eq!(get("os"), "ubuntu 18.04");
-    assert_eq!(get("firstboot"), "success exit=0", "{console}");
-    assert_eq!(get("hostname"), DNS);
-
-    // MongoDB's replica set rs01 primary; Rocket.Chat's units and stored settings.
-    assert_mongo_and_rocketchat(&r, &console);
-
-    // nginx serves Jitsi Meet's page with its configuration included for this name.
-    let page = get("jitsi-page");
-    assert!(
-        page.contains(" config=1 ") || page.contains(" config=2 "),
-        "{page}"
-    );
-    assert!(page.ends_with("includes-left=0"), "{page}");
-    assert_eq!(get("jitsi-page-domain"), format!("domain: \"{DNS}\""));
-    assert_eq!(get("nginx-t"), "ok");
-
-    // prosody accepts focus and jvb with the secrets firstboot wrote, and refuses a wrong one.
-    assert_prosody_accepts_focus_and_jvb(&r, &console);
-
-    // OpenJDK's keystore has the auth certificate firstboot made, by its fingerprint.
-    let fpr = get("auth-cert-sha256");
-    assert_eq!(fpr.len(), 95, "{fpr}");
-    let keystore = all(&r, "java-keystore").join("\n");
-    assert!(
-        keystore.contains(&format!("auth.{DNS}")) && keystore.contains(fpr),
-        "auth.{DNS} ({fpr}) not trusted by Java:\n{keystore}"
-    );
-
+    let r = Reports::parse(&console);
+    assert_eq!(r.get("firstboot"), "success exit=0", "{console}");
+    assert_eq!(r.get("hostname"), DNS);
+    // bionic's own signed chain under Secure Boot enforcing; MongoDB, Rocket.Chat, nginx,
+    // prosody, Java.
+    assert_product_services(P, &r, &console);
     // ufw: active, and exactly the profile's rules.
-    assert_ufw_has_the_profile_rules(&r);
+    let ufw = r.all("ufw");
+    assert!(ufw.iter().any(|l| l == "Status: active"), "{ufw:?}");
+    assert_eq!(ufw_rules(&ufw), expected_rules(&P.profile_rules()));
 }
 
 /// Scenario 2 (moved from e2e.rs): no certificate given: self-signed, covering every name
@@ -355,63 +113,7 @@ fn product_boots_under_secure_boot_and_configures_every_service() {
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s2_self_signed_certificate() {
-    let mut guest = Guest::new(machine(), "product-2");
-    let chat_url = format!("https://{CHAT}:8443/");
-    let seed = guest.seed(
-        &user_data(DNS, &format!("  root_url: {chat_url}\n")),
-        "iid-product-s2",
-    );
-    let boot = guest.boot(&seed);
-    assert_services_run(&boot, "success exit=0");
-    for (port, name) in [(443, DNS), (8443, CHAT)] {
-        let chain = boot.served_chain(port, name);
-        assert_eq!(chain.len(), 1, "{name}: a self-signed certificate alone");
-        let leaf = &chain[0];
-        assert_eq!(
-            x509(leaf, &["-subject"]).replace("subject=", ""),
-            x509(leaf, &["-issuer"]).replace("issuer=", ""),
-            "self-signed"
-        );
-        assert_eq!(
-            san_names(leaf),
-            BTreeSet::from([DNS.to_owned(), CHAT.to_owned()])
-        );
-        // It verifies as its own CA for the name asked for.
-        let dir = scratch("product-s2");
-        let ca = dir.path().join("self.pem");
-        std::fs::write(&ca, leaf).unwrap();
-        let reached = boot.curl(port, name, "/", true, Some(&ca));
-        assert_eq!(reached.status, 200, "{name}: {}", reached.body);
-        if port == 443 {
-            // Jitsi Meet's page (the stand-in package's index.html, through nginx).
-            assert!(
-                reached
-                    .body
-                    .contains("<title>Jitsi Meet (stand-in)</title>"),
-                "{}",
-                reached.body
-            );
-        } else {
-            // Rocket.Chat's page names the Site_Url it stored: ROOT_URL's.
-            assert!(
-                reached
-                    .body
-                    .contains(&format!("Rocket.Chat (stand-in) at {chat_url}")),
-                "{}",
-                reached.body
-            );
-        }
-    }
-    let settings = boot.reports.all("rc-setting");
-    assert!(
-        settings.contains(&format!("Site_Url={chat_url}")),
-        "{settings:?}"
-    );
-    // ROOT_URL's port is not one of the profile's: firstboot opened it (and says so).
-    let mut want = expected_rules(&profile_rules());
-    want.insert("8443/tcp ALLOW IN Anywhere # appliance-firstboot".into());
-    want.insert("8443/tcp (v6) ALLOW IN Anywhere (v6) # appliance-firstboot".into());
-    assert_eq!(ufw_rules(&boot.reports.all("ufw")), want);
+    s2_self_signed_certificate(P);
 }
 
 /// Scenario 6 (moved from e2e.rs): two machines from one image share no identity or secret;
@@ -419,92 +121,7 @@ fn product_s2_self_signed_certificate() {
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s6_clones_share_no_identity_or_secret() {
-    let ud = user_data(DNS, "");
-    let mut seen = Vec::new();
-    for (machine_label, instance) in [
-        ("product-6a", "iid-product-s6-a"),
-        ("product-6b", "iid-product-s6-b"),
-    ] {
-        let mut guest = Guest::new(machine(), machine_label);
-        let seed = guest.seed(&ud, instance);
-        let boot = guest.boot(&seed);
-        assert_services_run(&boot, "success exit=0");
-        assert_xmpp_logins(&boot.reports);
-        let ids = boot.reports.identities();
-        let empty = "e3b0c44298fc1c14"; // the hash of nothing
-        for key in [
-            "id-machine-id",
-            "id-focus-password",
-            "id-jvb-password",
-            "id-muc-nickname",
-            "id-turn-secret",
-            "id-ssh-host-keys",
-            "id-certificate",
-            "id-prosody-auth-certificate",
-            "id-prosody-accounts",
-        ] {
-            let value = ids.get(key).cloned().unwrap_or_default();
-            assert!(
-                !value.is_empty() && value != empty,
-                "{instance}: {key} {value:?}"
-            );
-        }
-        seen.push((
-            ids,
-            boot.ssh_host_keys(),
-            fingerprint(&boot.served_chain(443, DNS)[0]),
-            boot.reports.get("auth-cert-sha256"),
-        ));
-    }
-    let (a, b) = (&seen[0], &seen[1]);
-    for (key, value) in &a.0 {
-        assert_ne!(
-            Some(value),
-            b.0.get(key),
-            "both machines have the same {key}"
-        );
-    }
-    assert!(a.1.is_disjoint(&b.1), "shared SSH host keys: {:?}", a.1);
-    assert_ne!(a.2, b.2, "the same self-signed certificate");
-    // The auth certificate Java trusts is each machine's own.
-    assert_eq!(a.3.len(), 95, "{:?}", a.3);
-    assert_ne!(a.3, b.3, "the same auth certificate in Java's keystore");
-}
-
-/// Asserts Jitsi Meet's page (the stand-in package's index.html) is served at
-/// `https://NAME/`, verified with `ca`.
-fn assert_jitsi_served(boot: &Boot, name: &str, ca: &Path) {
-    let jitsi = boot.curl(443, name, "/", true, Some(ca));
-    assert_eq!(jitsi.status, 200, "{name}: {}", jitsi.body);
-    assert!(
-        jitsi.body.contains("<title>Jitsi Meet (stand-in)</title>"),
-        "{}",
-        jitsi.body
-    );
-}
-
-/// Asserts Rocket.Chat is at `url`, reached on guest port `port` as `name` and verified with
-/// `ca`: its page names the Site_Url it stored (`url`); and the drop-in starts it with ROOT_URL
-/// and OVERWRITE_SETTING_Site_Url `url`, on 127.0.0.1 port `internal_port` (as the guest
-/// reports the drop-in's `Environment=` lines).
-fn assert_chat(boot: &Boot, (port, name): (u16, &str), ca: &Path, url: &str, internal_port: u16) {
-    let chat = boot.curl(port, name, "/", true, Some(ca));
-    assert_eq!(chat.status, 200, "{name}:{port}: {}", chat.body);
-    assert!(
-        chat.body
-            .contains(&format!("Rocket.Chat (stand-in) at {url}")),
-        "{}",
-        chat.body
-    );
-    let dropin = boot.reports.all("dropin");
-    for line in [
-        format!("Environment=\"ROOT_URL={url}\""),
-        format!("Environment=\"OVERWRITE_SETTING_Site_Url={url}\""),
-        format!("Environment=\"PORT={internal_port}\""),
-        "Environment=\"BIND_IP=127.0.0.1\"".to_owned(),
-    ] {
-        assert!(dropin.contains(&line), "{line}: {dropin:?}");
-    }
+    s6_clones_share_no_identity_or_secret(P);
 }
 
 /// Scenario 7's step (moved from e2e.rs): the disk was grown by `grown` bytes before the first
@@ -528,61 +145,6 @@ fn assert_s7_grown_disk_is_filled(boot: &Boot, grown: u64) {
     );
 }
 
-/// Scenario 1's step (moved from e2e.rs): the user's own certificate, `cert` of `pki`.
-fn assert_s1_own_certificate(boot: &Boot, pki: &Pki, cert: &Issued) {
-    let r = &boot.reports;
-    // Host name, before logins.
-    assert_eq!(r.get("hostname"), DNS);
-    assert!(boot.console.contains("meet login:"), "{}", boot.console);
-    // nginx presents exactly the given chain, on 443 and on ROOT_URL's 3000 (the default).
-    assert_eq!(boot.served_chain(443, DNS), pem_blocks(&cert.chain));
-    assert_eq!(boot.served_chain(3000, DNS), pem_blocks(&cert.chain));
-    // Port 80 redirects to https, path kept.
-    let http = boot.curl(80, DNS, "/some/room?x=1", false, None);
-    assert_eq!(
-        (http.status, http.location.as_str()),
-        (301, format!("https://{DNS}/some/room?x=1").as_str())
-    );
-    // Jitsi Meet at https://DNS/, Rocket.Chat at ROOT_URL; both verified against the user's CA.
-    assert_jitsi_served(boot, DNS, &pki.ca_file());
-    let url = format!("https://{DNS}:3000/");
-    assert_chat(boot, (3000, DNS), &pki.ca_file(), &url, 3001);
-    assert!(
-        r.all("rc-setting").contains(&format!("Site_Url={url}")),
-        "{r:?}"
-    );
-    // ufw: active, default deny, exactly the profile's rules.
-    let ufw = r.all("ufw");
-    assert_eq!(ufw.first().map(String::as_str), Some("Status: active"));
-    assert!(
-        ufw.iter()
-            .any(|l| l.starts_with("Default: deny (incoming)")),
-        "{ufw:?}"
-    );
-    assert_eq!(ufw_rules(&ufw), expected_rules(&profile_rules()));
-    // prosody: a VirtualHost for the DNS name; its configuration checks clean; jicofo and the
-    // videobridge log in.
-    assert_eq!(
-        r.get("prosody-vhost"),
-        format!("/etc/prosody/conf.d/{DNS}.cfg.lua")
-    );
-    assert_eq!(r.get("prosody-check"), "ok");
-    assert_xmpp_logins(r);
-}
-
-/// jicofo and the videobridge log in to prosody (the stand-in: Ubuntu 18.04's real Prosody
-/// 0.10) as focus and jvb on auth.<name> with the passwords firstboot wrote; a wrong password
-/// is refused by prosody.
-fn assert_xmpp_logins(r: &Reports) {
-    assert_eq!(r.get("login-focus"), "ok", "focus");
-    assert_eq!(r.get("login-jvb"), "ok", "jvb");
-    let wrong = r.get("login-wrong");
-    assert!(
-        wrong.starts_with("failed: ") && wrong.contains("not-authorized"),
-        "a wrong password was not refused by prosody: {wrong}"
-    );
-}
-
 /// Scenarios 7 and 1 (moved from e2e.rs), one boot for both: a disk grown before the first
 /// boot, and the user's own certificate in the user-data.
 #[test]
@@ -591,7 +153,7 @@ fn product_s1_s7_own_certificate_on_a_grown_disk() {
     let pki = Pki::new();
     let cert = pki.issue("meet", &[DNS]);
     let mut guest = Guest::new(
-        &machine_under(Firmware::Uefi { secure_boot: false }),
+        &P.machine_under(Firmware::Uefi { secure_boot: false }),
         "product-1+7",
     );
     let info: serde_json::Value = serde_json::from_str(&stdout(&run_ok(
@@ -612,7 +174,7 @@ fn product_s1_s7_own_certificate_on_a_grown_disk() {
     assert!(!secure_boot_said(&boot.console), "{}", boot.console);
     assert_services_run(&boot, "success exit=0");
     assert_s7_grown_disk_is_filled(&boot, grown);
-    assert_s1_own_certificate(&boot, &pki, &cert);
+    assert_s1_own_certificate(P, &boot, &pki, &cert);
 }
 
 /// Scenario 3's first step: ROOT_URL on another host name (443 by SNI), with a certificate
@@ -666,59 +228,6 @@ fn s3_then_on_port_3000(guest: &mut Guest, pki: &Pki) -> (Issued, PathBuf, Writt
     assert_jitsi_served(&boot, DNS, &pki.ca_file());
     let written = Written::of(&boot);
     (meet, seed, written)
-}
-
-/// What a boot's report says of the files firstboot writes, and the certificate served.
-struct Written {
-    files: String,
-    mtimes: BTreeSet<String>,
-    cert: Vec<String>,
-}
-
-impl Written {
-    fn of(boot: &Boot) -> Written {
-        Written {
-            files: boot.reports.get("files"),
-            mtimes: boot.reports.all("file-mtime").into_iter().collect(),
-            cert: boot.served_chain(443, DNS),
-        }
-    }
-}
-
-/// Scenario 5's step: a reboot with the same user-data (`seed`, instance `instance`) rewrites
-/// nothing that the instance's last boot (`before`) wrote.
-fn s5_reboot_with_the_same_user_data(
-    guest: &mut Guest,
-    seed: &Path,
-    instance: &str,
-    before: &Written,
-) {
-    let second = guest.boot(seed);
-    assert_services_run(&second, "success exit=0");
-    let log = second.reports.all("firstboot-log");
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(
-        log[0].starts_with(&format!("up to date: instance {instance} ")),
-        "{log:?}"
-    );
-    // Every file firstboot writes has the same modification time (and there are as many).
-    let again = Written::of(&second);
-    assert_eq!(
-        again.files,
-        before.files,
-        "a second boot rewrote files: before {:?}, after {:?}",
-        before.mtimes.difference(&again.mtimes).collect::<Vec<_>>(),
-        again.mtimes.difference(&before.mtimes).collect::<Vec<_>>()
-    );
-    assert_eq!(again.cert, before.cert);
-    // The oneshot's own time is a figure (BENCHMARKS.md), not asserted. The report also ran
-    // it once more, warm (a second run that must succeed and write nothing either).
-    for key in ["firstboot-us", "firstboot-warm-us"] {
-        let us: u64 = second.reports.get(key).parse().unwrap_or(0);
-        assert!(us > 0, "{key}: {:?}", second.reports);
-    }
-    // The product's own units ran again and the replica set is still primary.
-    assert_eq!(second.reports.get("mongo-rs"), "127.0.0.1:27017 PRIMARY");
 }
 
 /// Scenario 4's steps: bad user-data (an invalid name; a key that does not match the
@@ -789,7 +298,7 @@ fn s4_bad_user_data_keeps_the_last_good_configuration(guest: &mut Guest, pki: &P
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s3_s5_s4_root_url_moves_a_reboot_rewrites_nothing_bad_user_data_is_refused() {
     let pki = Pki::new();
-    let mut guest = Guest::new(machine(), "product-3+5+4");
+    let mut guest = Guest::new(P.machine(), "product-3+5+4");
     s3_root_url_on_another_name(&mut guest, &pki);
     let (meet, seed, before) = s3_then_on_port_3000(&mut guest, &pki);
     s5_reboot_with_the_same_user_data(&mut guest, &seed, "iid-product-s3-b", &before);
@@ -895,7 +404,7 @@ fn s9_reconfigure_to_the_name(boot: &mut Boot) {
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s9_no_dns_name_runs_on_the_address_until_given_one() {
-    let mut guest = Guest::new(&machine_under(Firmware::Bios), "product-9");
+    let mut guest = Guest::new(&P.machine_under(Firmware::Bios), "product-9");
     let boot = guest.boot_with(None);
     assert!(!secure_boot_said(&boot.console), "{}", boot.console);
     assert_services_run(&boot, "success exit=0");
@@ -1017,7 +526,7 @@ fn assert_s8_failed_then_valid(console: &str) {
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s8_lets_encrypt_from_pebble_with_a_retry() {
-    let mut guest = Guest::new(machine(), "product-8");
+    let mut guest = Guest::new(P.machine(), "product-8");
     let seed = guest.seed(
         &format!(
             "{}runcmd:\n  - [/usr/local/lib/appliance-test/report-when-acme-valid]\n",
