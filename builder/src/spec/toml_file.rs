@@ -76,3 +76,59 @@ mod tests {
         );
     }
 }
+
+/// A key's comment in a TOML table: the evidence beside a pin.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyComment {
+    /// The comment lines right above the key (after the last blank line), without their `#`;
+    /// empty when there are none.
+    pub text: String,
+    /// The first key of this key's paragraph (keys with no blank line between them) when that
+    /// is another key with a comment: its comment is about this key too.
+    pub paragraph: Option<String>,
+}
+
+/// The comment of every key of `table` in the TOML `text` that has one of its own or is in a
+/// paragraph whose first commented key has one, in the table's order.
+pub fn comments_of(text: &str, table: &str) -> Result<Vec<(String, KeyComment)>> {
+    let doc: toml_edit::DocumentMut = text.parse().map_err(|e| anyhow!("{e}"))?;
+    let Some(t) = doc.get(table).and_then(toml_edit::Item::as_table) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut head: Option<String> = None;
+    for (i, (key, _)) in t.iter().enumerate() {
+        let prefix = t
+            .key(key)
+            .and_then(|k| k.leaf_decor().prefix())
+            .and_then(|p| p.as_str())
+            .unwrap_or("");
+        let lines: Vec<&str> = prefix.lines().collect();
+        let start = lines
+            .iter()
+            .rposition(|l| l.trim().is_empty())
+            .map_or(0, |i| i + 1);
+        if start > 0 || i == 0 {
+            head = None;
+        }
+        let own: Vec<&str> = lines[start..]
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix('#'))
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .collect();
+        let paragraph = head.clone();
+        if head.is_none() && !own.is_empty() {
+            head = Some(key.to_string());
+        }
+        if !own.is_empty() || paragraph.is_some() {
+            out.push((
+                key.to_string(),
+                KeyComment {
+                    text: own.join("\n"),
+                    paragraph,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -62,6 +62,8 @@ pub struct Plan {
     pub base: BaseDescription,
     pub overlays: Vec<OverlayDescription>,
     pub variables: crate::spec::overlay::Variables,
+    /// The profile's comment above each of its variables: a pin's evidence.
+    pub evidence: std::collections::BTreeMap<String, crate::spec::toml_file::KeyComment>,
     /// Every external component: the base, then what the overlays declare.
     pub components: Vec<Component>,
     /// The repositories the profile names, and this run's mirrors of them.
@@ -213,6 +215,7 @@ pub fn make_plan(
         base,
         overlays,
         variables: profile.variables.clone(),
+        evidence: profile.evidence.clone(),
         components,
         mirrors: opts.mirrors.repositories().to_vec(),
         bundle: match inputs {
@@ -565,8 +568,17 @@ impl std::fmt::Display for Plan {
             )?;
         }
         writeln!(f, "variables:")?;
+        // Under each, the profile's comment above it: a pin's evidence.
         for (k, v) in &self.variables {
             writeln!(f, "  {k} = {v}")?;
+            if let Some(c) = self.evidence.get(k) {
+                for line in c.text.lines() {
+                    writeln!(f, "      # {line}")?;
+                }
+                if let Some(p) = &c.paragraph {
+                    writeln!(f, "      # (and the comment above {p})")?;
+                }
+            }
         }
         writeln!(f, "components:")?;
         for c in &self.components {
