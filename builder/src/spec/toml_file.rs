@@ -58,25 +58,6 @@ pub fn scalar(value: &toml::Value) -> Option<serde_json::Value> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dotted_keys() {
-        let t = "a = 1\n[disk]\nsize = 2\n[output]\n";
-        assert_eq!(dotted_key(t, 0).as_deref(), Some("a"));
-        assert_eq!(
-            dotted_key(t, t.find("size").unwrap()).as_deref(),
-            Some("disk.size")
-        );
-        assert_eq!(
-            dotted_key(t, t.find("[output]").unwrap()).as_deref(),
-            Some("output")
-        );
-    }
-}
-
 /// A key's comment in a TOML table: the evidence beside a pin.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct KeyComment {
@@ -131,4 +112,42 @@ pub fn comments_of(text: &str, table: &str) -> Result<Vec<(String, KeyComment)>>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_keys() {
+        let t = "a = 1\n[disk]\nsize = 2\n[output]\n";
+        assert_eq!(dotted_key(t, 0).as_deref(), Some("a"));
+        assert_eq!(
+            dotted_key(t, t.find("size").unwrap()).as_deref(),
+            Some("disk.size")
+        );
+        assert_eq!(
+            dotted_key(t, t.find("[output]").unwrap()).as_deref(),
+            Some("output")
+        );
+    }
+
+    #[test]
+    fn comments_above_keys_and_their_paragraphs() {
+        let t = "# the file\nname = \"x\"\n\n# the table\n[variables]\n# head of A\n# second line\na_version = \"1\"\na_url = \"u\"\n#  own\na_sha256 = \"s\"\n\nlone = 1\n\n# detached\n\nb = 2\n[other]\n# not variables\nc = 3\n";
+        let got = comments_of(t, "variables").unwrap();
+        let c = |text: &str, paragraph: Option<&str>| KeyComment {
+            text: text.into(),
+            paragraph: paragraph.map(Into::into),
+        };
+        assert_eq!(
+            got,
+            vec![
+                ("a_version".into(), c("head of A\nsecond line", None)),
+                ("a_url".into(), c("", Some("a_version"))),
+                ("a_sha256".into(), c(" own", Some("a_version"))),
+            ]
+        );
+        assert!(comments_of(t, "nothing").unwrap().is_empty());
+    }
 }
