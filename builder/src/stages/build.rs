@@ -528,6 +528,26 @@ fn outputs(profile: &Profile, opts: &BuildOptions) -> Vec<PathBuf> {
     outputs
 }
 
+impl Plan {
+    /// The plan's variables, each with the profile's comment above it: a pin's evidence.
+    fn write_variables(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        writeln!(f, "variables:")?;
+        // Under each, the profile's comment above it: a pin's evidence.
+        for (k, v) in &self.variables {
+            writeln!(f, "  {k} = {v}")?;
+            if let Some(c) = self.evidence.get(k) {
+                for line in c.text.lines() {
+                    writeln!(f, "      # {line}")?;
+                }
+                if let Some(p) = &c.paragraph {
+                    writeln!(f, "      # (and the comment above {p})")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         writeln!(
@@ -567,19 +587,7 @@ impl std::fmt::Display for Plan {
                 }
             )?;
         }
-        writeln!(f, "variables:")?;
-        // Under each, the profile's comment above it: a pin's evidence.
-        for (k, v) in &self.variables {
-            writeln!(f, "  {k} = {v}")?;
-            if let Some(c) = self.evidence.get(k) {
-                for line in c.text.lines() {
-                    writeln!(f, "      # {line}")?;
-                }
-                if let Some(p) = &c.paragraph {
-                    writeln!(f, "      # (and the comment above {p})")?;
-                }
-            }
-        }
+        self.write_variables(f)?;
         writeln!(f, "components:")?;
         for c in &self.components {
             let version = c
