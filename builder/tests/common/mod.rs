@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 pub mod guest;
+pub mod ubuntu_base;
 
 /// The Debian 12 tree made by scripts/make-test-tree; scripts/test exports its path.
 pub fn test_tree() -> PathBuf {
