@@ -54,7 +54,11 @@ fn as_text(value: &toml::Value) -> String {
 }
 
 fn profile_data() -> ProfileData {
-    let table = read_toml(&profile_path());
+    profile_data_of(&profile_path())
+}
+
+fn profile_data_of(path: &Path) -> ProfileData {
+    let table = read_toml(path);
     let overlays = table["overlays"]
         .as_array()
         .expect("overlays")
@@ -226,6 +230,67 @@ fn assert_every_pin_is_complete(p: &ProfileData) {
     );
 }
 
+/// Under every pin the profile sets (a version, URL, repository, checksum or key
+/// fingerprint), the plan's `variables` section shows the profile's comment: the pin's evidence,
+/// its own or its paragraph's (issue 18: "`appliance plan` shows every pin with its evidence").
+fn assert_plan_shows_every_pins_evidence(p: &ProfileData, variables: &[&str]) {
+    let pins = p.variables.iter().filter(|(k, v)| {
+        !v.is_empty()
+            && ["_version", "_url", "_repo", "_sha256", "_fingerprint"]
+                .iter()
+                .any(|s| k.ends_with(s))
+    });
+    let mut seen = 0;
+    for (k, v) in pins {
+        let line = format!("  {k} = {}", serde_json::Value::String(v.clone()));
+        let at = variables.iter().position(|l| *l == line).unwrap();
+        let evidence: Vec<&str> = variables[at + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("      # "))
+            .copied()
+            .collect();
+        assert!(
+            !evidence.is_empty(),
+            "the plan shows no evidence under `{line}`:\n{}",
+            variables.join("\n")
+        );
+        // A paragraph's evidence is named by the key it stands above, which has its own.
+        if let Some(head) = evidence
+            .iter()
+            .find_map(|l| l.strip_prefix("      # (and the comment above "))
+        {
+            let head = head.trim_end_matches(')');
+            assert!(p.variables.contains_key(head), "{k}: no {head}");
+        }
+        seen += 1;
+    }
+    assert!(seen > 10, "only {seen} pins");
+}
+
+/// The same for the 24.04 sibling (issue 18), whose pins are all new.
+#[test]
+fn the_noble_plan_shows_every_pin_with_its_evidence() {
+    let path = repo().join("profiles/rocketchat-jitsi-noble.toml");
+    let p = profile_data_of(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&common::run_ok(
+        appliance()
+            .arg("plan")
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .arg("--var")
+            .arg("firstboot_binary=/nonexistent/appliance-firstboot"),
+    ));
+    let variables: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "variables:")
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect();
+    assert_plan_shows_every_pins_evidence(&p, &variables);
+}
+
 /// Every parameter of the profile's debootstrap base is in the plan's `text`.
 fn assert_plan_names_the_base(p: &ProfileData, text: &str) {
     let base = p.table["base"].as_table().unwrap();
@@ -345,6 +410,7 @@ fn the_plan_resolves_offline_and_names_every_pin() {
         );
     }
     assert_every_pin_is_complete(&p);
+    assert_plan_shows_every_pins_evidence(&p, &variables);
     let formats = p.table["output"]["formats"].as_array().unwrap();
     let outputs = section("outputs");
     for f in formats {

@@ -20,10 +20,10 @@
 
 mod common;
 
+use common::ubuntu_base::UbuntuBase;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 const DNS: &str = "noble.example.test";
 const PRODUCT: &str = "profiles/rocketchat-jitsi-noble.toml";
@@ -56,24 +56,7 @@ fn noble_base_profile_has_the_products_base_and_disk() {
 /// The built qcow2 (once for this file's tests).
 fn image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = scratch("noble-base").keep();
-        let out = dir.join("out");
-        let mut cmd = appliance();
-        cmd.arg("build")
-            .arg(repo().join(PROFILE))
-            .arg("-o")
-            .arg(&out);
-        if let Some(bin) = std::env::var_os("APPLIANCE_FIRSTBOOT_BINARY") {
-            let mut var = std::ffi::OsString::from("firstboot_binary=");
-            var.push(bin);
-            cmd.arg("--var").arg(var);
-        }
-        let start = Instant::now();
-        run_ok(&mut cmd);
-        eprintln!("noble-base: built in {:.0?}", start.elapsed());
-        out.join("noble-base.qcow2")
-    })
+    IMAGE.get_or_init(|| BASE.build())
 }
 
 /// The image's root file system (once for this file's tests).
@@ -303,74 +286,19 @@ fn noble_base_firstboot_binary_needs_no_newer_glibc_than_the_images() {
     root().assert_firstboot_needs_at_most_glibc(glibc);
 }
 
-/// Boots the image with a NoCloud seed under `firmware` (`appliance boot`'s flags) and returns
-/// the console once appliance-firstboot has said what it applied, with the seconds it took
-/// from QEMU's start.
+const BASE: UbuntuBase = UbuntuBase {
+    name: "noble-base",
+    profile: PROFILE,
+    dns: DNS,
+    kernel: "6.8.0-",
+    timeout: 900,
+};
+
+/// Boots the image under `firmware` until firstboot has applied the seed, which noble-updates'
+/// cloud-init ran.
 fn boot_to_configured(firmware: &[&str], tag: &str) -> String {
-    // One VM at a time: the test threads would otherwise boot three at once.
-    static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let image = image();
     let cloud_init = upstream(&version("cloud-init")).to_string();
-    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch(&format!("noble-boot-{tag}"));
-    let ud = dir.path().join("user-data");
-    std::fs::write(
-        &ud,
-        format!("#cloud-config\nhostname: noble-{tag}\nappliance:\n  dns_name: {DNS}\n"),
-    )
-    .unwrap();
-    let log = dir.path().join("serial.log");
-    let start = Instant::now();
-    let out = appliance()
-        .arg("boot")
-        .arg(image)
-        .args(firmware)
-        .arg("--user-data")
-        .arg(&ud)
-        .args([
-            "--memory",
-            "1024",
-            "--cpus",
-            "1",
-            "--cpu",
-            "qemu64",
-            "--timeout",
-            "900",
-        ])
-        .args(["--expect", &format!("applied {DNS} for instance ")])
-        .arg("--serial-log")
-        .arg(&log)
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let tail: Vec<&str> = console.lines().rev().take(40).collect();
-    assert!(
-        out.status.success(),
-        "{tag}: no firstboot line ({}):\n{}\nlast lines:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
-    eprintln!(
-        "noble-base {tag}: configured {:.0?} after QEMU's start",
-        start.elapsed()
-    );
-    // The image's own cloud-init ran the seed, the NIC got QEMU's DHCP lease (netplan and
-    // networkd), no unit failed on the way, and the kernel is noble's.
-    assert!(
-        console.contains(&format!("Cloud-init v. {cloud_init}"))
-            && console.contains("running 'modules:config'"),
-        "{tag}: no cloud-init {cloud_init}:\n{console}"
-    );
-    assert!(
-        console
-            .lines()
-            .any(|l| l.contains("ci-info: |") && l.contains("| True |") && l.contains("10.0.2.15")),
-        "{tag}: no DHCP lease:\n{console}"
-    );
-    assert!(!console.contains("FAILED"), "{tag}: {console}");
-    assert!(console.contains("Linux version 6.8.0-"), "{tag}: {console}");
-    console
+    BASE.boot_to_configured(image(), firmware, tag, &cloud_init)
 }
 
 /// Whether the guest's kernel said Secure Boot was on (noble's 6.8 logs "secureboot: Secure

@@ -18,10 +18,10 @@
 
 mod common;
 
+use common::ubuntu_base::UbuntuBase;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 const DNS: &str = "bionic.example.test";
 
@@ -40,23 +40,20 @@ fn profile() -> PathBuf {
     p
 }
 
+const BASE: UbuntuBase = UbuntuBase {
+    name: "bionic-base",
+    profile: "builder/tests/profiles/bionic-base.toml",
+    dns: DNS,
+    kernel: "4.15.0-",
+    timeout: 600,
+};
+
 /// The built qcow2 (once for this file's tests).
 fn image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let dir = scratch("bionic-base").keep();
-        let out = dir.join("out");
-        let mut cmd = appliance();
-        cmd.arg("build").arg(profile()).arg("-o").arg(&out);
-        if let Some(bin) = std::env::var_os("APPLIANCE_FIRSTBOOT_BINARY") {
-            let mut var = std::ffi::OsString::from("firstboot_binary=");
-            var.push(bin);
-            cmd.arg("--var").arg(var);
-        }
-        let start = Instant::now();
-        run_ok(&mut cmd);
-        eprintln!("bionic-base: built in {:.0?}", start.elapsed());
-        out.join("bionic-base.qcow2")
+        profile();
+        BASE.build()
     })
 }
 
@@ -183,73 +180,10 @@ fn bionic_base_firstboot_binary_needs_at_most_glibc_2_27() {
 
 /// Boots the image with a NoCloud seed and returns the console once appliance-firstboot has
 /// said what it applied, with the seconds it took from QEMU's start.
+/// cloud-init 23.1 (bionic-updates) runs the seed: the release pocket's never ran, and without
+/// `locales` cloud-config failed.
 fn boot_to_configured(firmware: &[&str], tag: &str) -> String {
-    // One VM at a time: the test threads would otherwise boot three at once.
-    static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let image = image();
-    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch(&format!("bionic-boot-{tag}"));
-    let ud = dir.path().join("user-data");
-    std::fs::write(
-        &ud,
-        format!("#cloud-config\nhostname: bionic-{tag}\nappliance:\n  dns_name: {DNS}\n"),
-    )
-    .unwrap();
-    let log = dir.path().join("serial.log");
-    let start = Instant::now();
-    let out = appliance()
-        .arg("boot")
-        .arg(image)
-        .args(firmware)
-        .arg("--user-data")
-        .arg(&ud)
-        .args([
-            "--memory",
-            "1024",
-            "--cpus",
-            "1",
-            "--cpu",
-            "qemu64",
-            "--timeout",
-            "600",
-        ])
-        .args(["--expect", &format!("applied {DNS} for instance ")])
-        .arg("--serial-log")
-        .arg(&log)
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let tail: Vec<&str> = console.lines().rev().take(40).collect();
-    assert!(
-        out.status.success(),
-        "{tag}: no firstboot line ({}):\n{}\nlast lines:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
-    eprintln!(
-        "bionic-base {tag}: configured {:.0?} after QEMU's start",
-        start.elapsed()
-    );
-    // cloud-init 23.1 ran the seed, the NIC got QEMU's DHCP lease (netplan and networkd), no
-    // unit failed on the way (the release pocket's cloud-init never ran; without `locales`
-    // cloud-config failed), and the kernel is bionic's.
-    assert!(
-        console.contains("Cloud-init v. 23.1") && console.contains("running 'modules:config'"),
-        "{tag}: {console}"
-    );
-    assert!(
-        console
-            .lines()
-            .any(|l| l.contains("ci-info: |") && l.contains("| True |") && l.contains("10.0.2.15")),
-        "{tag}: no DHCP lease:\n{console}"
-    );
-    assert!(!console.contains("FAILED"), "{tag}: {console}");
-    assert!(
-        console.contains("Linux version 4.15.0-"),
-        "{tag}: {console}"
-    );
-    console
+    BASE.boot_to_configured(image(), firmware, tag, "23.1")
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::disk::assemble::{check_name, BootModes};
 use crate::disk::ext4::FeatureSet;
 use crate::export::Format;
 use crate::spec::overlay::{Overlay, Variables};
-use crate::spec::toml_file::{parse_toml, scalar};
+use crate::spec::toml_file::{comments_of, parse_toml, scalar, KeyComment};
 use crate::util::size::parse_size;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -142,6 +142,8 @@ pub struct Profile {
     pub ext4_features: Option<FeatureSet>,
     pub formats: Vec<Format>,
     pub image_name: String,
+    /// The comment above each of `[variables]`' keys (a pin's evidence), by key.
+    pub evidence: BTreeMap<String, KeyComment>,
 }
 
 /// The base with paths resolved against the profile's directory.
@@ -322,6 +324,10 @@ impl Profile {
         let variables = variables_of(&file, &overlays, vars, path, &at)?;
         let (disk_size, boot, ext4_features) = disk_of(&file.disk, &at)?;
         let (formats, image_name) = output_of(&file, &at)?;
+        let evidence = comments_of(&text, "variables")
+            .map_err(|e| at("variables", e))?
+            .into_iter()
+            .collect();
 
         use sha2::Digest;
         Ok(Profile {
@@ -337,6 +343,7 @@ impl Profile {
             ext4_features,
             formats,
             image_name,
+            evidence,
         })
     }
 }

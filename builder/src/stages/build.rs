@@ -62,6 +62,8 @@ pub struct Plan {
     pub base: BaseDescription,
     pub overlays: Vec<OverlayDescription>,
     pub variables: crate::spec::overlay::Variables,
+    /// The profile's comment above each of its variables: a pin's evidence.
+    pub evidence: std::collections::BTreeMap<String, crate::spec::toml_file::KeyComment>,
     /// Every external component: the base, then what the overlays declare.
     pub components: Vec<Component>,
     /// The repositories the profile names, and this run's mirrors of them.
@@ -213,6 +215,7 @@ pub fn make_plan(
         base,
         overlays,
         variables: profile.variables.clone(),
+        evidence: profile.evidence.clone(),
         components,
         mirrors: opts.mirrors.repositories().to_vec(),
         bundle: match inputs {
@@ -525,6 +528,26 @@ fn outputs(profile: &Profile, opts: &BuildOptions) -> Vec<PathBuf> {
     outputs
 }
 
+impl Plan {
+    /// The plan's variables, each with the profile's comment above it: a pin's evidence.
+    fn write_variables(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        writeln!(f, "variables:")?;
+        // Under each, the profile's comment above it: a pin's evidence.
+        for (k, v) in &self.variables {
+            writeln!(f, "  {k} = {v}")?;
+            if let Some(c) = self.evidence.get(k) {
+                for line in c.text.lines() {
+                    writeln!(f, "      # {line}")?;
+                }
+                if let Some(p) = &c.paragraph {
+                    writeln!(f, "      # (and the comment above {p})")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         writeln!(
@@ -564,10 +587,7 @@ impl std::fmt::Display for Plan {
                 }
             )?;
         }
-        writeln!(f, "variables:")?;
-        for (k, v) in &self.variables {
-            writeln!(f, "  {k} = {v}")?;
-        }
+        self.write_variables(f)?;
         writeln!(f, "components:")?;
         for c in &self.components {
             let version = c

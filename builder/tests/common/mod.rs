@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub mod guest;
 pub mod product;
+pub mod ubuntu_base;
 
 /// The Debian 12 tree made by scripts/make-test-tree; scripts/test exports its path.
 pub fn test_tree() -> PathBuf {
