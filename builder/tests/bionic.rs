@@ -823,6 +823,19 @@ fn every_unit_that_provisioning_enables_exists() {
         .iter()
         .map(|(_, rel)| rel.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
+    // A script installs a package it names, or one in the value (for this profile) of a
+    // variable it reads (`need NAME` or $APPLIANCE_VAR_NAME: mongodb_packages).
+    let vars = all_variables(&p, &repo().join("overlays"));
+    let installs = |text: &str, package: &str| {
+        text.contains(package)
+            || vars.iter().any(|(k, v)| {
+                let var = k.to_uppercase();
+                (text.contains(&format!("need {var}"))
+                    || text.contains(&format!("APPLIANCE_VAR_{var}")))
+                    && v.split_whitespace()
+                        .any(|w| w.split('=').next() == Some(package))
+            })
+    };
     for o in &p.overlays {
         let script = repo().join("overlays").join(o).join("provision.sh");
         let Ok(text) = std::fs::read_to_string(&script) else {
@@ -835,7 +848,7 @@ fn every_unit_that_provisioning_enables_exists() {
             for unit in rest.split_whitespace() {
                 if let Some((_, package, _)) = PACKAGE_UNITS.iter().find(|(n, _, _)| *n == unit) {
                     assert!(
-                        text.contains(package),
+                        installs(&text, package),
                         "{o}: enables {unit} without installing {package}"
                     );
                     continue;
