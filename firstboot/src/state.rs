@@ -10,8 +10,8 @@
 //! The effective configuration is YAML that [`crate::input::userdata::parse_config_file`] reads
 //! back to the same [`Config`]: every value double-quoted, PEM texts as literal blocks, and
 //! `root_url` left out when it is the default for the DNS name (so that editing `dns_name`
-//! alone moves Rocket.Chat with it). It holds the user's private key and admin password, so
-//! the file is 0600.
+//! alone moves Rocket.Chat with it). It holds the user's private key, admin password and
+//! Rocket.Chat Cloud registration token, so the file is 0600.
 
 use std::fmt::Write as _;
 
@@ -253,6 +253,15 @@ pub fn effective_yaml(config: &Config) -> String {
     }
     if let Some(url) = &config.mongo_url {
         let _ = writeln!(out, "mongo_url: {}", quoted(&url.to_string()));
+    }
+    // Kept like the admin password: a reconfigure must give Rocket.Chat the same token, and a
+    // new token is a new configuration (its hash).
+    if let Some(token) = &config.rocketchat_registration_token {
+        let _ = writeln!(
+            out,
+            "rocketchat_registration_token: {}",
+            quoted(token.expose())
+        );
     }
     out
 }

@@ -11,7 +11,8 @@ use common::*;
 use firstboot::{Precedence, Sources};
 use rcgen::ExtendedKeyUsagePurpose;
 
-const KNOWN: &str = "(known: dns_name, root_url, certificate, admin, mongo_url)";
+const KNOWN: &str =
+    "(known: dns_name, root_url, certificate, admin, mongo_url, rocketchat_registration_token)";
 
 /// `appliance:` with a good DNS name and `rest`.
 const LE_IP_MODE: &str = "appliance.certificate.letsencrypt: Let's Encrypt issues no certificates for IP addresses, and no DNS name is given (IP mode): set dns_name to a name of this machine, or leave certificate out for a self-signed one";
@@ -34,6 +35,10 @@ fn admin(value: &str) -> Vec<u8> {
 
 fn mongo(value: &str) -> Vec<u8> {
     named(&format!("  mongo_url: {value}\n"))
+}
+
+fn token(value: &str) -> Vec<u8> {
+    named(&format!("  rocketchat_registration_token: {value}\n"))
 }
 
 /// A PEM block of `label` around `der`.
@@ -874,6 +879,63 @@ fn mongodb_cases(inputs: &Inputs) -> Vec<Case<'_>> {
     ]
 }
 
+/// The Rocket.Chat Cloud registration token's problems: each names the key and never quotes
+/// the value (every bad value holds `s3cr3t`).
+const TOKEN_CHARACTERS: &str = "appliance.rocketchat_registration_token: may hold only printable ASCII characters without spaces, quotes or backslashes (a Rocket.Chat Cloud registration token)";
+
+/// The cases: the Rocket.Chat Cloud registration token.
+fn registration_token_cases(inputs: &Inputs) -> Vec<Case<'_>> {
+    let _ = inputs;
+    vec![
+    (
+        "registration token of 513 characters",
+        token(&format!("s3cr3t{}", "a".repeat(507))),
+        vec!["appliance.rocketchat_registration_token: longer than 512 characters (a Rocket.Chat Cloud registration token)"],
+    ),
+    (
+        "registration token of 512 characters",
+        token(&format!("s3cr3t{}", "a".repeat(506))),
+        vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"meet.example.com\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None, rocketchat_registration_token: Some(Secret(..)) })"],
+    ),
+    ("registration token with a space", token("\"s3cr3t tok\""), vec![TOKEN_CHARACTERS]),
+    ("registration token with a double quote", token("'s3cr3t\"tok'"), vec![TOKEN_CHARACTERS]),
+    ("registration token with a single quote", token("\"s3cr3t'tok\""), vec![TOKEN_CHARACTERS]),
+    ("registration token with a backquote", token("\"s3cr3t`id`\""), vec![TOKEN_CHARACTERS]),
+    ("registration token with a backslash", token("'s3cr3t\\tok'"), vec![TOKEN_CHARACTERS]),
+    ("registration token with a non-ASCII letter", token("s3cr3t\u{e9}"), vec![TOKEN_CHARACTERS]),
+    (
+        "registration token with a line break",
+        token("\"s3cr3t\\nREG_TOKEN=x\""),
+        vec!["appliance.rocketchat_registration_token: holds a control character or line break"],
+    ),
+    (
+        "registration token with a tab",
+        token("\"s3cr3t\\ttok\""),
+        vec!["appliance.rocketchat_registration_token: holds a control character or line break"],
+    ),
+    (
+        "registration token empty",
+        token("\"\""),
+        vec!["appliance.rocketchat_registration_token: is empty"],
+    ),
+    (
+        "registration token of spaces",
+        token("\"   \""),
+        vec!["appliance.rocketchat_registration_token: is empty"],
+    ),
+    (
+        "registration token is a number",
+        token("123456789"),
+        vec!["appliance.rocketchat_registration_token: must be a string, not a number (quote it)"],
+    ),
+    (
+        "registration token is a mapping",
+        token("{s3cr3t: x}"),
+        vec!["appliance.rocketchat_registration_token: must be a string, not a mapping"],
+    ),
+    ]
+}
+
 /// The cases: Issue 16's own hostile inputs: keys and certificates of every kind.
 fn issue_16_keys_and_certificates_cases(inputs: &Inputs) -> Vec<Case<'_>> {
     let Inputs {
@@ -984,7 +1046,7 @@ fn encodings_cases(inputs: &Inputs) -> Vec<Case<'_>> {
     (
         "UTF-16 with a byte-order mark",
         utf16le("#cloud-config\nappliance: {dns_name: meet.example.com}\n"),
-        vec!["(valid: Config { dns_name: DnsName(\"0.0.0.0\"), host_name: None, root_url: RootUrl { scheme: Https, host: DnsName(\"0.0.0.0\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None })"],
+        vec!["(valid: Config { dns_name: DnsName(\"0.0.0.0\"), host_name: None, root_url: RootUrl { scheme: Https, host: DnsName(\"0.0.0.0\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None, rocketchat_registration_token: None })"],
     ),
     (
         "a NUL byte in the YAML",
@@ -1060,7 +1122,7 @@ fn mime_and_gzip_cases(inputs: &Inputs) -> Vec<Case<'_>> {
     (
         "gzip of gzip",
         gzip(&gzip(b"#cloud-config\nappliance: {dns_name: meet.example.com}\n")),
-        vec!["(valid: Config { dns_name: DnsName(\"0.0.0.0\"), host_name: None, root_url: RootUrl { scheme: Https, host: DnsName(\"0.0.0.0\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None })"],
+        vec!["(valid: Config { dns_name: DnsName(\"0.0.0.0\"), host_name: None, root_url: RootUrl { scheme: Https, host: DnsName(\"0.0.0.0\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: None, mongo_url: None, rocketchat_registration_token: None })"],
     ),
     (
         "gzip cut short",
@@ -1154,7 +1216,7 @@ fn urls_cases(inputs: &Inputs) -> Vec<Case<'_>> {
     (
         "root_url with an escaped dot-dot",
         root_url("https://chat.example.com/%2e%2e/x"),
-        vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"chat.example.com\"), port: 443, path: \"/x\" }, certificate: SelfSigned, admin: None, mongo_url: None })"],
+        vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"chat.example.com\"), port: 443, path: \"/x\" }, certificate: SelfSigned, admin: None, mongo_url: None, rocketchat_registration_token: None })"],
     ),
     (
         "root_url of scheme javascript",
@@ -1235,7 +1297,7 @@ fn admin_aimed_at_files_cases(inputs: &Inputs) -> Vec<Case<'_>> {
     (
         "admin email with a backquote",
         admin("{username: admin, password: correct-horse-battery, email: \"`id`@example.com\"}"),
-        vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"meet.example.com\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: Some(Admin { username: \"admin\", password: Secret(..), email: Email(\"`id`@example.com\") }), mongo_url: None })"],
+        vec!["(valid: Config { dns_name: DnsName(\"meet.example.com\"), host_name: Some(\"meet.example.com\"), root_url: RootUrl { scheme: Https, host: DnsName(\"meet.example.com\"), port: 3000, path: \"/\" }, certificate: SelfSigned, admin: Some(Admin { username: \"admin\", password: Secret(..), email: Email(\"`id`@example.com\") }), mongo_url: None, rocketchat_registration_token: None })"],
     ),
     (
         "admin password with a NUL",
@@ -1302,6 +1364,7 @@ fn every_bad_input_gets_its_exact_lines() {
         certificate_3_cases(&inputs),
         admin_cases(&inputs),
         mongodb_cases(&inputs),
+        registration_token_cases(&inputs),
         issue_16_keys_and_certificates_cases(&inputs),
         encodings_cases(&inputs),
         yaml_cases(&inputs),
@@ -1350,6 +1413,10 @@ fn every_bad_input_gets_its_exact_lines() {
                 "{name}: a line of {} characters",
                 line.chars().count()
             );
+            assert!(
+                !line.contains("s3cr3t"),
+                "{name}: quotes the registration token: {line}"
+            );
             for secret in &key_body {
                 assert!(
                     !line.contains(&secret[..16]),
@@ -1390,6 +1457,17 @@ fn config_file_problems_name_config_yaml() {
     assert_eq!(
         errors,
         ["config.yaml: the document is a list, not a mapping of keys"]
+    );
+}
+
+#[test]
+fn registration_token_in_config_yaml_is_checked_the_same() {
+    let user_data = b"#cloud-config\nfqdn: meet.example.com\n";
+    let file = b"dns_name: meet.example.com\nrocketchat_registration_token: \"s3cr3t tok\"\n";
+    let errors = check(user_data, Some(file)).unwrap_err();
+    assert_eq!(
+        errors,
+        [TOKEN_CHARACTERS.replace("appliance.", "config.yaml:")]
     );
 }
 

@@ -160,6 +160,31 @@ fn check_and_status_print_json() {
     assert_eq!(v["admin"], "admin");
     assert_eq!(v["mongo_url"], serde_json::Value::Null);
     assert!(!text(&out.stdout).contains("correct-horse-battery"));
+    assert_eq!(v["rocketchat_registration_token"], serde_json::Value::Null);
+
+    // A registration token: said to be given, never shown, in either form.
+    let with_token = dir.path().join("token.yaml");
+    std::fs::write(
+        &with_token,
+        "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  rocketchat_registration_token: rc-Tok3n-42\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "check",
+        "--json",
+        "--user-data",
+        with_token.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rocketchat_registration_token"], "redacted");
+    let out_text = run(&["check", "--user-data", with_token.to_str().unwrap()]);
+    assert_eq!(out_text.status.code(), Some(0));
+    assert!(text(&out_text.stdout).contains("rocketchat_registration_token: redacted"));
+    for out in [&out, &out_text] {
+        assert!(!text(&out.stdout).contains("Tok3n"));
+        assert!(!text(&out.stderr).contains("Tok3n"));
+    }
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(

@@ -336,6 +336,44 @@ fn config_yaml_alone() {
     }
 }
 
+/// The Rocket.Chat Cloud registration token: taken as given (any printable ASCII but spaces,
+/// quotes and backslashes), from either source, kept in the effective configuration, and
+/// shown by no summary.
+#[test]
+fn registration_token_is_kept_and_never_shown() {
+    let token = "rc-Tok3n:x/y+z=$%#!&*?";
+    let user_data = format!(
+        "#cloud-config\nappliance:\n  dns_name: meet.example.com\n  \
+         rocketchat_registration_token: '{token}'\n"
+    );
+    let config = check(user_data.as_bytes(), None).unwrap();
+    let given = config.rocketchat_registration_token.as_ref().unwrap();
+    assert_eq!(given.expose(), token);
+    let shown = config.to_string();
+    assert!(
+        shown.ends_with(
+            "\nmongo_url:   local replica set\n\
+             cloud:       registers with Rocket.Chat Cloud (rocketchat_registration_token: redacted)"
+        ),
+        "{shown}"
+    );
+    for shown in [shown, format!("{config:?}")] {
+        assert!(!shown.contains("Tok3n"), "{shown}");
+    }
+    // config.yaml keeps it (root only) and reads back to the same configuration.
+    let yaml = firstboot::state::effective_yaml(&config);
+    assert!(
+        yaml.ends_with(&format!("\nrocketchat_registration_token: \"{token}\"\n")),
+        "{yaml}"
+    );
+    assert_eq!(check(b"", Some(yaml.as_bytes())).unwrap(), config);
+    // Absent: none, and no line about it.
+    let config = check(PLAIN.as_bytes(), None).unwrap();
+    assert_eq!(config.rocketchat_registration_token, None);
+    assert!(!config.to_string().contains("cloud:"));
+    assert!(!firstboot::state::effective_yaml(&config).contains("rocketchat_registration_token"));
+}
+
 #[test]
 fn precedence_between_user_data_and_config_yaml() {
     let user_data = b"#cloud-config\nfqdn: new.example.com\nappliance:\n  root_url: https://chat.example.com/\n";

@@ -155,6 +155,10 @@ fn summary_json(config: &firstboot::Config, not_read: &[String]) -> serde_json::
         "certificate": certificate,
         "admin": config.admin.as_ref().map(|a| a.username.clone()),
         "mongo_url": config.mongo_url.as_ref().map(|m| m.redacted()),
+        "rocketchat_registration_token": config
+            .rocketchat_registration_token
+            .as_ref()
+            .map(|_| "redacted"),
         "not_read": not_read,
     })
 }

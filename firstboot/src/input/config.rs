@@ -15,6 +15,13 @@
 //!   travels in cloud metadata; the username is what Rocket.Chat accepts by default (letters,
 //!   digits, `.`, `_`, `-`).
 //! - `mongo_url`: an external replica set (see [`crate::input::mongo_url`]); absent: the local one.
+//! - `rocketchat_registration_token`: a Rocket.Chat Cloud registration token (Cloud console >
+//!   Workspaces > Register self-managed); giving it is consent to register the workspace with
+//!   Rocket.Chat Cloud. A secret ([`Secret`]): shown by no message or summary, written only to
+//!   config.yaml and to Rocket.Chat's root-only environment file as `REG_TOKEN` (Rocket.Chat
+//!   registers the workspace with it at its start when not registered yet:
+//!   apps/meteor/app/cloud/server/index.ts). 1 to [`MAX_REGISTRATION_TOKEN_LEN`] printable
+//!   ASCII characters without spaces, quotes or backslashes.
 //!
 //! Every value is a string (a number or boolean is refused with a hint to quote it, so that
 //! YAML's guesses cannot turn `0755` or `on` into something else), not empty, without control
@@ -60,8 +67,19 @@ pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.
 /// Shortest admin password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
-const TOP_KEYS: &[&str] = &["dns_name", "root_url", "certificate", "admin", "mongo_url"];
-const TOP_KNOWN: &str = "dns_name, root_url, certificate, admin, mongo_url";
+/// Longest Rocket.Chat Cloud registration token accepted.
+pub const MAX_REGISTRATION_TOKEN_LEN: usize = 512;
+
+const TOP_KEYS: &[&str] = &[
+    "dns_name",
+    "root_url",
+    "certificate",
+    "admin",
+    "mongo_url",
+    "rocketchat_registration_token",
+];
+const TOP_KNOWN: &str =
+    "dns_name, root_url, certificate, admin, mongo_url, rocketchat_registration_token";
 const CERT_KNOWN: &str = "cert, key, letsencrypt";
 const LETSENCRYPT_KNOWN: &str = "email, directory";
 const ADMIN_KNOWN: &str = "username, password, email";
@@ -77,6 +95,8 @@ pub struct Config {
     pub certificate: CertificateMode,
     pub admin: Option<Admin>,
     pub mongo_url: Option<MongoUrl>,
+    /// Rocket.Chat Cloud's registration token (`REG_TOKEN`), when the user-data gives one.
+    pub rocketchat_registration_token: Option<Secret>,
 }
 
 /// Where the TLS certificate comes from.
@@ -131,7 +151,7 @@ impl Config {
 }
 
 impl fmt::Display for Config {
-    /// A summary for people: no password, key or MongoDB credentials.
+    /// A summary for people: no password, key, MongoDB credentials or registration token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.dns_name.address() {
             Some(a) if a.is_unspecified() => writeln!(
@@ -177,7 +197,15 @@ impl fmt::Display for Config {
         match &self.mongo_url {
             Some(url) => write!(f, "mongo_url:   {}", url.redacted()),
             None => write!(f, "mongo_url:   local replica set"),
+        }?;
+        if self.rocketchat_registration_token.is_some() {
+            write!(
+                f,
+                "\ncloud:       registers with Rocket.Chat Cloud \
+                 (rocketchat_registration_token: redacted)"
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -263,7 +291,19 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
         Some(e) => ok(&mut errors, mongo_url(&e.path, &e.value)).map(Some),
         None => Some(None),
     };
-    match (dns_name, host_name, root_url, certificate, admin, mongo_url) {
+    let token = match entry("rocketchat_registration_token") {
+        Some(e) => ok(&mut errors, registration_token(&e.path, &e.value)).map(Some),
+        None => Some(None),
+    };
+    match (
+        dns_name,
+        host_name,
+        root_url,
+        certificate,
+        admin,
+        mongo_url,
+        token,
+    ) {
         (
             Some(dns_name),
             Some(host_name),
@@ -271,6 +311,7 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
             Some(certificate),
             Some(admin),
             Some(mongo_url),
+            Some(rocketchat_registration_token),
         ) if errors.is_empty() => Ok(Config {
             dns_name,
             host_name,
@@ -278,6 +319,7 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
             certificate,
             admin,
             mongo_url,
+            rocketchat_registration_token,
         }),
         _ => Err(errors),
     }
@@ -340,6 +382,24 @@ fn mongo_url(path: &KeyPath, value: &Value) -> Result<MongoUrl, ConfigError> {
         path: path.clone(),
         error,
     })
+}
+
+/// A Rocket.Chat Cloud registration token. Rocket.Chat takes it as it is; the characters
+/// refused are those no token is made of and that a file or a shell line could read
+/// otherwise. No message quotes it.
+fn registration_token(path: &KeyPath, value: &Value) -> Result<Secret, ConfigError> {
+    let text = string(path, value)?;
+    if text.chars().count() > MAX_REGISTRATION_TOKEN_LEN {
+        return Err(ConfigError::RegistrationTokenTooLong {
+            path: path.clone(),
+            max: MAX_REGISTRATION_TOKEN_LEN,
+        });
+    }
+    let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '`' | '\\');
+    if !text.chars().all(allowed) {
+        return Err(ConfigError::RegistrationTokenCharacters { path: path.clone() });
+    }
+    Ok(Secret(text.to_owned()))
 }
 
 fn email(path: &KeyPath, value: &Value) -> Result<Email, ConfigError> {

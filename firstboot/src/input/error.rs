@@ -2,7 +2,8 @@
 //! names where the problem is (a file, a MIME part or a key path such as
 //! `appliance.certificate.cert`) and what is wrong; every problem found is reported, not just
 //! the first. Text that came from the user is quoted with escapes, so a message never spans
-//! lines, and secrets (password, private key, MongoDB credentials) are never quoted.
+//! lines, and secrets (password, private key, MongoDB credentials, registration token) are never
+//! quoted.
 
 use std::fmt;
 
@@ -154,6 +155,10 @@ pub enum ConfigError {
     PasswordTooShort { path: KeyPath, min: usize },
     #[error("{path}: may hold only letters, digits, '.', '_' and '-'")]
     Username { path: KeyPath },
+    #[error("{path}: longer than {max} characters (a Rocket.Chat Cloud registration token)")]
+    RegistrationTokenTooLong { path: KeyPath, max: usize },
+    #[error("{path}: may hold only printable ASCII characters without spaces, quotes or backslashes (a Rocket.Chat Cloud registration token)")]
+    RegistrationTokenCharacters { path: KeyPath },
 }
 
 /// The longest message line, in characters.
