@@ -10,7 +10,7 @@
 //! | host name | `/etc/hostname`, the `127.0.1.1` line of `/etc/hosts` (see [`crate::plan::hostname`]) |
 //! | certificate | `/etc/ssl/<dns_name>.crt` (0644), `/etc/ssl/private/<dns_name>.key` (0640 root:ssl-cert): the user's, or self-signed for every served name (see [`crate::plan::tls`]); Let's Encrypt: self-signed until the ACME client replaces it |
 //! | nginx | `/etc/nginx/sites-available/appliance.conf` and its link in `sites-enabled`; the Jitsi package's site for the placeholder domain removed; ACME webroot `/var/www/acme` |
-//! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (ROOT_URL, the port; no credentials: systemd shows `Environment=` values to any local user) and its `EnvironmentFile=` `/etc/appliance/rocketchat.env` (0600 root: MongoDB URLs, the administrator from the user-data); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
+//! | Rocket.Chat | `/etc/systemd/system/rocketchat.service.d/appliance.conf` (ROOT_URL, the port; no credentials: systemd shows `Environment=` values to any local user) and its `EnvironmentFile=` `/etc/appliance/rocketchat.env` (0600 root: MongoDB URLs, the administrator and the Rocket.Chat Cloud registration token `REG_TOKEN` from the user-data); with an external `mongo_url`, [`EXTERNAL_MONGODB`], which keeps the local mongod and the replica-set unit stopped (their units' condition) |
 //! | ufw | `/etc/ufw/user.rules` and `user6.rules`: ROOT_URL's port opened unless already open; the port firstboot opened before closed (see [`crate::plan::ufw`]) |
 //! | prosody | `conf.avail/<dns_name>.cfg.lua` with its `conf.d` link, and `certs/<dns_name>.{crt,key}` (a copy of the appliance's certificate) |
 //! | Jitsi (each part when its `/etc/jitsi/{meet,jicofo,videobridge}` exists) | prosody's Jitsi host file instead of the plain one; `certs/auth.<dns_name>.{crt,key}` (self-signed) trusted through `/usr/local/share/ca-certificates`; the `focus` and `jvb` accounts and focus's roster; `/etc/jitsi/meet/<dns_name>-config.js`; jicofo's `jicofo.conf`, `config`, `sip-communicator.properties`; the videobridge's `jvb.conf`, `config`, `sip-communicator.properties` |
@@ -510,7 +510,13 @@ impl Planner<'_, '_> {
     /// MongoDB is its database.
     fn rocketchat(&mut self, data: &Value) -> Result<()> {
         let dropin = self.templates.render("rocketchat-dropin.conf", data)?;
-        let env = self.templates.render("rocketchat.env", data)?;
+        let mut env = self.templates.render("rocketchat.env", data)?;
+        if let Some(token) = &self.input.config.rocketchat_registration_token {
+            if !env.is_empty() && !env.ends_with('\n') {
+                env.push('\n');
+            }
+            env.push_str(&registration_token_line(token.expose())?);
+        }
         self.dir("/etc/systemd/system/rocketchat.service.d", 0o755, 0, 0);
         self.file(
             ROCKETCHAT_DROPIN,
@@ -1168,6 +1174,18 @@ fn certificate_file(path: &str, pem: &str, mode: u32, gid: u32, effect: Effect) 
         }),
         effects: vec![effect],
     }
+}
+
+/// The `REG_TOKEN=` line of Rocket.Chat's environment file: Rocket.Chat registers the
+/// workspace with Rocket.Chat Cloud with it at its start when it is not registered yet
+/// (RocketChat/Rocket.Chat apps/meteor/app/cloud/server/index.ts), and
+/// appliance-rocketchat-jitsi reads it from the same file. Written here rather than by the
+/// template (overlays/firstboot's rocketchat.env), with the template's quoting
+/// ([`crate::render::env_file_value`]), and only when the user-data gives a token.
+pub fn registration_token_line(token: &str) -> Result<String> {
+    let value = crate::render::env_file_value(token)
+        .map_err(|e| anyhow!("REG_TOKEN for {ROCKETCHAT_ENV}: {e}"))?;
+    Ok(format!("REG_TOKEN={value}\n"))
 }
 
 /// MONGO_OPLOG_URL for an external replica set: the same hosts, credentials and options,

@@ -837,6 +837,80 @@ fn rocketchat_credentials_are_in_a_root_only_environment_file() {
     );
 }
 
+/// The Rocket.Chat Cloud registration token is `REG_TOKEN` in the same root-only environment
+/// file, read back exactly by sh (as by systemd); nowhere else but config.yaml (0600) and the
+/// user-data itself. A new
+/// token is a new configuration (Rocket.Chat restarted with it); without one, no line.
+#[test]
+fn registration_token_is_reg_token_in_the_environment_file_only() {
+    let f = Fixture::new(Flavor::Jitsi);
+    let env = "/etc/appliance/rocketchat.env";
+    let token = "rc-Tok3n:x/y+z=$HOME%h#!&*?";
+    f.set_user_data(&format!(
+        "{MINIMAL}  rocketchat_registration_token: '{token}'\n"
+    ));
+    f.apply();
+    let text = f.read(env);
+    assert_eq!(f.mode(env), 0o600);
+    assert_eq!(text.matches("REG_TOKEN=").count(), 1, "{text}");
+    assert!(
+        text.ends_with("\nREG_TOKEN=\"rc-Tok3n:x/y+z=\\$HOME%h#!&*?\"\n"),
+        "{text}"
+    );
+    let reg_token = |f: &Fixture| {
+        let out = std::process::Command::new("env")
+            .args(["-i", "sh", "-c"])
+            .arg("set -a; . \"$1\"; printf '%s' \"${REG_TOKEN-unset}\"")
+            .args(["sh", f.path(env).to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(reg_token(&f), token);
+    assert_eq!(f.mode("/etc/appliance/config.yaml"), 0o600);
+    let keep = [
+        env,
+        "/etc/appliance/config.yaml",
+        "/var/lib/cloud/instance/user-data.txt",
+    ];
+    for (path, content) in f.snapshot(&|p| keep.contains(&p)) {
+        assert!(!content.contains("Tok3n"), "the token in {path}");
+    }
+    // A new token in config.yaml: a new hash, Rocket.Chat restarted with the new value.
+    let hash = state(&f).config_sha256;
+    config_yaml_with(&f, "Tok3n", "Tok4n");
+    let (_, steps) = f.reconfigure();
+    assert!(
+        steps.contains(&"systemctl try-restart rocketchat.service".to_owned()),
+        "{steps:?}"
+    );
+    assert_ne!(state(&f).config_sha256, hash);
+    assert_eq!(reg_token(&f), token.replace("Tok3n", "Tok4n"));
+    // Taken out of both sources (config.yaml alone is merged key by key with the user-data,
+    // which would give it again): no REG_TOKEN line.
+    f.set_user_data(MINIMAL);
+    let line = format!(
+        "rocketchat_registration_token: \"{}\"\n",
+        token.replace("Tok3n", "Tok4n")
+    );
+    config_yaml_with(&f, &line, "");
+    f.reconfigure();
+    assert!(!f.read(env).contains("REG_TOKEN"), "{}", f.read(env));
+    assert_eq!(reg_token(&f), "unset");
+}
+
+/// Without a registration token in the user-data, the environment file has no REG_TOKEN.
+#[test]
+fn no_registration_token_no_reg_token_line() {
+    let f = Fixture::new(Flavor::Jitsi);
+    f.set_user_data(MINIMAL);
+    f.apply();
+    let text = f.read("/etc/appliance/rocketchat.env");
+    assert!(text.contains("\nMONGO_URL="), "{text}");
+    assert!(!text.contains("REG_TOKEN"), "{text}");
+}
+
 /// `--root`: a tree whose /etc/nginx and /etc/ssl are absolute links (to directories that
 /// exist on the host too) is written inside the tree, where the links lead once the tree is
 /// booted; nothing is written to the host's directories.
