@@ -1182,7 +1182,7 @@ fn certificate_file(path: &str, pem: &str, mode: u32, gid: u32, effect: Effect) 
 /// appliance-rocketchat-jitsi reads it from the same file. Written here rather than by the
 /// template (overlays/firstboot's rocketchat.env), with the template's quoting
 /// ([`crate::render::env_file_value`]), and only when the user-data gives a token.
-pub fn registration_token_line(token: &str) -> Result<String> {
+fn registration_token_line(token: &str) -> Result<String> {
     let value = crate::render::env_file_value(token)
         .map_err(|e| anyhow!("REG_TOKEN for {ROCKETCHAT_ENV}: {e}"))?;
     Ok(format!("REG_TOKEN={value}\n"))

@@ -295,32 +295,20 @@ pub fn validate(settings: &Settings, now: SystemTime) -> Result<Config, Vec<Conf
         Some(e) => ok(&mut errors, registration_token(&e.path, &e.value)).map(Some),
         None => Some(None),
     };
-    match (
-        dns_name,
-        host_name,
-        root_url,
-        certificate,
-        admin,
-        mongo_url,
-        token,
-    ) {
-        (
-            Some(dns_name),
-            Some(host_name),
-            Some(root_url),
-            Some(certificate),
-            Some(admin),
-            Some(mongo_url),
-            Some(rocketchat_registration_token),
-        ) if errors.is_empty() => Ok(Config {
-            dns_name,
-            host_name,
-            root_url,
-            certificate,
-            admin,
-            mongo_url,
-            rocketchat_registration_token,
-        }),
+    // Every key was checked above, each problem recorded: a value missing here had one.
+    let config = (|| {
+        Some(Config {
+            dns_name: dns_name?,
+            host_name: host_name?,
+            root_url: root_url?,
+            certificate: certificate?,
+            admin: admin?,
+            mongo_url: mongo_url?,
+            rocketchat_registration_token: token?,
+        })
+    })();
+    match config {
+        Some(config) if errors.is_empty() => Ok(config),
         _ => Err(errors),
     }
 }
