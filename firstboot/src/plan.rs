@@ -510,13 +510,7 @@ impl Planner<'_, '_> {
     /// MongoDB is its database.
     fn rocketchat(&mut self, data: &Value) -> Result<()> {
         let dropin = self.templates.render("rocketchat-dropin.conf", data)?;
-        let mut env = self.templates.render("rocketchat.env", data)?;
-        if let Some(token) = &self.input.config.rocketchat_registration_token {
-            if !env.is_empty() && !env.ends_with('\n') {
-                env.push('\n');
-            }
-            env.push_str(&registration_token_line(token.expose())?);
-        }
+        let env = self.templates.render("rocketchat.env", data)?;
         self.dir("/etc/systemd/system/rocketchat.service.d", 0o755, 0, 0);
         self.file(
             ROCKETCHAT_DROPIN,
@@ -841,6 +835,14 @@ impl Planner<'_, '_> {
                     "password": a.password.expose(),
                     "email": a.email.as_str(),
                 })),
+                // REG_TOKEN: Rocket.Chat registers the workspace with Rocket.Chat Cloud with
+                // it at its start when it is not registered yet
+                // (RocketChat/Rocket.Chat apps/meteor/app/cloud/server/index.ts);
+                // appliance-rocketchat-jitsi reads it from the same file.
+                "registration_token": config
+                    .rocketchat_registration_token
+                    .as_ref()
+                    .map(|t| t.expose()),
             },
         })
     }
@@ -1174,18 +1176,6 @@ fn certificate_file(path: &str, pem: &str, mode: u32, gid: u32, effect: Effect) 
         }),
         effects: vec![effect],
     }
-}
-
-/// The `REG_TOKEN=` line of Rocket.Chat's environment file: Rocket.Chat registers the
-/// workspace with Rocket.Chat Cloud with it at its start when it is not registered yet
-/// (RocketChat/Rocket.Chat apps/meteor/app/cloud/server/index.ts), and
-/// appliance-rocketchat-jitsi reads it from the same file. Written here rather than by the
-/// template (overlays/firstboot's rocketchat.env), with the template's quoting
-/// ([`crate::render::env_file_value`]), and only when the user-data gives a token.
-fn registration_token_line(token: &str) -> Result<String> {
-    let value = crate::render::env_file_value(token)
-        .map_err(|e| anyhow!("REG_TOKEN for {ROCKETCHAT_ENV}: {e}"))?;
-    Ok(format!("REG_TOKEN={value}\n"))
 }
 
 /// MONGO_OPLOG_URL for an external replica set: the same hosts, credentials and options,
