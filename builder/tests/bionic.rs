@@ -1217,6 +1217,7 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
             .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
             .env("APPLIANCE_FIRSTBOOT_STATE", &state)
             .env("APPLIANCE_ROCKETCHAT_JITSI_STATE", &own_state)
+            .env("ROCKETCHAT_JITSI_INTEGRATION", "settings")
             .env("PORT", port.trim())
             .env("ROOT_URL", "https://chat.example.com/chat/")
             .env("ADMIN_USERNAME", "boss")
