@@ -917,12 +917,13 @@ fn assert_login_and_second_factor(
     assert_eq!(setting("Jitsi_Enabled"), "false");
 }
 
-/// The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
-fn run_rocketchat_jitsi(s: &Standins, rc_port: u16) -> Output {
+/// The appliance's own script, as appliance-rocketchat-jitsi.service runs it, with `extra`
+/// environment (its conf file's, REG_TOKEN); its state in `rc-jitsi.state` of the scratch dir.
+fn run_rocketchat_jitsi(s: &Standins, rc_port: u16, extra: &[(&str, &str)]) -> Output {
     let state = s.dir.path().join("state.json");
     std::fs::write(&state, r#"{"dns_name":"meet.example.com","jitsi":true}"#).unwrap();
-    run(Command::new("sh")
-        .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
         .env("APPLIANCE_FIRSTBOOT_STATE", &state)
         .env(
             "APPLIANCE_ROCKETCHAT_JITSI_STATE",
@@ -931,7 +932,11 @@ fn run_rocketchat_jitsi(s: &Standins, rc_port: u16) -> Output {
         .env("PORT", rc_port.to_string())
         .env("ROOT_URL", "https://chat.example.com/chat/")
         .env("ADMIN_USERNAME", "boss")
-        .env("ADMIN_PASS", "s3cret pass"))
+        .env("ADMIN_PASS", "s3cret pass");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
 }
 
 /// The mongo shell's answer to `js` on `port`.
@@ -1059,7 +1064,7 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     assert_login_and_second_factor(&base, &curl, &setting);
 
     // The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
-    let out = run_rocketchat_jitsi(&s, rc_port);
+    let out = run_rocketchat_jitsi(&s, rc_port, &[("ROCKETCHAT_JITSI_INTEGRATION", "settings")]);
     assert!(out.status.success(), "{out:?}");
     for (name, value) in [
         ("Jitsi_Enabled", "true"),
@@ -1111,4 +1116,267 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
         String::from_utf8_lossy(&out.stderr).contains("needs Node.js 12.x"),
         "{out:?}"
     );
+}
+
+/// Logged in as the stand-in's administrator: the two auth headers.
+fn login_headers(base: &str) -> [String; 2] {
+    let (code, body) = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"user\":\"boss\",\"password\":\"s3cret pass\"}",
+        &format!("{base}/api/v1/login"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    [
+        format!(
+            "X-Auth-Token: {}",
+            login["data"]["authToken"].as_str().unwrap()
+        ),
+        format!("X-User-Id: {}", login["data"]["userId"].as_str().unwrap()),
+    ]
+}
+
+/// The stand-in's output so far (it is killed first), stdout then stderr.
+fn stop_and_output(mut child: Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The same stand-in answering as Rocket.Chat 9.0.1 (the 24.04 profile's pin; on the 18.04
+/// profile's Node.js 14, which its .node_version.txt then names), on Ubuntu 18.04's real
+/// mongod, with the appliance's rocketchat-jitsi script in its "app" integration at the 24.04
+/// profile's pinned Jitsi app: no Jitsi_* settings; without REG_TOKEN the script says the
+/// workspace is not registered, installs nothing and records nothing, and the Marketplace
+/// install is refused; with REG_TOKEN at Rocket.Chat's start (never logged) the script installs
+/// the pinned app, enables it, sets jitsi_domain and jitsi_ssl keeping the rest of each setting
+/// object, makes jitsi the default provider, which the providers list then has; the next run
+/// does nothing (state), a run without state changes nothing, and the app survives a restart.
+#[test]
+#[ignore = "debootstraps Ubuntu 18.04 (cached), downloads Node.js and npm modules from the npm registry (root); run by scripts/test"]
+fn rocketchat_9_standin_gets_the_jitsi_app_only_for_a_registered_workspace() {
+    let s = Standins::start();
+    let b = Bionic::new();
+    let vars = profile_table("variables");
+    let noble: toml::Table =
+        std::fs::read_to_string(repo().join("profiles/rocketchat-jitsi-noble.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let noble_var = |k: &str| noble["variables"][k].as_str().unwrap().to_string();
+    let (version, app_id, app_version) = (
+        noble_var("rocketchat_version"),
+        noble_var("rocketchat_jitsi_app_id"),
+        noble_var("rocketchat_jitsi_app_version"),
+    );
+    assert_eq!(noble_var("rocketchat_jitsi_integration"), "app");
+    let root = b.root();
+    install_node_and_rocketchat(&b, &s, &vars);
+    std::fs::write(
+        root.join("opt/rc/bundle/.standin_version.txt"),
+        format!("{version}\n"),
+    )
+    .unwrap();
+
+    let port = common::free_port();
+    let mut mongod = spawn_mongod(&b, port);
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _mongod = Kill(&mut mongod);
+    initiate_rs01(&b, port);
+    let mongo_json = |js: &str| -> serde_json::Value {
+        let out = mongo_eval(
+            &b,
+            port,
+            &format!("var r = db.getSiblingDB(\"rocketchat\"); print(JSON.stringify({js}))"),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim().lines().last().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("{js}: {e}: {out:?}"))
+    };
+    let setting = |name: &str| {
+        mongo_json(&format!(
+            "r.rocketchat_settings.findOne({{_id: \"{name}\"}})"
+        ))
+    };
+    let app_doc = || mongo_json(&format!("r.rocketchat_apps.findOne({{_id: \"{app_id}\"}})"));
+
+    let rc_port = common::free_port();
+    let base = format!("http://127.0.0.1:{rc_port}/chat");
+    let start_rc =
+        |extra: &[(&str, &str)]| start_rocketchat(&root, (port, rc_port), extra, "local");
+    let integration = [
+        ("ROCKETCHAT_JITSI_INTEGRATION", "app"),
+        ("ROCKETCHAT_JITSI_APP_ID", app_id.as_str()),
+        ("ROCKETCHAT_JITSI_APP_VERSION", app_version.as_str()),
+    ];
+    let state = s.dir.path().join("rc-jitsi.state");
+    let providers = |auth: &[String; 2]| -> serde_json::Value {
+        let (code, body) = curl(&[
+            "-H",
+            &auth[0],
+            "-H",
+            &auth[1],
+            &format!("{base}/api/v1/video-conference.providers"),
+        ]);
+        assert_eq!(code, "200", "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone()
+    };
+
+    // Not registered: 9.0.1 answers, has no Jitsi_* settings, an empty default provider.
+    let mut rc = start_rc(&[]);
+    wait_up(&base, &mut rc);
+    let (_, body) = curl(&[&format!("{base}/api/info")]);
+    assert!(
+        body.contains(&format!("\"version\":\"{version}\"")),
+        "{body}"
+    );
+    assert_eq!(
+        mongo_json("r.rocketchat_settings.count({_id: /^Jitsi_/})"),
+        0,
+        "Jitsi_* settings in 9.0"
+    );
+    assert_eq!(setting("VideoConf_Default_Provider")["value"], "");
+    let out = run_rocketchat_jitsi(&s, rc_port, &integration);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("not registered with Rocket.Chat Cloud")
+            && stdout.contains("rocketchat_registration_token"),
+        "{out:?}"
+    );
+    assert!(!state.exists(), "state written without the app");
+    assert_eq!(mongo_json("r.rocketchat_apps.count()"), 0);
+    assert_eq!(setting("VideoConf_Default_Provider")["value"], "");
+    // The Marketplace install itself is refused before registration.
+    let auth = login_headers(&base);
+    let install =
+        format!("{{\"appId\":\"{app_id}\",\"marketplace\":true,\"version\":\"{app_version}\"}}");
+    let (code, body) = curl(&[
+        "-H",
+        &auth[0],
+        "-H",
+        &auth[1],
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &install,
+        &format!("{base}/api/apps"),
+    ]);
+    assert_eq!(code, "400", "{body}");
+    let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refused["success"], false);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("not registered"),
+        "{body}"
+    );
+    assert_eq!(mongo_json("r.rocketchat_apps.count()"), 0);
+    assert_eq!(providers(&auth), serde_json::json!([]));
+    let log = stop_and_output(rc);
+
+    // REG_TOKEN at Rocket.Chat's start: registered (the token never in its output).
+    let token = "standin-registration-token-0123456789";
+    let mut rc = start_rc(&[("REG_TOKEN", token)]);
+    wait_up(&base, &mut rc);
+    let mut with_token = integration.to_vec();
+    with_token.push(("REG_TOKEN", token));
+    let out = run_rocketchat_jitsi(&s, rc_port, &with_token);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!(
+            "installed Rocket.Chat's Jitsi app ({app_id}) {app_version}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !format!("{out:?}").contains(token),
+        "the script showed the token"
+    );
+    let app = app_doc();
+    assert_eq!(app["info"]["version"], app_version.as_str(), "{app}");
+    assert_eq!(app["status"], "manually_enabled", "{app}");
+    let domain = &app["settings"]["jitsi_domain"];
+    assert_eq!(domain["value"], "meet.example.com", "{domain}");
+    assert_eq!(domain["type"], "string", "{domain}");
+    assert_eq!(domain["packageValue"], "meet.jit.si", "{domain}");
+    assert_eq!(domain["i18nLabel"], "jitsi_domain", "{domain}");
+    let ssl = &app["settings"]["jitsi_ssl"];
+    assert_eq!(ssl["value"], true, "{ssl}");
+    assert_eq!(ssl["type"], "boolean", "{ssl}");
+    assert_eq!(ssl["packageValue"], true, "{ssl}");
+    // The settings not touched keep their declared objects, without a value.
+    let prefix = &app["settings"]["jitsi_title_prefix"];
+    assert_eq!(prefix["packageValue"], "RocketChat", "{prefix}");
+    assert!(prefix.get("value").is_none(), "{prefix}");
+    assert_eq!(setting("VideoConf_Default_Provider")["value"], "jitsi");
+    let auth = login_headers(&base);
+    assert_eq!(
+        providers(&auth),
+        serde_json::json!([{"key": "jitsi", "label": "Jitsi"}])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap().trim(),
+        format!("domain=meet.example.com app={app_id}@{app_version}")
+    );
+
+    // The next start: recorded, nothing asked; without the state: everything in place already.
+    let updated = app["updatedAt"].clone();
+    let out = run_rocketchat_jitsi(&s, rc_port, &with_token);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("set up for meet.example.com already"),
+        "{out:?}"
+    );
+    std::fs::remove_file(&state).unwrap();
+    let out = run_rocketchat_jitsi(&s, rc_port, &with_token);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !stdout.contains("installed") && !stdout.contains("enabled") && !stdout.contains(" set "),
+        "{stdout}"
+    );
+    assert_eq!(app_doc()["updatedAt"], updated);
+    assert!(state.exists());
+    let log = log + &stop_and_output(rc);
+    assert!(log.contains("registered the workspace"), "{log}");
+    assert!(
+        !log.contains(token),
+        "Rocket.Chat's output shows the token: {log}"
+    );
+
+    // A restart (without REG_TOKEN): still registered, the app installed and enabled.
+    let mut rc = start_rc(&[]);
+    wait_up(&base, &mut rc);
+    let auth = login_headers(&base);
+    let (code, body) = curl(&[
+        "-H",
+        &auth[0],
+        "-H",
+        &auth[1],
+        &format!("{base}/api/apps/installed"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let installed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(installed["apps"][0]["id"], app_id.as_str(), "{body}");
+    assert_eq!(installed["apps"][0]["status"], "manually_enabled", "{body}");
+    assert_eq!(
+        providers(&auth),
+        serde_json::json!([{"key": "jitsi", "label": "Jitsi"}])
+    );
+    let _ = stop_and_output(rc);
 }
