@@ -14,7 +14,10 @@
 //! - the Rocket.Chat stand-in on the real Node.js and npm of the profile's pins (from the npm
 //!   registry, checked by the profile's SHA-256), `npm install` from the registry, against
 //!   Ubuntu 18.04's real mongod as replica set rs01: the appliance's own rocketchat-jitsi
-//!   script sets the Jitsi settings through it, and the settings land in MongoDB.
+//!   script sets the Jitsi settings through it, and the settings land in MongoDB; the same
+//!   stand-in answering as Rocket.Chat 9.0.1 (Cloud registration, Marketplace, apps API): the
+//!   script's "app" integration installs and sets the pinned Jitsi app only for a workspace
+//!   registered by REG_TOKEN.
 
 mod common;
 
@@ -1149,6 +1152,195 @@ fn stop_and_output(mut child: Child) -> String {
     )
 }
 
+/// The Rocket.Chat 9 stand-in's world: its tree, mongod and port, the pinned Jitsi app.
+struct Rc9<'a> {
+    b: &'a Bionic,
+    s: &'a Standins,
+    port: u16,
+    rc_port: u16,
+    base: String,
+    app_id: String,
+    app_version: String,
+}
+
+impl Rc9<'_> {
+    /// `js` (with `r` the rocketchat database) in the mongo shell, as JSON.
+    fn mongo_json(&self, js: &str) -> serde_json::Value {
+        let out = mongo_eval(
+            self.b,
+            self.port,
+            &format!("var r = db.getSiblingDB(\"rocketchat\"); print(JSON.stringify({js}))"),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim().lines().last().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("{js}: {e}: {out:?}"))
+    }
+
+    fn setting(&self, name: &str) -> serde_json::Value {
+        self.mongo_json(&format!(
+            "r.rocketchat_settings.findOne({{_id: \"{name}\"}})"
+        ))
+    }
+
+    fn app_doc(&self) -> serde_json::Value {
+        self.mongo_json(&format!(
+            "r.rocketchat_apps.findOne({{_id: \"{}\"}})",
+            self.app_id
+        ))
+    }
+
+    fn start(&self, extra: &[(&str, &str)]) -> Child {
+        let mut rc = start_rocketchat(&self.b.root(), (self.port, self.rc_port), extra, "local");
+        wait_up(&self.base, &mut rc);
+        rc
+    }
+
+    /// curl logged in with `auth` at `path` below the base, `args` before it.
+    fn api(&self, auth: &[String; 2], args: &[&str], path: &str) -> (String, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let mut all = vec!["-H", &auth[0], "-H", &auth[1]];
+        all.extend_from_slice(args);
+        all.push(&url);
+        let (code, body) = curl(&all);
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (code, json)
+    }
+
+    fn providers(&self, auth: &[String; 2]) -> serde_json::Value {
+        let (code, body) = self.api(auth, &[], "/api/v1/video-conference.providers");
+        assert_eq!(code, "200", "{body}");
+        body["data"].clone()
+    }
+
+    /// The script in its "app" integration at the pinned app, with REG_TOKEN `token` if any.
+    fn script(&self, token: Option<&str>) -> Output {
+        let mut env = vec![
+            ("ROCKETCHAT_JITSI_INTEGRATION", "app"),
+            ("ROCKETCHAT_JITSI_APP_ID", self.app_id.as_str()),
+            ("ROCKETCHAT_JITSI_APP_VERSION", self.app_version.as_str()),
+        ];
+        if let Some(token) = token {
+            env.push(("REG_TOKEN", token));
+        }
+        run_rocketchat_jitsi(self.s, self.rc_port, &env)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.s.dir.path().join("rc-jitsi.state")
+    }
+}
+
+/// Not registered: 9.0.1 answers with no Jitsi_* settings and an empty default provider; the
+/// script says so and how to opt in, installs nothing, records nothing; `POST /api/apps` is
+/// refused and no provider is listed. The stand-in's output.
+fn assert_unregistered_gets_no_app(w: &Rc9, version: &str) -> String {
+    let rc = w.start(&[]);
+    let (_, body) = curl(&[&format!("{}/api/info", w.base)]);
+    assert!(
+        body.contains(&format!("\"version\":\"{version}\"")),
+        "{body}"
+    );
+    assert_eq!(
+        w.mongo_json("r.rocketchat_settings.count({_id: /^Jitsi_/})"),
+        0,
+        "Jitsi_* settings in 9.0"
+    );
+    assert_eq!(w.setting("VideoConf_Default_Provider")["value"], "");
+    let out = w.script(None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("not registered with Rocket.Chat Cloud")
+            && stdout.contains("rocketchat_registration_token"),
+        "{out:?}"
+    );
+    assert!(!w.state().exists(), "state written without the app");
+    assert_eq!(w.mongo_json("r.rocketchat_apps.count()"), 0);
+    assert_eq!(w.setting("VideoConf_Default_Provider")["value"], "");
+    let auth = login_headers(&w.base);
+    let install = format!(
+        "{{\"appId\":\"{}\",\"marketplace\":true,\"version\":\"{}\"}}",
+        w.app_id, w.app_version
+    );
+    let json = ["-H", "Content-Type: application/json", "-d", &install];
+    let (code, body) = w.api(&auth, &json, "/api/apps");
+    assert_eq!(code, "400", "{body}");
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("not registered"),
+        "{body}"
+    );
+    assert_eq!(w.mongo_json("r.rocketchat_apps.count()"), 0);
+    assert_eq!(w.providers(&auth), serde_json::json!([]));
+    stop_and_output(rc)
+}
+
+/// After the script's run with REG_TOKEN: the pinned app installed and enabled, jitsi_domain
+/// and jitsi_ssl set with the rest of each setting object kept (and untouched ones without a
+/// value), jitsi the default provider and listed, the state recorded.
+fn assert_the_app_is_set_up(w: &Rc9) {
+    let app = w.app_doc();
+    assert_eq!(app["info"]["version"], w.app_version.as_str(), "{app}");
+    assert_eq!(app["status"], "manually_enabled", "{app}");
+    let domain = &app["settings"]["jitsi_domain"];
+    assert_eq!(domain["value"], "meet.example.com", "{domain}");
+    assert_eq!(domain["type"], "string", "{domain}");
+    assert_eq!(domain["packageValue"], "meet.jit.si", "{domain}");
+    assert_eq!(domain["i18nLabel"], "jitsi_domain", "{domain}");
+    let ssl = &app["settings"]["jitsi_ssl"];
+    assert_eq!(ssl["value"], true, "{ssl}");
+    assert_eq!(ssl["type"], "boolean", "{ssl}");
+    assert_eq!(ssl["packageValue"], true, "{ssl}");
+    let prefix = &app["settings"]["jitsi_title_prefix"];
+    assert_eq!(prefix["packageValue"], "RocketChat", "{prefix}");
+    assert!(prefix.get("value").is_none(), "{prefix}");
+    assert_eq!(w.setting("VideoConf_Default_Provider")["value"], "jitsi");
+    assert_eq!(
+        w.providers(&login_headers(&w.base)),
+        serde_json::json!([{"key": "jitsi", "label": "Jitsi"}])
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.state()).unwrap().trim(),
+        format!("domain=meet.example.com app={}@{}", w.app_id, w.app_version)
+    );
+}
+
+/// After a restart without REG_TOKEN: the app still installed, enabled, its provider listed;
+/// disabled by an administrator, no provider, and the script's next run (state removed)
+/// enables it again.
+fn assert_the_app_survives_a_restart(w: &Rc9) {
+    let rc = w.start(&[]);
+    let auth = login_headers(&w.base);
+    let (code, installed) = w.api(&auth, &[], "/api/apps/installed");
+    assert_eq!(code, "200", "{installed}");
+    assert_eq!(installed["apps"][0]["id"], w.app_id.as_str(), "{installed}");
+    assert_eq!(
+        installed["apps"][0]["status"], "manually_enabled",
+        "{installed}"
+    );
+    let jitsi = serde_json::json!([{"key": "jitsi", "label": "Jitsi"}]);
+    assert_eq!(w.providers(&auth), jitsi);
+    let disable = [
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"status\":\"manually_disabled\"}",
+    ];
+    let (code, body) = w.api(&auth, &disable, &format!("/api/apps/{}/status", w.app_id));
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(w.providers(&auth), serde_json::json!([]));
+    std::fs::remove_file(w.state()).unwrap();
+    let out = w.script(None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("enabled Rocket.Chat's Jitsi app"),
+        "{out:?}"
+    );
+    assert_eq!(w.app_doc()["status"], "manually_enabled");
+    assert_eq!(w.providers(&auth), jitsi);
+    let _ = stop_and_output(rc);
+}
+
 /// The same stand-in answering as Rocket.Chat 9.0.1 (the 24.04 profile's pin; on the 18.04
 /// profile's Node.js 14, which its .node_version.txt then names), on Ubuntu 18.04's real
 /// mongod, with the appliance's rocketchat-jitsi script in its "app" integration at the 24.04
@@ -1157,33 +1349,27 @@ fn stop_and_output(mut child: Child) -> String {
 /// install is refused; with REG_TOKEN at Rocket.Chat's start (never logged) the script installs
 /// the pinned app, enables it, sets jitsi_domain and jitsi_ssl keeping the rest of each setting
 /// object, makes jitsi the default provider, which the providers list then has; the next run
-/// does nothing (state), a run without state changes nothing, and the app survives a restart.
+/// does nothing (state), a run without state changes nothing, the app survives a restart, and
+/// one an administrator disabled is enabled again by a run without state.
 #[test]
 #[ignore = "debootstraps Ubuntu 18.04 (cached), downloads Node.js and npm modules from the npm registry (root); run by scripts/test"]
 fn rocketchat_9_standin_gets_the_jitsi_app_only_for_a_registered_workspace() {
     let s = Standins::start();
     let b = Bionic::new();
-    let vars = profile_table("variables");
     let noble: toml::Table =
         std::fs::read_to_string(repo().join("profiles/rocketchat-jitsi-noble.toml"))
             .unwrap()
             .parse()
             .unwrap();
     let noble_var = |k: &str| noble["variables"][k].as_str().unwrap().to_string();
-    let (version, app_id, app_version) = (
-        noble_var("rocketchat_version"),
-        noble_var("rocketchat_jitsi_app_id"),
-        noble_var("rocketchat_jitsi_app_version"),
-    );
     assert_eq!(noble_var("rocketchat_jitsi_integration"), "app");
-    let root = b.root();
-    install_node_and_rocketchat(&b, &s, &vars);
+    let version = noble_var("rocketchat_version");
+    install_node_and_rocketchat(&b, &s, &profile_table("variables"));
     std::fs::write(
-        root.join("opt/rc/bundle/.standin_version.txt"),
+        b.root().join("opt/rc/bundle/.standin_version.txt"),
         format!("{version}\n"),
     )
     .unwrap();
-
     let port = common::free_port();
     let mut mongod = spawn_mongod(&b, port);
     struct Kill<'a>(&'a mut Child);
@@ -1195,188 +1381,60 @@ fn rocketchat_9_standin_gets_the_jitsi_app_only_for_a_registered_workspace() {
     }
     let _mongod = Kill(&mut mongod);
     initiate_rs01(&b, port);
-    let mongo_json = |js: &str| -> serde_json::Value {
-        let out = mongo_eval(
-            &b,
-            port,
-            &format!("var r = db.getSiblingDB(\"rocketchat\"); print(JSON.stringify({js}))"),
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.trim().lines().last().unwrap_or("null"))
-            .unwrap_or_else(|e| panic!("{js}: {e}: {out:?}"))
-    };
-    let setting = |name: &str| {
-        mongo_json(&format!(
-            "r.rocketchat_settings.findOne({{_id: \"{name}\"}})"
-        ))
-    };
-    let app_doc = || mongo_json(&format!("r.rocketchat_apps.findOne({{_id: \"{app_id}\"}})"));
-
     let rc_port = common::free_port();
-    let base = format!("http://127.0.0.1:{rc_port}/chat");
-    let start_rc =
-        |extra: &[(&str, &str)]| start_rocketchat(&root, (port, rc_port), extra, "local");
-    let integration = [
-        ("ROCKETCHAT_JITSI_INTEGRATION", "app"),
-        ("ROCKETCHAT_JITSI_APP_ID", app_id.as_str()),
-        ("ROCKETCHAT_JITSI_APP_VERSION", app_version.as_str()),
-    ];
-    let state = s.dir.path().join("rc-jitsi.state");
-    let providers = |auth: &[String; 2]| -> serde_json::Value {
-        let (code, body) = curl(&[
-            "-H",
-            &auth[0],
-            "-H",
-            &auth[1],
-            &format!("{base}/api/v1/video-conference.providers"),
-        ]);
-        assert_eq!(code, "200", "{body}");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"].clone()
+    let w = Rc9 {
+        b: &b,
+        s: &s,
+        port,
+        rc_port,
+        base: format!("http://127.0.0.1:{rc_port}/chat"),
+        app_id: noble_var("rocketchat_jitsi_app_id"),
+        app_version: noble_var("rocketchat_jitsi_app_version"),
     };
 
-    // Not registered: 9.0.1 answers, has no Jitsi_* settings, an empty default provider.
-    let mut rc = start_rc(&[]);
-    wait_up(&base, &mut rc);
-    let (_, body) = curl(&[&format!("{base}/api/info")]);
-    assert!(
-        body.contains(&format!("\"version\":\"{version}\"")),
-        "{body}"
-    );
-    assert_eq!(
-        mongo_json("r.rocketchat_settings.count({_id: /^Jitsi_/})"),
-        0,
-        "Jitsi_* settings in 9.0"
-    );
-    assert_eq!(setting("VideoConf_Default_Provider")["value"], "");
-    let out = run_rocketchat_jitsi(&s, rc_port, &integration);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        stdout.contains("not registered with Rocket.Chat Cloud")
-            && stdout.contains("rocketchat_registration_token"),
-        "{out:?}"
-    );
-    assert!(!state.exists(), "state written without the app");
-    assert_eq!(mongo_json("r.rocketchat_apps.count()"), 0);
-    assert_eq!(setting("VideoConf_Default_Provider")["value"], "");
-    // The Marketplace install itself is refused before registration.
-    let auth = login_headers(&base);
-    let install =
-        format!("{{\"appId\":\"{app_id}\",\"marketplace\":true,\"version\":\"{app_version}\"}}");
-    let (code, body) = curl(&[
-        "-H",
-        &auth[0],
-        "-H",
-        &auth[1],
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &install,
-        &format!("{base}/api/apps"),
-    ]);
-    assert_eq!(code, "400", "{body}");
-    let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(refused["success"], false);
-    assert!(
-        refused["error"]
-            .as_str()
-            .unwrap()
-            .contains("not registered"),
-        "{body}"
-    );
-    assert_eq!(mongo_json("r.rocketchat_apps.count()"), 0);
-    assert_eq!(providers(&auth), serde_json::json!([]));
-    let log = stop_and_output(rc);
+    let mut log = assert_unregistered_gets_no_app(&w, &version);
 
-    // REG_TOKEN at Rocket.Chat's start: registered (the token never in its output).
+    // REG_TOKEN at Rocket.Chat's start: registered; the script sets the app up.
     let token = "standin-registration-token-0123456789";
-    let mut rc = start_rc(&[("REG_TOKEN", token)]);
-    wait_up(&base, &mut rc);
-    let mut with_token = integration.to_vec();
-    with_token.push(("REG_TOKEN", token));
-    let out = run_rocketchat_jitsi(&s, rc_port, &with_token);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rc = w.start(&[("REG_TOKEN", token)]);
+    let out = w.script(Some(token));
     assert!(out.status.success(), "{out:?}");
-    assert!(
-        stdout.contains(&format!(
-            "installed Rocket.Chat's Jitsi app ({app_id}) {app_version}"
-        )),
-        "{stdout}"
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let installed = format!(
+        "installed Rocket.Chat's Jitsi app ({}) {}",
+        w.app_id, w.app_version
     );
+    assert!(stdout.contains(&installed), "{stdout}");
     assert!(
         !format!("{out:?}").contains(token),
         "the script showed the token"
     );
-    let app = app_doc();
-    assert_eq!(app["info"]["version"], app_version.as_str(), "{app}");
-    assert_eq!(app["status"], "manually_enabled", "{app}");
-    let domain = &app["settings"]["jitsi_domain"];
-    assert_eq!(domain["value"], "meet.example.com", "{domain}");
-    assert_eq!(domain["type"], "string", "{domain}");
-    assert_eq!(domain["packageValue"], "meet.jit.si", "{domain}");
-    assert_eq!(domain["i18nLabel"], "jitsi_domain", "{domain}");
-    let ssl = &app["settings"]["jitsi_ssl"];
-    assert_eq!(ssl["value"], true, "{ssl}");
-    assert_eq!(ssl["type"], "boolean", "{ssl}");
-    assert_eq!(ssl["packageValue"], true, "{ssl}");
-    // The settings not touched keep their declared objects, without a value.
-    let prefix = &app["settings"]["jitsi_title_prefix"];
-    assert_eq!(prefix["packageValue"], "RocketChat", "{prefix}");
-    assert!(prefix.get("value").is_none(), "{prefix}");
-    assert_eq!(setting("VideoConf_Default_Provider")["value"], "jitsi");
-    let auth = login_headers(&base);
-    assert_eq!(
-        providers(&auth),
-        serde_json::json!([{"key": "jitsi", "label": "Jitsi"}])
-    );
-    assert_eq!(
-        std::fs::read_to_string(&state).unwrap().trim(),
-        format!("domain=meet.example.com app={app_id}@{app_version}")
-    );
+    assert_the_app_is_set_up(&w);
 
     // The next start: recorded, nothing asked; without the state: everything in place already.
-    let updated = app["updatedAt"].clone();
-    let out = run_rocketchat_jitsi(&s, rc_port, &with_token);
+    let updated = w.app_doc()["updatedAt"].clone();
+    let out = w.script(Some(token));
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("set up for meet.example.com already"),
         "{out:?}"
     );
-    std::fs::remove_file(&state).unwrap();
-    let out = run_rocketchat_jitsi(&s, rc_port, &with_token);
+    std::fs::remove_file(w.state()).unwrap();
+    let out = w.script(Some(token));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}");
     assert!(
         !stdout.contains("installed") && !stdout.contains("enabled") && !stdout.contains(" set "),
         "{stdout}"
     );
-    assert_eq!(app_doc()["updatedAt"], updated);
-    assert!(state.exists());
-    let log = log + &stop_and_output(rc);
+    assert_eq!(w.app_doc()["updatedAt"], updated);
+    assert!(w.state().exists());
+    log += &stop_and_output(rc);
     assert!(log.contains("registered the workspace"), "{log}");
     assert!(
         !log.contains(token),
         "Rocket.Chat's output shows the token: {log}"
     );
 
-    // A restart (without REG_TOKEN): still registered, the app installed and enabled.
-    let mut rc = start_rc(&[]);
-    wait_up(&base, &mut rc);
-    let auth = login_headers(&base);
-    let (code, body) = curl(&[
-        "-H",
-        &auth[0],
-        "-H",
-        &auth[1],
-        &format!("{base}/api/apps/installed"),
-    ]);
-    assert_eq!(code, "200", "{body}");
-    let installed: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(installed["apps"][0]["id"], app_id.as_str(), "{body}");
-    assert_eq!(installed["apps"][0]["status"], "manually_enabled", "{body}");
-    assert_eq!(
-        providers(&auth),
-        serde_json::json!([{"key": "jitsi", "label": "Jitsi"}])
-    );
-    let _ = stop_and_output(rc);
+    assert_the_app_survives_a_restart(&w);
 }
