@@ -1217,6 +1217,7 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
             .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
             .env("APPLIANCE_FIRSTBOOT_STATE", &state)
             .env("APPLIANCE_ROCKETCHAT_JITSI_STATE", &own_state)
+            .env("ROCKETCHAT_JITSI_INTEGRATION", "settings")
             .env("PORT", port.trim())
             .env("ROOT_URL", "https://chat.example.com/chat/")
             .env("ADMIN_USERNAME", "boss")
@@ -1305,13 +1306,9 @@ fn rocketchat_jitsi_sets_the_jitsi_settings_over_rest() {
     std::fs::write(&state, r#"{"dns_name":"new.example.com"}"#).unwrap();
     let out = run();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        posts().last().unwrap(),
-        &(
-            "Jitsi_Domain".to_string(),
-            "{\"value\":\"new.example.com\"}".to_string()
-        )
-    );
+    let (name, value) = posts().pop().unwrap();
+    assert_eq!(name, "Jitsi_Domain");
+    assert_eq!(value, r#"{"value":"new.example.com"}"#);
     server.kill().unwrap();
     server.wait().unwrap();
 }

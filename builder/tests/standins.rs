@@ -14,7 +14,10 @@
 //! - the Rocket.Chat stand-in on the real Node.js and npm of the profile's pins (from the npm
 //!   registry, checked by the profile's SHA-256), `npm install` from the registry, against
 //!   Ubuntu 18.04's real mongod as replica set rs01: the appliance's own rocketchat-jitsi
-//!   script sets the Jitsi settings through it, and the settings land in MongoDB.
+//!   script sets the Jitsi settings through it, and the settings land in MongoDB; the same
+//!   stand-in answering as Rocket.Chat 9.0.1 (Cloud registration, Marketplace, apps API): the
+//!   script's "app" integration installs and sets the pinned Jitsi app only for a workspace
+//!   registered by REG_TOKEN.
 
 mod common;
 
@@ -917,12 +920,13 @@ fn assert_login_and_second_factor(
     assert_eq!(setting("Jitsi_Enabled"), "false");
 }
 
-/// The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
-fn run_rocketchat_jitsi(s: &Standins, rc_port: u16) -> Output {
+/// The appliance's own script, as appliance-rocketchat-jitsi.service runs it, with `extra`
+/// environment (its conf file's, REG_TOKEN); its state in `rc-jitsi.state` of the scratch dir.
+fn run_rocketchat_jitsi(s: &Standins, rc_port: u16, extra: &[(&str, &str)]) -> Output {
     let state = s.dir.path().join("state.json");
     std::fs::write(&state, r#"{"dns_name":"meet.example.com","jitsi":true}"#).unwrap();
-    run(Command::new("sh")
-        .arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo().join("overlays/rocketchat/files/usr/local/lib/appliance/rocketchat-jitsi"))
         .env("APPLIANCE_FIRSTBOOT_STATE", &state)
         .env(
             "APPLIANCE_ROCKETCHAT_JITSI_STATE",
@@ -931,7 +935,11 @@ fn run_rocketchat_jitsi(s: &Standins, rc_port: u16) -> Output {
         .env("PORT", rc_port.to_string())
         .env("ROOT_URL", "https://chat.example.com/chat/")
         .env("ADMIN_USERNAME", "boss")
-        .env("ADMIN_PASS", "s3cret pass"))
+        .env("ADMIN_PASS", "s3cret pass");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
 }
 
 /// The mongo shell's answer to `js` on `port`.
@@ -1059,7 +1067,7 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     assert_login_and_second_factor(&base, &curl, &setting);
 
     // The appliance's own script, as appliance-rocketchat-jitsi.service runs it.
-    let out = run_rocketchat_jitsi(&s, rc_port);
+    let out = run_rocketchat_jitsi(&s, rc_port, &[("ROCKETCHAT_JITSI_INTEGRATION", "settings")]);
     assert!(out.status.success(), "{out:?}");
     for (name, value) in [
         ("Jitsi_Enabled", "true"),
@@ -1111,4 +1119,322 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
         String::from_utf8_lossy(&out.stderr).contains("needs Node.js 12.x"),
         "{out:?}"
     );
+}
+
+/// Logged in as the stand-in's administrator: the two auth headers.
+fn login_headers(base: &str) -> [String; 2] {
+    let (code, body) = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"user\":\"boss\",\"password\":\"s3cret pass\"}",
+        &format!("{base}/api/v1/login"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    [
+        format!(
+            "X-Auth-Token: {}",
+            login["data"]["authToken"].as_str().unwrap()
+        ),
+        format!("X-User-Id: {}", login["data"]["userId"].as_str().unwrap()),
+    ]
+}
+
+/// The stand-in's output so far (it is killed first), stdout then stderr.
+fn stop_and_output(mut child: Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The Rocket.Chat 9 stand-in's world: its tree, mongod and port, the pinned Jitsi app.
+struct Rc9<'a> {
+    b: &'a Bionic,
+    s: &'a Standins,
+    port: u16,
+    rc_port: u16,
+    base: String,
+    app_id: String,
+    app_version: String,
+}
+
+impl Rc9<'_> {
+    /// `js` (with `r` the rocketchat database) in the mongo shell, as JSON.
+    fn mongo_json(&self, js: &str) -> serde_json::Value {
+        let out = mongo_eval(
+            self.b,
+            self.port,
+            &format!("var r = db.getSiblingDB(\"rocketchat\"); print(JSON.stringify({js}))"),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim().lines().last().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("{js}: {e}: {out:?}"))
+    }
+
+    fn setting(&self, name: &str) -> serde_json::Value {
+        self.mongo_json(&format!(
+            "r.rocketchat_settings.findOne({{_id: \"{name}\"}})"
+        ))
+    }
+
+    fn app_doc(&self) -> serde_json::Value {
+        self.mongo_json(&format!(
+            "r.rocketchat_apps.findOne({{_id: \"{}\"}})",
+            self.app_id
+        ))
+    }
+
+    fn start(&self, extra: &[(&str, &str)]) -> Child {
+        let mut rc = start_rocketchat(&self.b.root(), (self.port, self.rc_port), extra, "local");
+        wait_up(&self.base, &mut rc);
+        rc
+    }
+
+    /// curl logged in with `auth` at `path` below the base, `args` before it.
+    fn api(&self, auth: &[String; 2], args: &[&str], path: &str) -> (String, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let mut all = vec!["-H", &auth[0], "-H", &auth[1]];
+        all.extend_from_slice(args);
+        all.push(&url);
+        let (code, body) = curl(&all);
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (code, json)
+    }
+
+    fn providers(&self, auth: &[String; 2]) -> serde_json::Value {
+        let (code, body) = self.api(auth, &[], "/api/v1/video-conference.providers");
+        assert_eq!(code, "200", "{body}");
+        body["data"].clone()
+    }
+
+    /// The script in its "app" integration at the pinned app, with REG_TOKEN `token` if any.
+    fn script(&self, token: Option<&str>) -> Output {
+        let mut env = vec![
+            ("ROCKETCHAT_JITSI_INTEGRATION", "app"),
+            ("ROCKETCHAT_JITSI_APP_ID", self.app_id.as_str()),
+            ("ROCKETCHAT_JITSI_APP_VERSION", self.app_version.as_str()),
+        ];
+        if let Some(token) = token {
+            env.push(("REG_TOKEN", token));
+        }
+        run_rocketchat_jitsi(self.s, self.rc_port, &env)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.s.dir.path().join("rc-jitsi.state")
+    }
+}
+
+/// Not registered: 9.0.1 answers with no Jitsi_* settings and an empty default provider; the
+/// script says so and how to opt in, installs nothing, records nothing; `POST /api/apps` is
+/// refused and no provider is listed. The stand-in's output.
+fn assert_unregistered_gets_no_app(w: &Rc9, version: &str) -> String {
+    let rc = w.start(&[]);
+    let (_, body) = curl(&[&format!("{}/api/info", w.base)]);
+    assert!(
+        body.contains(&format!("\"version\":\"{version}\"")),
+        "{body}"
+    );
+    assert_eq!(
+        w.mongo_json("r.rocketchat_settings.count({_id: /^Jitsi_/})"),
+        0,
+        "Jitsi_* settings in 9.0"
+    );
+    assert_eq!(w.setting("VideoConf_Default_Provider")["value"], "");
+    let out = w.script(None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("not registered with Rocket.Chat Cloud")
+            && stdout.contains("rocketchat_registration_token"),
+        "{out:?}"
+    );
+    assert!(!w.state().exists(), "state written without the app");
+    assert_eq!(w.mongo_json("r.rocketchat_apps.count()"), 0);
+    assert_eq!(w.setting("VideoConf_Default_Provider")["value"], "");
+    let auth = login_headers(&w.base);
+    let install = format!(
+        "{{\"appId\":\"{}\",\"marketplace\":true,\"version\":\"{}\"}}",
+        w.app_id, w.app_version
+    );
+    let json = ["-H", "Content-Type: application/json", "-d", &install];
+    let (code, body) = w.api(&auth, &json, "/api/apps");
+    assert_eq!(code, "400", "{body}");
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("not registered"),
+        "{body}"
+    );
+    assert_eq!(w.mongo_json("r.rocketchat_apps.count()"), 0);
+    assert_eq!(w.providers(&auth), serde_json::json!([]));
+    stop_and_output(rc)
+}
+
+/// After the script's run with REG_TOKEN: the pinned app installed and enabled, jitsi_domain
+/// and jitsi_ssl set with the rest of each setting object kept (and untouched ones without a
+/// value), jitsi the default provider and listed, the state recorded.
+fn assert_the_app_is_set_up(w: &Rc9) {
+    let app = w.app_doc();
+    assert_eq!(app["info"]["version"], w.app_version.as_str(), "{app}");
+    assert_eq!(app["status"], "manually_enabled", "{app}");
+    let domain = &app["settings"]["jitsi_domain"];
+    assert_eq!(domain["value"], "meet.example.com", "{domain}");
+    assert_eq!(domain["type"], "string", "{domain}");
+    assert_eq!(domain["packageValue"], "meet.jit.si", "{domain}");
+    assert_eq!(domain["i18nLabel"], "jitsi_domain", "{domain}");
+    let ssl = &app["settings"]["jitsi_ssl"];
+    assert_eq!(ssl["value"], true, "{ssl}");
+    assert_eq!(ssl["type"], "boolean", "{ssl}");
+    assert_eq!(ssl["packageValue"], true, "{ssl}");
+    let prefix = &app["settings"]["jitsi_title_prefix"];
+    assert_eq!(prefix["packageValue"], "RocketChat", "{prefix}");
+    assert!(prefix.get("value").is_none(), "{prefix}");
+    assert_eq!(w.setting("VideoConf_Default_Provider")["value"], "jitsi");
+    assert_eq!(
+        w.providers(&login_headers(&w.base)),
+        serde_json::json!([{"key": "jitsi", "label": "Jitsi"}])
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.state()).unwrap().trim(),
+        format!("domain=meet.example.com app={}@{}", w.app_id, w.app_version)
+    );
+}
+
+/// After a restart without REG_TOKEN: the app still installed, enabled, its provider listed;
+/// disabled by an administrator, no provider, and the script's next run (state removed)
+/// enables it again.
+fn assert_the_app_survives_a_restart(w: &Rc9) {
+    let rc = w.start(&[]);
+    let auth = login_headers(&w.base);
+    let (code, installed) = w.api(&auth, &[], "/api/apps/installed");
+    assert_eq!(code, "200", "{installed}");
+    assert_eq!(installed["apps"][0]["id"], w.app_id.as_str(), "{installed}");
+    assert_eq!(
+        installed["apps"][0]["status"], "manually_enabled",
+        "{installed}"
+    );
+    let jitsi = serde_json::json!([{"key": "jitsi", "label": "Jitsi"}]);
+    assert_eq!(w.providers(&auth), jitsi);
+    let disable = [
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{\"status\":\"manually_disabled\"}",
+    ];
+    let (code, body) = w.api(&auth, &disable, &format!("/api/apps/{}/status", w.app_id));
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(w.providers(&auth), serde_json::json!([]));
+    std::fs::remove_file(w.state()).unwrap();
+    let out = w.script(None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("enabled Rocket.Chat's Jitsi app"),
+        "{out:?}"
+    );
+    assert_eq!(w.app_doc()["status"], "manually_enabled");
+    assert_eq!(w.providers(&auth), jitsi);
+    let _ = stop_and_output(rc);
+}
+
+/// The same stand-in answering as Rocket.Chat 9.0.1 (the 24.04 profile's pin; on the 18.04
+/// profile's Node.js 14, which its .node_version.txt then names), on Ubuntu 18.04's real
+/// mongod, with the appliance's rocketchat-jitsi script in its "app" integration at the 24.04
+/// profile's pinned Jitsi app: no Jitsi_* settings; without REG_TOKEN the script says the
+/// workspace is not registered, installs nothing and records nothing, and the Marketplace
+/// install is refused; with REG_TOKEN at Rocket.Chat's start (never logged) the script installs
+/// the pinned app, enables it, sets jitsi_domain and jitsi_ssl keeping the rest of each setting
+/// object, makes jitsi the default provider, which the providers list then has; the next run
+/// does nothing (state), a run without state changes nothing, the app survives a restart, and
+/// one an administrator disabled is enabled again by a run without state.
+#[test]
+#[ignore = "debootstraps Ubuntu 18.04 (cached), downloads Node.js and npm modules from the npm registry (root); run by scripts/test"]
+fn rocketchat_9_standin_gets_the_jitsi_app_only_for_a_registered_workspace() {
+    let s = Standins::start();
+    let b = Bionic::new();
+    let noble: toml::Table =
+        std::fs::read_to_string(repo().join("profiles/rocketchat-jitsi-noble.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let noble_var = |k: &str| noble["variables"][k].as_str().unwrap().to_string();
+    assert_eq!(noble_var("rocketchat_jitsi_integration"), "app");
+    let version = noble_var("rocketchat_version");
+    install_node_and_rocketchat(&b, &s, &profile_table("variables"));
+    std::fs::write(
+        b.root().join("opt/rc/bundle/.standin_version.txt"),
+        format!("{version}\n"),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let mut mongod = spawn_mongod(&b, port);
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _mongod = Kill(&mut mongod);
+    initiate_rs01(&b, port);
+    let rc_port = common::free_port();
+    let w = Rc9 {
+        b: &b,
+        s: &s,
+        port,
+        rc_port,
+        base: format!("http://127.0.0.1:{rc_port}/chat"),
+        app_id: noble_var("rocketchat_jitsi_app_id"),
+        app_version: noble_var("rocketchat_jitsi_app_version"),
+    };
+
+    let mut log = assert_unregistered_gets_no_app(&w, &version);
+
+    // REG_TOKEN at Rocket.Chat's start: registered; the script sets the app up.
+    let token = "standin-registration-token-0123456789";
+    let rc = w.start(&[("REG_TOKEN", token)]);
+    let out = w.script(Some(token));
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let installed = format!(
+        "installed Rocket.Chat's Jitsi app ({}) {}",
+        w.app_id, w.app_version
+    );
+    assert!(stdout.contains(&installed), "{stdout}");
+    assert!(
+        !format!("{out:?}").contains(token),
+        "the script showed the token"
+    );
+    assert_the_app_is_set_up(&w);
+
+    // The next start: recorded, nothing asked; without the state: everything in place already.
+    let updated = w.app_doc()["updatedAt"].clone();
+    let out = w.script(Some(token));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("set up for meet.example.com already"),
+        "{out:?}"
+    );
+    std::fs::remove_file(w.state()).unwrap();
+    let out = w.script(Some(token));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !stdout.contains("installed") && !stdout.contains("enabled") && !stdout.contains(" set "),
+        "{stdout}"
+    );
+    assert_eq!(w.app_doc()["updatedAt"], updated);
+    assert!(w.state().exists());
+    log += &stop_and_output(rc);
+    assert!(log.contains("registered the workspace"), "{log}");
+    assert!(
+        !log.contains(token),
+        "Rocket.Chat's output shows the token: {log}"
+    );
+
+    assert_the_app_survives_a_restart(&w);
 }

@@ -8,8 +8,9 @@
 #   rocketchat; and, when the profile pins one (deno_version; Rocket.Chat 7 and later run
 #   their Apps-Engine apps in Deno subprocesses, 4.8 has none), Deno's official linux-x64
 #   build from the npm registry (@deno/linux-x64-glibc, SHA-256 pinned) as /usr/local/bin/deno.
-#   Rocket.Chat 4.8's Jitsi is set in its own settings at first boot
-#   (appliance-rocketchat-jitsi.service): nothing to download for it.
+#   Jitsi is set up at first boot by appliance-rocketchat-jitsi.service, in Rocket.Chat 4.8's own
+#   settings or (5.0 on) as the Marketplace's Jitsi app at the pinned id and version, installed
+#   then, and only for a workspace the user registered: nothing to download for it here.
 # Compilers needed by npm's native modules are removed again afterwards.
 set -eu
 
@@ -28,6 +29,29 @@ rc_key_url=$(need ROCKETCHAT_KEY_URL)
 rc_key_fpr=$(need ROCKETCHAT_KEY_FINGERPRINT)
 rc_sha256=${APPLIANCE_VAR_ROCKETCHAT_SHA256:-}
 jitsi_integration=$(need ROCKETCHAT_JITSI_INTEGRATION)
+case "$jitsi_integration" in
+settings) ;;
+app)
+	jitsi_app_id=$(need ROCKETCHAT_JITSI_APP_ID)
+	jitsi_app_version=$(need ROCKETCHAT_JITSI_APP_VERSION)
+	case "$jitsi_app_id" in
+	*[!0-9a-f-]*)
+		echo "rocketchat: rocketchat_jitsi_app_id '$jitsi_app_id' is not a Rocket.Chat app id (lower-case hex and -)" >&2
+		exit 1
+		;;
+	esac
+	case "$jitsi_app_version" in
+	*[!0-9A-Za-z.+-]*)
+		echo "rocketchat: rocketchat_jitsi_app_version '$jitsi_app_version' is not a version" >&2
+		exit 1
+		;;
+	esac
+	;;
+*)
+	echo "rocketchat: rocketchat_jitsi_integration is '$jitsi_integration', not settings or app" >&2
+	exit 1
+	;;
+esac
 # Optional as a set: all three or none.
 deno_version=${APPLIANCE_VAR_DENO_VERSION:-}
 deno_url=
@@ -150,21 +174,26 @@ fi
 usermod --lock rocketchat
 chown -R rocketchat:rocketchat /opt/Rocket.Chat
 
-# The administrator before Rocket.Chat; the replica set (mongodb overlay) and the Jitsi settings
-# with it (WantedBy=rocketchat.service), so the boot does not wait for them.
-systemctl enable rocketchat.service appliance-rocketchat-admin.service
-# How this release line integrates Jitsi (rocketchat_jitsi_integration): "settings", its own
-# Jitsi_* settings (up to 4.8), set by appliance-rocketchat-jitsi.service; "app", the Jitsi
-# app of Rocket.Chat's Marketplace (5.0 and later), which the appliance does not install yet
-# (profiles/README.md, "Rocket.Chat and Jitsi from 5.0 on"): the unit stays disabled.
-case "$jitsi_integration" in
-settings) systemctl enable appliance-rocketchat-jitsi.service ;;
-app) echo "rocketchat: Jitsi integration by Rocket.Chat's Jitsi app: not set up by the appliance (see profiles/README.md)" ;;
-*)
-	echo "rocketchat: rocketchat_jitsi_integration is '$jitsi_integration', not settings or app" >&2
-	exit 1
-	;;
-esac
+# How this release line integrates Jitsi (rocketchat_jitsi_integration), for
+# appliance-rocketchat-jitsi.service: "settings", its own Jitsi_* settings (up to 4.8); "app",
+# the Jitsi app of Rocket.Chat's Marketplace (5.0 and later) at the pinned id and version
+# (profiles/README.md, "Rocket.Chat and Jitsi from 5.0 on"). Checked above, so the file holds
+# only those characters.
+mkdir -p /etc/appliance
+{
+	echo "# From the appliance builder's rocketchat overlay (the profile's pins): how"
+	echo "# appliance-rocketchat-jitsi.service integrates Jitsi Meet in Rocket.Chat $rc_version."
+	echo "ROCKETCHAT_JITSI_INTEGRATION=$jitsi_integration"
+	if [ "$jitsi_integration" = app ]; then
+		echo "ROCKETCHAT_JITSI_APP_ID=$jitsi_app_id"
+		echo "ROCKETCHAT_JITSI_APP_VERSION=$jitsi_app_version"
+	fi
+} >/etc/appliance/rocketchat-jitsi.conf
+chmod 0644 /etc/appliance/rocketchat-jitsi.conf
+
+# The administrator before Rocket.Chat; the replica set (mongodb overlay) and the Jitsi
+# integration with it (WantedBy=rocketchat.service), so the boot does not wait for them.
+systemctl enable rocketchat.service appliance-rocketchat-admin.service appliance-rocketchat-jitsi.service
 
 # Build-only packages and files out again.
 if [ -n "$build_only" ]; then
