@@ -113,7 +113,7 @@ fn product_boots_under_secure_boot_and_configures_every_service() {
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s2_self_signed_certificate() {
-    s2_self_signed_certificate(P);
+    s2_self_signed_certificate(P, Firmware::Uefi { secure_boot: true });
 }
 
 /// Scenario 6 (moved from e2e.rs): two machines from one image share no identity or secret;
@@ -121,7 +121,7 @@ fn product_s2_self_signed_certificate() {
 #[test]
 #[ignore = "builds the product with the stand-ins and boots it under QEMU; run by scripts/test"]
 fn product_s6_clones_share_no_identity_or_secret() {
-    s6_clones_share_no_identity_or_secret(P);
+    s6_clones_share_no_identity_or_secret(P, Firmware::Uefi { secure_boot: true });
 }
 
 /// Scenario 7's step (moved from e2e.rs): the disk was grown by `grown` bytes before the first

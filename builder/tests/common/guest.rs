@@ -22,16 +22,22 @@ pub struct Image {
 }
 
 pub fn ufw_allow(profile: &Path) -> Vec<String> {
+    plan_variable(profile, "ufw_allow")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of the variable `name` as `appliance plan` resolves it for `profile`.
+pub fn plan_variable(profile: &Path, name: &str) -> String {
     let plan: serde_json::Value = serde_json::from_str(&stdout(&run_ok(
         appliance().arg("plan").arg(profile).arg("--json"),
     )))
     .unwrap();
-    plan["variables"]["ufw_allow"]
+    plan["variables"][name]
         .as_str()
-        .expect("the profile sets ufw_allow")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+        .unwrap_or_else(|| panic!("{} sets no {name}", profile.display()))
+        .to_owned()
 }
 
 /// User-data for `appliance:` holding `dns_name` and the lines `rest` (already indented).

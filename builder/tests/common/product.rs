@@ -15,6 +15,20 @@ use std::time::{Duration, Instant};
 pub const DNS: &str = "meet.product.test";
 pub const CHAT: &str = "chat.product.test";
 
+/// How a Rocket.Chat release line integrates Jitsi (the profile's `rocketchat_jitsi_integration`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Integration {
+    /// Rocket.Chat's own Jitsi_* settings (up to 4.8: 18.04's 4.8.7), always set.
+    Settings,
+    /// The Jitsi app of Rocket.Chat's Marketplace (5.0 and later: 24.04's 9.0.1), installed
+    /// and pointed at this machine only where the user-data gives a Cloud registration token.
+    App,
+}
+
+/// A Rocket.Chat Cloud registration token as a user puts it in the user-data (the stand-in's
+/// Cloud accepts any).
+pub const REGISTRATION_TOKEN: &str = "rc-cloud-registration-token-7f3a9c1e5b";
+
 /// One product profile and what its scenarios expect of it where the releases differ.
 pub struct Product {
     /// The profile, relative to the repository.
@@ -25,10 +39,9 @@ pub struct Product {
     pub version_id: &'static str,
     /// The start of the kernel's version line on the console.
     pub kernel: &'static str,
-    /// Whether the appliance's own unit (appliance-rocketchat-jitsi) sets Rocket.Chat's Jitsi
-    /// settings over REST (18.04's Rocket.Chat 3.x; 24.04's Rocket.Chat 9 has the Jitsi
-    /// integration as a marketplace app, not set up yet: its unit is not enabled).
-    pub jitsi_settings: bool,
+    /// How the appliance's own unit (appliance-rocketchat-jitsi) points Rocket.Chat at this
+    /// machine's Jitsi Meet.
+    pub jitsi: Integration,
     image: OnceLock<PathBuf>,
     machine: OnceLock<Image>,
     root: OnceLock<ImageReader>,
@@ -39,7 +52,7 @@ pub static BIONIC: Product = Product {
     label: "product",
     version_id: "18.04",
     kernel: "Linux version 4.15.0-",
-    jitsi_settings: true,
+    jitsi: Integration::Settings,
     image: OnceLock::new(),
     machine: OnceLock::new(),
     root: OnceLock::new(),
@@ -50,7 +63,7 @@ pub static NOBLE: Product = Product {
     label: "noble-product",
     version_id: "24.04",
     kernel: "Linux version 6.8.0-",
-    jitsi_settings: false,
+    jitsi: Integration::App,
     image: OnceLock::new(),
     machine: OnceLock::new(),
     root: OnceLock::new(),
@@ -149,6 +162,11 @@ impl Product {
         ufw_allow(&repo().join(self.profile))
     }
 
+    /// A variable of the profile, as the plan resolves it.
+    pub fn variable(&self, name: &str) -> String {
+        plan_variable(&repo().join(self.profile), name)
+    }
+
     /// The OS in the image, read with debugfs: Ubuntu of this product's release.
     pub fn assert_image_os(&self) {
         let os = self.root().cat("/usr/lib/os-release");
@@ -181,42 +199,37 @@ pub fn assert_product_services(p: &Product, r: &Reports, console: &str) {
     assert_eq!(r.get("os"), format!("ubuntu {}", p.version_id));
     assert_eq!(r.get("active-mongod"), "active", "{console}");
     assert_eq!(r.get("mongo-rs"), "127.0.0.1:27017 PRIMARY", "{console}");
-    let mut units = vec![
-        ("appliance-mongo-rs", "success active"),
-        ("appliance-rocketchat-admin", "success active"),
-    ];
-    // Where the integration is the marketplace app, the unit of 18.04's REST settings must
-    // not run (it would set settings Rocket.Chat 9 no longer has).
-    units.push((
+    for unit in [
+        "appliance-mongo-rs",
+        "appliance-rocketchat-admin",
         "appliance-rocketchat-jitsi",
-        if p.jitsi_settings {
-            "success active"
-        } else {
-            "success inactive"
-        },
-    ));
-    for (unit, want) in units {
-        assert_eq!(r.get(&format!("result-{unit}")), want, "{unit}: {console}");
+    ] {
+        let result = r.get(&format!("result-{unit}"));
+        assert_eq!(result, "success active", "{unit}: {console}");
     }
     let settings: BTreeSet<String> = r.all("rc-setting").into_iter().collect();
     assert!(
         settings.contains(&format!("Site_Url=https://{DNS}:3000/")),
         "{settings:?}"
     );
-    // What the appliance's unit sets (Jitsi_SSL=true is also Rocket.Chat's default): where it
-    // does not run, Jitsi is neither enabled nor pointed at this machine.
-    for want in [
-        "Jitsi_Enabled=true".to_owned(),
-        format!("Jitsi_Domain={DNS}"),
-    ] {
-        assert_eq!(
-            settings.contains(&want),
-            p.jitsi_settings,
-            "{want} in {settings:?}"
-        );
-    }
-    if p.jitsi_settings {
-        assert!(settings.contains("Jitsi_SSL=true"), "{settings:?}");
+    match p.jitsi {
+        // What the appliance's unit sets (Jitsi_SSL=true is also Rocket.Chat's default).
+        Integration::Settings => {
+            for want in [
+                "Jitsi_Enabled=true".to_owned(),
+                format!("Jitsi_Domain={DNS}"),
+                "Jitsi_SSL=true".to_owned(),
+            ] {
+                assert!(settings.contains(&want), "{want} in {settings:?}");
+            }
+        }
+        // Rocket.Chat 9 has no Jitsi_* settings: the unit set none.
+        Integration::App => {
+            assert!(
+                !settings.iter().any(|s| s.starts_with("Jitsi_")),
+                "{settings:?}"
+            );
+        }
     }
     let page = r.get("jitsi-page");
     assert!(
@@ -240,6 +253,46 @@ pub fn assert_product_services(p: &Product, r: &Reports, console: &str) {
         keystore.contains(&format!("auth.{DNS}")) && keystore.contains(&fpr),
         "auth.{DNS} ({fpr}) not trusted by Java:\n{keystore}"
     );
+}
+
+/// Rocket.Chat 9's Jitsi integration as the guest reports it (the Marketplace app in
+/// Rocket.Chat's apps collection, the default video-conference provider, the appliance unit's
+/// last word): with a registration token in the user-data (`registered`), the profile's pinned
+/// Jitsi app is installed, enabled and pointed at this machine with its setting objects intact,
+/// and is the default provider; without, nothing is installed, no provider is set, and the
+/// unit said how to opt in.
+pub fn assert_jitsi_app(p: &Product, r: &Reports, registered: bool) {
+    assert_eq!(p.jitsi, Integration::App);
+    let apps = r.all("rc-app");
+    let settings: BTreeSet<String> = r.all("rc-setting").into_iter().collect();
+    let log = r.get("rc-jitsi-log");
+    if registered {
+        let want = format!(
+            "{} Jitsi {} manually_enabled",
+            p.variable("rocketchat_jitsi_app_id"),
+            p.variable("rocketchat_jitsi_app_version")
+        );
+        assert_eq!(apps, vec![want], "{log}");
+        let app_settings = r.all("rc-app-setting");
+        for want in [
+            format!("jitsi_domain string meet.jit.si {DNS}"),
+            "jitsi_ssl boolean true true".to_owned(),
+        ] {
+            assert!(app_settings.contains(&want), "{want}: {app_settings:?}");
+        }
+        assert!(
+            settings.contains("VideoConf_Default_Provider=jitsi"),
+            "{settings:?}"
+        );
+        assert!(log.contains(&format!("https://{DNS}/")), "{log}");
+    } else {
+        assert!(apps.is_empty(), "{apps:?}");
+        assert!(
+            settings.contains("VideoConf_Default_Provider="),
+            "{settings:?}"
+        );
+        assert!(log.contains("rocketchat_registration_token"), "{log}");
+    }
 }
 
 /// jicofo and the videobridge log in to prosody as focus and jvb on auth.<name> with the
@@ -340,9 +393,9 @@ pub fn assert_s1_own_certificate(p: &Product, boot: &Boot, pki: &Pki, cert: &Iss
 
 /// Scenario 2: no certificate given: self-signed, covering every name served; behind each name
 /// the service it is for (Jitsi Meet's page, Rocket.Chat at its ROOT_URL on a port firstboot
-/// opened).
-pub fn s2_self_signed_certificate(p: &Product) {
-    let mut guest = Guest::new(p.machine(), &format!("{}-2", p.label));
+/// opened). Booted under `firmware`.
+pub fn s2_self_signed_certificate(p: &Product, firmware: Firmware) {
+    let mut guest = Guest::new(&p.machine_under(firmware), &format!("{}-2", p.label));
     let chat_url = format!("https://{CHAT}:8443/");
     let seed = guest.seed(
         &user_data(DNS, &format!("  root_url: {chat_url}\n")),
@@ -383,6 +436,10 @@ pub fn s2_self_signed_certificate(p: &Product) {
         settings.contains(&format!("Site_Url={chat_url}")),
         "{settings:?}"
     );
+    // Rocket.Chat 9 without a registration token: no Jitsi app, and the unit said how.
+    if p.jitsi == Integration::App {
+        assert_jitsi_app(p, &boot.reports, false);
+    }
     // ROOT_URL's port is not one of the profile's: firstboot opened it (and says so).
     let mut want = expected_rules(&p.profile_rules());
     want.insert("8443/tcp ALLOW IN Anywhere # appliance-firstboot".into());
@@ -391,12 +448,14 @@ pub fn s2_self_signed_certificate(p: &Product) {
 }
 
 /// Scenario 6: two machines from one image share no identity or secret; on each, jicofo and
-/// the videobridge log in to prosody with that machine's own passwords.
-pub fn s6_clones_share_no_identity_or_secret(p: &Product) {
+/// the videobridge log in to prosody with that machine's own passwords. Booted under
+/// `firmware`.
+pub fn s6_clones_share_no_identity_or_secret(p: &Product, firmware: Firmware) {
     let ud = user_data(DNS, "");
     let mut seen = Vec::new();
+    let machine = p.machine_under(firmware);
     for clone in ["a", "b"] {
-        let mut guest = Guest::new(p.machine(), &format!("{}-6{clone}", p.label));
+        let mut guest = Guest::new(&machine, &format!("{}-6{clone}", p.label));
         let instance = format!("iid-{}-s6-{clone}", p.label);
         let seed = guest.seed(&ud, &instance);
         let boot = guest.boot(&seed);
