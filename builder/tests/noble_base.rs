@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::ubuntu_base::UbuntuBase;
+use common::ubuntu_base::{Gve, UbuntuBase};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -199,82 +199,7 @@ fn noble_base_root_has_the_ext4_features_of_noble_own_mke2fs() {
 #[test]
 #[ignore = "needs Ubuntu's archive (or a cached base), QEMU and debugfs; run by scripts/test"]
 fn noble_base_has_what_clouds_need() {
-    // Merged /usr: the modules are in /usr/lib/modules.
-    let listing = debugfs("ls -p /usr/lib/modules");
-    // `ls -p`: /inode/mode/uid/gid/name/size/ per entry.
-    let kernels: Vec<&str> = listing
-        .lines()
-        .filter_map(|l| l.split('/').nth(5))
-        .filter(|n| n.starts_with("6.8.0-"))
-        .collect();
-    assert_eq!(kernels.len(), 1, "{listing}");
-    let dir = format!("/usr/lib/modules/{}", kernels[0]);
-    let modules = debugfs(&format!("cat {dir}/modules.dep"))
-        + &debugfs(&format!("cat {dir}/modules.builtin"));
-    let has = |name: &str| {
-        modules.lines().any(|l| {
-            let path = l.split(':').next().unwrap_or_default();
-            let file = path.rsplit('/').next().unwrap_or_default();
-            // noble's modules are zstd-compressed (name.ko.zst); built-in ones are name.ko.
-            file == format!("{name}.ko") || file == format!("{name}.ko.zst")
-        })
-    };
-    for m in [
-        // virtio (KVM, QEMU, GCE, OpenStack)
-        "virtio_net",
-        "virtio_blk",
-        "virtio_scsi",
-        "virtio_pci",
-        "virtio_console",
-        // NVMe (AWS Nitro, GCE, Azure)
-        "nvme",
-        "nvme-core",
-        // ENA (AWS), Xen front ends (older AWS types)
-        "ena",
-        "xen-netfront",
-        "xen-blkfront",
-        // Hyper-V (Azure)
-        "hv_vmbus",
-        "hv_netvsc",
-        "hv_storvsc",
-        "hv_utils",
-        "hid-hyperv",
-        "hyperv-keyboard",
-    ] {
-        assert!(has(m), "{m} is not among {dir}'s modules");
-    }
-    assert!(
-        !has("gve"),
-        "gve is installed: profiles/README.md says it is not"
-    );
-    let order = debugfs(&format!("cat {dir}/modules.order"));
-    assert!(
-        order.lines().any(|l| l.ends_with("/gve.ko")),
-        "the kernel does not build gve"
-    );
-
-    let dpkg = debugfs("cat /etc/cloud/cloud.cfg.d/90_dpkg.cfg");
-    let list = dpkg
-        .lines()
-        .find_map(|l| l.strip_prefix("datasource_list: "))
-        .unwrap_or_else(|| panic!("no datasource_list in {dpkg}"));
-    for ds in ["NoCloud", "Ec2", "GCE", "Azure", "OpenStack"] {
-        assert!(
-            list.split([',', '[', ']', ' ']).any(|w| w == ds),
-            "{ds} not in {list}"
-        );
-    }
-    let cfg = debugfs("cat /etc/cloud/cloud.cfg");
-    let user = cfg
-        .split("default_user:")
-        .nth(1)
-        .and_then(|rest| rest.lines().nth(1))
-        .unwrap_or_default();
-    assert_eq!(
-        user.trim(),
-        "name: ubuntu",
-        "no ubuntu default user in\n{cfg}"
-    );
+    BASE.assert_cloud_ready(root());
 }
 
 #[test]
@@ -292,6 +217,11 @@ const BASE: UbuntuBase = UbuntuBase {
     dns: DNS,
     kernel: "6.8.0-",
     timeout: 900,
+    // Merged /usr: the modules are in /usr/lib/modules.
+    modules: "/usr/lib/modules",
+    // noble's modules are zstd-compressed (name.ko.zst); built-in ones are name.ko.
+    module_endings: &["ko", "ko.zst"],
+    gve: Gve::BuiltNotInstalled,
 };
 
 /// Boots the image under `firmware` until firstboot has applied the seed, which noble-updates'
