@@ -5,15 +5,20 @@
 //! enforcing (noble's own signed shim, GRUB and kernel: S1 and S5), SeaBIOS (S2) and OVMF
 //! without Secure Boot (S6).
 //! The scenario steps are product.rs's, shared through common/product.rs; what differs on
-//! 24.04 is in its [`NOBLE`] description (Rocket.Chat 9's Jitsi integration is the marketplace
-//! app, not set up yet: no Jitsi settings, appliance-rocketchat-jitsi not run).
+//! 24.04 is in its [`NOBLE`] description (Rocket.Chat 9's Jitsi integration is the Marketplace
+//! app: no Jitsi_* settings; appliance-rocketchat-jitsi installs the app only for a workspace
+//! registered with Rocket.Chat Cloud).
 //!
-//! Five boots: S1 (the user's own certificate) with every check only the product answers
+//! Five boots: S1 (the user's own certificate, and a Cloud registration token: the pinned
+//! Jitsi app from the stand-in Marketplace, enabled, pointed at the machine, the default
+//! video-conference provider; the token nowhere but Rocket.Chat's 0600 environment file) with
+//! every check only the product answers
 //! (Ubuntu 24.04 on its signed chain, the replica set primary, Rocket.Chat's stored Site_Url,
 //! Jitsi Meet's page, noble's Prosody 0.12 running firstboot's configuration with its own
 //! `prosodyctl check config` and accepting jicofo's and the videobridge's logins, OpenJDK 17's
 //! keystore trusting the auth certificate), then S5 on the same disk (a reboot with the same
-//! user-data rewrites nothing); S2 (self-signed) under SeaBIOS; S6 (two clones) under OVMF.
+//! user-data rewrites nothing); S2 (self-signed, no token: no app, and the unit says how to opt
+//! in) under SeaBIOS; S6 (two clones) under OVMF.
 //! Every test's name starts with `noble_product_`.
 
 mod common;
