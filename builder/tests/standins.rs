@@ -949,6 +949,32 @@ fn mongo_eval(b: &Bionic, port: u16, js: &str) -> Output {
     ))
 }
 
+/// mongod 3.6 of the bionic tree with the overlay's configuration on a free port, made the
+/// replica set rs01; stopped when dropped.
+struct Rs01 {
+    port: u16,
+    mongod: Child,
+}
+
+impl Rs01 {
+    fn start(b: &Bionic) -> Rs01 {
+        let port = common::free_port();
+        let rs01 = Rs01 {
+            port,
+            mongod: spawn_mongod(b, port),
+        };
+        initiate_rs01(b, port);
+        rs01
+    }
+}
+
+impl Drop for Rs01 {
+    fn drop(&mut self) {
+        let _ = self.mongod.kill();
+        let _ = self.mongod.wait();
+    }
+}
+
 /// Waits for mongod on `port`, then makes it the replica set rs01 and waits for it to lead.
 fn initiate_rs01(b: &Bionic, port: u16) {
     let mongo = |js: &str| mongo_eval(b, port, js);
@@ -1024,17 +1050,8 @@ fn rocketchat_standin_answers_like_rocket_chat_on_real_node_and_mongod() {
     install_node_and_rocketchat(&b, &s, &vars);
 
     // mongod 3.6 with the overlay's configuration (another port), as replica set rs01.
-    let port = common::free_port();
-    let mut mongod = spawn_mongod(&b, port);
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _mongod = Kill(&mut mongod);
-    initiate_rs01(&b, port);
+    let rs01 = Rs01::start(&b);
+    let port = rs01.port;
     let mongo = |js: &str| mongo_eval(&b, port, js);
 
     // The server, as rocketchat.service runs it.
@@ -1370,17 +1387,8 @@ fn rocketchat_9_standin_gets_the_jitsi_app_only_for_a_registered_workspace() {
         format!("{version}\n"),
     )
     .unwrap();
-    let port = common::free_port();
-    let mut mongod = spawn_mongod(&b, port);
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _mongod = Kill(&mut mongod);
-    initiate_rs01(&b, port);
+    let rs01 = Rs01::start(&b);
+    let port = rs01.port;
     let rc_port = common::free_port();
     let w = Rc9 {
         b: &b,
