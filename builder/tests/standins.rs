@@ -877,21 +877,7 @@ fn assert_login_and_second_factor(
         &format!("{base}/api/v1/login"),
     ]);
     assert_eq!(code, "401");
-    let (code, body) = curl(&[
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        "{\"user\":\"boss\",\"password\":\"s3cret pass\"}",
-        &format!("{base}/api/v1/login"),
-    ]);
-    assert_eq!(code, "200", "{body}");
-    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = login["data"]["authToken"].as_str().unwrap().to_string();
-    let uid = login["data"]["userId"].as_str().unwrap().to_string();
-    let auth = [
-        format!("X-Auth-Token: {token}"),
-        format!("X-User-Id: {uid}"),
-    ];
+    let auth = login_headers(base);
     let (code, body) = curl(&["-H", &auth[0], "-H", &auth[1], &format!("{base}/api/v1/me")]);
     assert_eq!(code, "200");
     let me: serde_json::Value = serde_json::from_str(&body).unwrap();
